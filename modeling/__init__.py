@@ -1,0 +1,59 @@
+"""GenreFFN as a Hugging Face model: config, network, feature extractor and pipeline.
+
+Importing this package registers all four with the Auto classes and the pipeline
+registry, and marks them for remote code, so a folder written by `save_model_folder`
+loads anywhere with `trust_remote_code=True`.
+"""
+
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForSequenceClassification,
+)
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_genre_ffn import ENCODED_SIZE, FEATURE_NAMES, GENRES, KEY_NAMES, GenreFFNConfig
+from .feature_extraction_genre_ffn import GenreFeatureExtractor, parse_rows
+from .modeling_genre_ffn import GenreFFNForSequenceClassification
+from .pipeline_genre_ffn import GenreClassificationPipeline
+
+TASK = "music-genre-classification"
+
+AutoConfig.register(GenreFFNConfig.model_type, GenreFFNConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(GenreFFNConfig, GenreFFNForSequenceClassification, exist_ok=True)
+AutoFeatureExtractor.register(GenreFFNConfig, GenreFeatureExtractor, exist_ok=True)
+GenreFFNConfig.register_for_auto_class()
+GenreFFNForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+GenreFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+PIPELINE_REGISTRY.register_pipeline(
+    TASK,
+    pipeline_class=GenreClassificationPipeline,
+    pt_model=AutoModelForSequenceClassification,
+    type="multimodal",
+)
+
+
+def save_model_folder(
+    model: GenreFFNForSequenceClassification, feature_extractor: GenreFeatureExtractor, directory: str | Path
+) -> Path:
+    """Write a complete Hub model folder: config, safetensors weights, preprocessor config and the remote code."""
+    classifier = GenreClassificationPipeline(model=model, feature_extractor=feature_extractor, task=TASK)
+    classifier.save_pretrained(directory)
+    return Path(directory)
+
+
+__all__ = [
+    "ENCODED_SIZE",
+    "FEATURE_NAMES",
+    "GENRES",
+    "KEY_NAMES",
+    "TASK",
+    "GenreClassificationPipeline",
+    "GenreFFNConfig",
+    "GenreFFNForSequenceClassification",
+    "GenreFeatureExtractor",
+    "parse_rows",
+    "save_model_folder",
+]

@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modeling import ENCODED_SIZE, FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor
+from modeling.configuration_genre_ffn import NUMERIC_FEATURES
+
+N_NUMERIC = len(NUMERIC_FEATURES)
+
+
+@pytest.fixture(params=["log-standard", "quantile-normal"])
+def fitted(request, raw_rows):
+    return GenreFeatureExtractor(numeric_encoding=request.param, n_quantiles=8).fit(raw_rows)
+
+
+def test_encodes_every_key_and_both_modes(fitted, raw_rows):
+    features = fitted(raw_rows)["input_features"]
+    assert features.shape == (len(raw_rows), ENCODED_SIZE) and features.dtype == np.float32
+    assert np.isfinite(features).all()
+    key_block = features[:, N_NUMERIC : N_NUMERIC + len(KEY_NAMES)]
+    np.testing.assert_array_equal(key_block, np.eye(len(KEY_NAMES)))
+    np.testing.assert_array_equal(features[:, -1], [1.0 if row["mode"] == "Major" else 0.0 for row in raw_rows])
+
+
+def test_missing_markers_are_imputed_with_training_medians(fitted, raw_rows):
+    tempos = [float(row["tempo"]) for row in raw_rows if row["tempo"] != "?"]
+    durations = [row["duration_ms"] for row in raw_rows if row["duration_ms"] != -1.0]
+    assert fitted.medians["tempo"] == pytest.approx(np.median(tempos))
+    assert fitted.medians["duration_ms"] == pytest.approx(np.median(durations))
+    row = dict(raw_rows[0], tempo="?", duration_ms=-1.0)
+    filled = dict(row, tempo=fitted.medians["tempo"], duration_ms=fitted.medians["duration_ms"])
+    np.testing.assert_array_equal(fitted(row)["input_features"], fitted(filled)["input_features"])
+    for marker in (None, float("nan"), "", " ? "):
+        np.testing.assert_array_equal(fitted(dict(row, tempo=marker))["input_features"], fitted(row)["input_features"])
+
+
+def test_formats_agree_and_extra_columns_are_ignored(fitted, raw_rows):
+    as_list = fitted(raw_rows)["input_features"]
+    as_frame = fitted(pd.DataFrame(raw_rows))["input_features"]
+    bare = [{name: row[name] for name in FEATURE_NAMES} for row in raw_rows]
+    np.testing.assert_array_equal(as_list, as_frame)
+    np.testing.assert_array_equal(as_list, fitted(bare)["input_features"])
+    np.testing.assert_array_equal(as_list[:1], fitted(raw_rows[0])["input_features"])
+
+
+def test_spotify_codes_and_flat_names_equal_pitch_names(fitted, raw_rows):
+    row = dict(raw_rows[1])  # key C#, mode Major
+    for key, mode in ((1, 1), ("Db", "major"), (1.0, "MAJOR")):
+        np.testing.assert_array_equal(
+            fitted(dict(row, key=key, mode=mode))["input_features"], fitted(row)["input_features"]
+        )
+
+
+def test_outliers_are_clipped_to_training_bounds(fitted, raw_rows):
+    huge = dict(raw_rows[1], duration_ms=4.8e6, loudness=-60.0)
+    at_bounds = dict(raw_rows[1], duration_ms=fitted.clip_high["duration_ms"], loudness=fitted.clip_low["loudness"])
+    np.testing.assert_allclose(fitted(huge)["input_features"], fitted(at_bounds)["input_features"], rtol=1e-6)
+
+
+def test_log_standard_matches_a_manual_computation(raw_rows):
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    j = NUMERIC_FEATURES.index("speechiness")
+    values = np.clip(
+        [row["speechiness"] for row in raw_rows], extractor.clip_low["speechiness"], extractor.clip_high["speechiness"]
+    )
+    logged = np.log(values + extractor.log_features["speechiness"])
+    expected = (logged - logged.mean()) / logged.std()
+    np.testing.assert_allclose(extractor(raw_rows)["input_features"][:, j], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_statistics_come_from_the_training_rows_only(real_data):
+    from training.data import split_indices
+
+    splits = split_indices(real_data, seed=0)
+    train = real_data.frame.iloc[splits["train"]]
+    extractor = GenreFeatureExtractor().fit(train)
+    before = extractor.to_json_string()
+    extractor(real_data.frame.iloc[splits["test"]])
+    assert extractor.to_json_string() == before  # encoding never learns
+    assert extractor.medians["tempo"] == pytest.approx(train["tempo"].median())
+    full = GenreFeatureExtractor().fit(real_data.frame)
+    assert extractor.mean != full.mean
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"key": "H"}, "column 'key', row 0: unknown key 'H'"),
+        ({"mode": "Dorian"}, "column 'mode', row 0: unknown mode 'Dorian'"),
+        ({"tempo": "fast"}, "column 'tempo', row 0: 'fast' is not a number"),
+        ({"loudness": float("inf")}, "column 'loudness', row 0: inf is not a finite number"),
+        ({"energy": "-inf"}, "column 'energy', row 0: '-inf' is not a finite number"),
+        ({"key": 12}, "column 'key', row 0: unknown key 12"),
+    ],
+)
+def test_bad_values_name_the_column_and_the_value(fitted, raw_rows, change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        fitted(dict(raw_rows[0], **change))
+
+
+def test_bad_shapes_give_clear_errors(fitted, raw_rows):
+    with pytest.raises(ValueError, match="missing column.*tempo"):
+        fitted({k: v for k, v in raw_rows[0].items() if k != "tempo"})
+    with pytest.raises(ValueError, match="missing column.*valence"):
+        fitted(pd.DataFrame(raw_rows).drop(columns="valence"))
+    with pytest.raises(ValueError, match="row 1: missing column.*key"):
+        fitted([raw_rows[0], {k: v for k, v in raw_rows[1].items() if k != "key"}])
+    with pytest.raises(ValueError, match="no rows"):
+        fitted([])
+    with pytest.raises(ValueError, match="expected a dict, a list of dicts or a DataFrame"):
+        fitted("popularity,acousticness")
+    with pytest.raises(ValueError, match="not fitted"):
+        GenreFeatureExtractor()(raw_rows)
+
+
+def test_saved_config_is_plain_json_and_round_trips(fitted, raw_rows, tmp_path):
+    fitted.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["numeric_encoding"] == fitted.numeric_encoding and saved["medians"] == fitted.medians
+    reloaded = GenreFeatureExtractor.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(reloaded(raw_rows)["input_features"], fitted(raw_rows)["input_features"])

@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+
+from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
+
+
+def make_model(**overrides) -> GenreFFNForSequenceClassification:
+    torch.manual_seed(0)
+    return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
+
+
+def test_network_is_linear_batchnorm_relu_dropout_blocks():
+    model = make_model(hidden_sizes=[512, 128, 64], dropout=0.125)
+    layers = list(model.members[0])
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 3 + ["Linear"]
+    assert [layer.out_features for layer in layers if isinstance(layer, torch.nn.Linear)] == [512, 128, 64, 10]
+    assert layers[3].p == 0.125
+    assert model.config.id2label[9] == GENRES[9] and model.config.num_labels == 10
+
+
+def test_loss_is_class_weighted_cross_entropy():
+    weights = [0.5, 1, 1.5, 2, 1, 1, 1, 1, 1, 3]
+    model = make_model(class_weights=weights)
+    x, y = torch.randn(16, model.config.input_size), torch.arange(16) % 10
+    output = model(input_features=x, labels=y)
+    expected = F.cross_entropy(output.logits, y, weight=torch.tensor(weights))
+    torch.testing.assert_close(output.loss, expected)
+    assert model(input_features=x).loss is None
+
+
+def test_ensemble_averages_member_probabilities():
+    model = make_model(num_members=3)
+    x = torch.randn(8, model.config.input_size)
+    mean = torch.stack([member(x).softmax(-1) for member in model.members]).mean(0)
+    torch.testing.assert_close(model(input_features=x).logits.softmax(-1), mean)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_save_and_load_give_identical_logits(tmp_path, members):
+    model = make_model(num_members=members, class_weights=[1.0] * 10)
+    x = torch.randn(32, model.config.input_size)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is GenreFFNForSequenceClassification
+    torch.testing.assert_close(reloaded(input_features=x).logits, model(input_features=x).logits, rtol=0, atol=0)
+    assert AutoConfig.from_pretrained(tmp_path).num_members == members
+
+
+def test_pipeline_returns_genres_best_first(raw_rows):
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    classifier = pipeline(model=make_model(), feature_extractor=extractor, task="music-genre-classification")
+    one = classifier(raw_rows[0], top_k=3)
+    assert [set(item) for item in one] == [{"label", "score"}] * 3
+    scores = [item["score"] for item in one]
+    assert scores == sorted(scores, reverse=True)
+    every = classifier(raw_rows)
+    assert len(every) == len(raw_rows) and all(len(genres) == 10 for genres in every)
+    assert [g["label"] for g in every[0][:3]] == [g["label"] for g in one]
+    assert [g["score"] for g in every[0][:3]] == pytest.approx(scores, abs=1e-6)
+    assert sum(item["score"] for item in every[0]) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="column 'key', row 0: unknown key 'H'"):
+        classifier(dict(raw_rows[0], key="H"))
+
+
+# Runs with the project unimportable, as on a Hub user's machine.
+REMOTE_LOAD = r"""
+import importlib.abc, json, sys
+BLOCKED = {"modeling", "training", "hub_card", "space"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+sys.path = [p for p in sys.path if p not in ("", ".", REPO)]
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+folder, rows = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+logits = model(**extractor(rows, return_tensors="pt")).logits
+classifier = pipeline(model=folder, trust_remote_code=True)
+assert not any(name.split(".")[0] in BLOCKED for name in sys.modules)
+print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "pipeline": classifier(rows, top_k=2),
+                  "model_class": type(model).__module__}))
+"""
+
+
+def load_in_clean_process(folder, rows) -> dict:
+    from tests.conftest import REPO
+
+    script = REMOTE_LOAD.replace("REPO", repr(str(REPO)))
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(folder), json.dumps(rows)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_remote_code_folder_loads_without_the_project(tmp_path, raw_rows):
+    extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal", n_quantiles=8).fit(raw_rows)
+    model = make_model(num_members=2)
+    save_model_folder(model, extractor, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "configuration_genre_ffn.py",
+        "modeling_genre_ffn.py",
+        "feature_extraction_genre_ffn.py",
+        "pipeline_genre_ffn.py",
+    }
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pkl"))
+    remote = load_in_clean_process(tmp_path, raw_rows)
+    assert remote["model_class"].startswith("transformers_modules.")
+    with torch.no_grad():
+        local = model(**extractor(raw_rows, return_tensors="pt")).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(remote["probabilities"], local, rtol=1e-5, atol=1e-6)
+    local_pipeline = pipeline(model=model, feature_extractor=extractor, task="music-genre-classification")
+    expected = local_pipeline(raw_rows, top_k=2)
+    assert [[g["label"] for g in row] for row in remote["pipeline"]] == [[g["label"] for g in row] for row in expected]
+    assert AutoFeatureExtractor.from_pretrained(tmp_path).to_dict()["quantiles"] == extractor.quantiles
+
+
+def test_remote_code_imports_only_transformers_torch_numpy_and_itself():
+    import ast
+
+    from tests.conftest import REPO
+
+    allowed = {"transformers", "torch", "numpy"} | set(sys.stdlib_module_names)
+    for path in (REPO / "modeling").glob("*_genre_ffn.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = set() if node.level else {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, f"{path.name} imports {roots - allowed}"
