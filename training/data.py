@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
+from huggingface_hub import DatasetCard
 from imblearn.over_sampling import SMOTE
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
@@ -89,16 +90,23 @@ def _load_published(source: str) -> GenreData:
     if report["rows_dropped"]["total"]:
         raise ValueError(f"published dataset {source} holds rows that cleaning drops: {report['rows_dropped']}")
     report["source"] = source
-    return GenreData(frame, report, _published_sha256(source, published), fixed)
+    return GenreData(frame, report, _published_sha256(source), fixed)
 
 
-def _published_sha256(source: str, published: datasets.DatasetDict) -> str:
-    """The sha256 of the CSV the published splits came from, as recorded in the dataset's description."""
-    description = published["train"].info.description or ""
-    for token in description.split():
-        if token.startswith("sha256:"):
-            return token.removeprefix("sha256:")
-    raise ValueError(f"dataset {source} does not record the sha256 of its source CSV in its description")
+# The dataset card's YAML key naming the sha256 of the CSV the published splits came from.
+PUBLISHED_SHA256_KEY = "source_csv_sha256"
+
+
+def _published_sha256(source: str) -> str:
+    """The source CSV's sha256 from the dataset card's YAML (`datasets` does not carry card fields into its info)."""
+    readme = Path(source) / "README.md"
+    if Path(source).is_dir() and not readme.is_file():
+        raise ValueError(f"dataset folder {source} has no README.md recording the sha256 of its source CSV")
+    card = DatasetCard.load(readme if readme.is_file() else source, repo_type="dataset")
+    sha256 = card.data.get(PUBLISHED_SHA256_KEY)
+    if not sha256:
+        raise ValueError(f"dataset {source} does not record `{PUBLISHED_SHA256_KEY}` in its card's YAML")
+    return str(sha256)
 
 
 def clean_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -191,6 +199,12 @@ class PreparedSplits:
     indices: dict[str, np.ndarray]
     features: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+
+    def only(self, *names: str) -> "PreparedSplits":
+        """The same data restricted to some splits, e.g. what a search may see."""
+        return PreparedSplits(
+            *({name: part[name] for name in names} for part in (self.indices, self.features, self.labels))
+        )
 
 
 def prepare_splits(

@@ -1,0 +1,158 @@
+"""Training GenreFFN with `transformers.Trainer`: datasets, arguments, the fit of one configuration."""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments, set_seed
+
+from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from training.data import PreparedSplits, balanced_class_weights
+from training.scoring import compute_metrics
+
+# The validation figure that picks the best epoch and ranks search trials.
+SELECTION_METRIC = "accuracy"
+
+
+@dataclass
+class Hyperparameters:
+    """Everything that defines one training of the network (architecture and optimiser)."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 128, 64])
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    epochs: int = 15
+    num_members: int = 1
+    label_smoothing: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The paper's first design, trained as it describes; the run's initial model.
+PAPER_INITIAL = Hyperparameters()
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Encoded rows and genre ids; batches are sliced from two tensors instead of collated row by row."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray):
+        self.features = torch.as_tensor(features, dtype=torch.float32)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_features": self.features[index], "labels": self.labels[index]}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return {"input_features": self.features[index], "labels": self.labels[index]}
+
+
+def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`FeatureDataset.__getitems__` already returns the stacked batch."""
+    return batch
+
+
+def build_model(
+    hyperparameters: Hyperparameters, class_weights: list[float] | None
+) -> GenreFFNForSequenceClassification:
+    config = GenreFFNConfig(
+        hidden_sizes=hyperparameters.hidden_sizes,
+        dropout=hyperparameters.dropout,
+        num_members=hyperparameters.num_members,
+        label_smoothing=hyperparameters.label_smoothing,
+        class_weights=class_weights,
+    )
+    return GenreFFNForSequenceClassification(config)
+
+
+def training_arguments(
+    output_dir: Path, hyperparameters: Hyperparameters, seed: int, keep_best: bool, quiet: bool
+) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        use_cpu=not torch.cuda.is_available(),
+        seed=seed,
+        learning_rate=hyperparameters.learning_rate,
+        per_device_train_batch_size=hyperparameters.batch_size,
+        per_device_eval_batch_size=2048,
+        weight_decay=hyperparameters.weight_decay,
+        num_train_epochs=hyperparameters.epochs,
+        optim="adamw_torch",
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="epoch" if keep_best else "no",
+        save_total_limit=1 if keep_best else None,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=SELECTION_METRIC,
+        greater_is_better=True,
+        save_only_model=True,
+        dataloader_num_workers=0,
+        report_to="none",
+        disable_tqdm=quiet,
+        remove_unused_columns=False,
+    )
+
+
+def make_trainer(
+    prepared: PreparedSplits,
+    extractor: GenreFeatureExtractor,
+    hyperparameters: Hyperparameters,
+    output_dir: Path,
+    seed: int,
+    keep_best: bool = True,
+    quiet: bool = False,
+    model_init: Callable | None = None,
+    patience: int = 3,
+    trainer_class: type[Trainer] = Trainer,
+) -> Trainer:
+    """A Trainer on the prepared train/validation splits with class-weighted loss and early stopping."""
+    class_weights = balanced_class_weights(prepared.labels["train"])
+    if model_init is None:
+        set_seed(seed)
+        model = build_model(hyperparameters, class_weights)
+    else:
+        model = None
+    trainer = trainer_class(
+        model=model,
+        model_init=model_init,
+        args=training_arguments(output_dir, hyperparameters, seed, keep_best, quiet),
+        train_dataset=FeatureDataset(prepared.features["train"], prepared.labels["train"]),
+        eval_dataset=FeatureDataset(prepared.features["validation"], prepared.labels["validation"]),
+        data_collator=collate_batch,
+        processing_class=extractor,
+        compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+    )
+    if quiet:  # with tqdm off, Trainer would print every log dict instead
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def fit(
+    prepared: PreparedSplits,
+    extractor: GenreFeatureExtractor,
+    hyperparameters: Hyperparameters,
+    output_dir: Path,
+    seed: int,
+    quiet: bool = False,
+) -> Trainer:
+    """Train one configuration, keeping the epoch with the best validation figure; returns the trainer."""
+    trainer = make_trainer(prepared, extractor, hyperparameters, output_dir, seed, keep_best=True, quiet=quiet)
+    trainer.train()
+    return trainer
+
+
+def predict_probabilities(model: GenreFFNForSequenceClassification, features: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_features=torch.as_tensor(features, dtype=torch.float32)).logits
+    return logits.softmax(dim=-1).numpy().astype(np.float64)
