@@ -13,6 +13,7 @@ and a `duration_ms` of -1 is missing too.
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -244,8 +245,14 @@ def _nan_stat(stat, values: np.ndarray) -> float:
 def _quantile_normal(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
     """Map values through training quantiles onto a standard normal (ties averaged, as scikit-learn does)."""
     q = np.asarray(quantiles)
-    levels = np.clip(np.linspace(0.0, 1.0, len(q)), 1e-7, 1 - 1e-7)
-    z = np.asarray([NormalDist().inv_cdf(level) for level in levels])
+    z = _normal_levels(len(q))
     up = np.interp(values, q, z)
     down = -np.interp(-values, -q[::-1], -z[::-1])
     return 0.5 * (up + down)
+
+
+@lru_cache(maxsize=8)
+def _normal_levels(n: int) -> np.ndarray:
+    """Standard normal quantiles of n evenly spaced levels (the ends pulled in to stay finite)."""
+    levels = np.clip(np.linspace(0.0, 1.0, n), 1e-7, 1 - 1e-7)
+    return np.asarray([NormalDist().inv_cdf(level) for level in levels])
