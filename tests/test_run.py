@@ -1,0 +1,169 @@
+"""The reproducible run end to end on a small real slice of the CSV (a few trials, two epochs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from modeling import GENRES, GenreFeatureExtractor
+from training.cli import main
+from training.data import load_data, prepare_splits
+from training.run import evaluate_folder
+from training.search import FINISHED, SearchSettings, load_study, run_search
+
+FIGURES = {
+    "log_transform.png",
+    "pca.png",
+    "tsne.png",
+    "loss_curves.png",
+    "roc_curves.png",
+    "confusion_matrix.png",
+    "optimization_history.png",
+}
+MODEL_FILES = {
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+    "training_run.json",
+}
+
+
+@pytest.fixture(scope="module")
+def slice_csv(csv_path, tmp_path_factory):
+    """200 raw rows per genre of the real CSV, written at test time (never kept in the repo)."""
+    frame = pd.read_csv(csv_path, dtype={"tempo": str})
+    frame = frame.dropna(how="all").groupby("music_genre", group_keys=False).sample(200, random_state=0)
+    path = tmp_path_factory.mktemp("slice") / "slice.csv"
+    frame.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    return path
+
+
+def train_args(data, output, n_trials: int = 3) -> list[str]:
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--seed",
+        "5",
+        "--n-trials",
+        str(n_trials),
+        "--max-epochs",
+        "2",
+        "--members",
+        "2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def run_dir(slice_csv, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run") / "run"
+    assert main(train_args(slice_csv, output)) == 0
+    return output
+
+
+def test_run_writes_every_file(run_dir, slice_csv):
+    assert MODEL_FILES <= {p.name for p in (run_dir / "model").iterdir()}
+    assert {p.name for p in (run_dir / "figures").iterdir()} == FIGURES
+    for png in (run_dir / "figures").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    assert {"params_learning_rate", "params_n_layers", "params_dropout", "params_batch_size"} <= set(trials.columns)
+    report = json.loads((run_dir / "data_report.json").read_text())
+    assert report["rows_in"] == report["rows_kept"] == 2000
+    assert report["sha256"] == load_data(slice_csv).sha256
+    assert report["split_sizes"] == {"train": 1600, "validation": 200, "test": 200}
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_csv, capsys):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for stage in ("initial", "tuned"):
+        figures = metrics[stage]
+        for name in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc_macro"):
+            assert 0.0 <= figures[name] <= 1.0
+        assert set(figures["per_genre"]) == set(GENRES)
+        assert np.array(figures["confusion_matrix"]).sum() == 200
+    assert metrics["paper"]["tuned"]["accuracy"] == 0.5952
+    assert metrics["seed"] == 5 and metrics["split_mode"] == "stratified"
+    assert metrics["best_hyperparameters"] == metrics["tuned"]["hyperparameters"]
+    recomputed = evaluate_folder(run_dir / "model", str(slice_csv))
+    assert recomputed == {k: v for k, v in metrics["tuned"].items() if k != "hyperparameters"}
+    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(slice_csv)]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["tuned"]["accuracy"]
+
+
+def test_evaluate_refuses_other_data(run_dir, slice_csv, tmp_path, capsys):
+    changed = tmp_path / "changed.csv"
+    changed.write_text(slice_csv.read_text().replace("Major", "Minor", 1))
+    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(changed)]) == 1
+    assert "differs from the run's" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(changed), "--allow-other-data"]) == 0
+
+
+def test_search_objective_is_a_validation_figure(run_dir):
+    study = load_study(SearchSettings(3, 5, str(run_dir / "optuna-study.journal"), "genre-ffn-stratified-seed5"))
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert trial.value == max(trial.intermediate_values.values())
+    # The run hands the search only train and validation; the test split is not there to be read.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["search"]["best_validation"] == study.best_value
+
+
+def test_same_seed_gives_identical_metrics(run_dir, slice_csv, tmp_path):
+    again = tmp_path / "again"
+    assert main(train_args(slice_csv, again)) == 0
+    assert (again / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
+
+
+def test_killed_search_resumes_and_keeps_finished_trials(slice_csv, tmp_path):
+    output, n_trials = tmp_path / "run", 8
+    command = [sys.executable, "-m", "training.cli", *train_args(slice_csv, output, n_trials)]
+    settings = SearchSettings(n_trials, 5, str(output / "optuna-study.journal"), "genre-ffn-stratified-seed5")
+    with open(tmp_path / "first.log", "wb") as log:
+        process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
+        deadline, finished = time.time() + 240, []
+        while time.time() < deadline and process.poll() is None and len(finished) < 2:
+            time.sleep(0.3)
+            if (output / "optuna-study.journal").exists():
+                finished = load_study(settings).get_trials(states=FINISHED)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert len(finished) >= 2, (tmp_path / "first.log").read_text()[-2000:]
+    before = {t.number: (t.params, t.value, t.state) for t in load_study(settings).get_trials(states=FINISHED)}
+    assert len(before) < n_trials
+
+    assert main(train_args(slice_csv, output, n_trials)) == 0
+    after = load_study(settings).get_trials()
+    done = [t for t in after if t.state in FINISHED]
+    assert len(done) == n_trials
+    assert {t.number: (t.params, t.value, t.state) for t in done if t.number in before} == before
+    assert len({t.number for t in after}) == len(after)
+    assert len(pd.read_csv(output / "trials.csv").query("state != 'FAIL'")) == n_trials
+
+
+def test_two_workers_share_one_study(slice_csv, tmp_path):
+    data = load_data(slice_csv)
+    extractor = GenreFeatureExtractor()
+    prepared = prepare_splits(data, extractor, seed=1).only("train", "validation")
+    settings = SearchSettings(
+        n_trials=4, seed=1, storage=str(tmp_path / "study.journal"), study_name="two", workers=2, max_epochs=1
+    )
+    study = run_search(prepared, extractor, settings, tmp_path / "work", local_storage=True)
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}
