@@ -151,11 +151,15 @@ class GenreApp:
             return empty_results, problems, None, f"**Error:** none of the {len(frame):,} rows has valid values."
         genres = self.classifier(good, top_k=3)
         extra = [name for name in good.columns if name not in self.features]
-        results = good[extra].copy()
-        results.insert(0, "row", good.index.to_numpy() + 1)
-        results["predicted_genre"] = [row[0]["label"] for row in genres]
-        results["probability"] = [round(row[0]["score"], 4) for row in genres]
-        results["top_3"] = [", ".join(f"{g['label']} {g['score']:.2f}" for g in row) for row in genres]
+        results = pd.DataFrame(
+            {
+                "row": good.index.to_numpy() + 1,
+                "predicted_genre": [row[0]["label"] for row in genres],
+                "probability": [round(row[0]["score"], 4) for row in genres],
+                "top_3": [", ".join(f"{g['label']} {g['score']:.2f}" for g in row) for row in genres],
+            },
+            index=good.index,
+        ).join(good[extra])
         download = Path(tempfile.mkdtemp(prefix="genres-")) / "predicted_genres.csv"
         results.to_csv(download, index=False)
         status = f"Predicted {len(results):,} of {len(frame):,} rows."
