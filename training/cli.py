@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "--encoding", choices=("log-standard", "quantile-normal"), default="quantile-normal",
         help="numeric encoding: the paper's clip+log+standardise, or quantile-normal (the default; see bench/)",
     )
-    train.add_argument("--members", type=int, default=5, help="networks averaged in the final model (search: 1)")
+    train.add_argument("--members", type=int, default=3, help="networks averaged in the final model (search: 1)")
     train.add_argument("--max-epochs", type=int, default=25, help="upper bound of the epochs the search samples")
 
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test figures on its run's split")
