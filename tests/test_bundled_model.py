@@ -1,0 +1,32 @@
+"""The trained model bundled in space/model: its card states the figures its run measured, and they reproduce."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from tests.conftest import REPO
+from training.run import evaluate_folder
+
+BUNDLED = REPO / "space" / "model"
+
+
+def test_the_card_figures_are_recomputed_from_the_csv(csv_path):
+    card = ModelCard.load(BUNDLED / "README.md")
+    stated = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    run = json.loads((BUNDLED / "training_run.json").read_text())
+    assert run["data_sha256"] == "6e1a77a46c88226e24aa36facf81235315b4680054bc7f3d3c609c1b05711078"
+    recomputed = evaluate_folder(BUNDLED, str(csv_path))
+    assert recomputed["rows"] == 5_000
+    assert stated["accuracy"] == pytest.approx(recomputed["accuracy"], abs=1e-12)
+    assert stated["f1"] == pytest.approx(recomputed["f1_weighted"], abs=1e-12)
+    assert stated["roc_auc"] == pytest.approx(recomputed["roc_auc_macro"], abs=1e-12)
+    assert f"{recomputed['accuracy']:.4f}" in card.text  # the results table a reader sees
+
+
+def test_the_bundled_folder_is_complete_and_unpickled():
+    names = {path.name for path in BUNDLED.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "training_run.json"} <= names
+    assert not [name for name in names if name.endswith((".bin", ".pkl", ".pt", ".joblib"))]
+    for figure in ModelCard.load(BUNDLED / "README.md").text.split("](figures/")[1:]:
+        assert (BUNDLED / "figures" / figure.split(")")[0]).is_file()
