@@ -1,0 +1,258 @@
+"""GenreFeatureExtractor: raw Spotify rows in, the float32 `input_features` of GenreFFN out.
+
+It follows scikit-learn's fit-on-train rule: `fit` learns medians, clip bounds,
+quantiles and scaling statistics from training rows only, and every later call
+applies exactly those, all of them saved as plain JSON in `preprocessor_config.json`.
+
+Raw rows are what the public CSV holds: a dict (one row), a list of dicts, or a
+pandas DataFrame, with the 13 feature columns; other columns are ignored. `key`
+is a pitch name (`C#`; flats and Spotify's 0-11 pitch classes also work), `mode`
+is `Major`/`Minor` (or 1/0), `?`, an empty cell or None mark a missing value,
+and a `duration_ms` of -1 is missing too.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+
+from .configuration_genre_ffn import ENCODED_SIZE, FEATURE_NAMES, KEY_NAMES, MODE_NAMES, NUMERIC_FEATURES
+
+MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a"})
+FLAT_KEYS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
+# Offsets of log(x + offset): near the smallest non-zero value each feature takes.
+DEFAULT_LOG_FEATURES = {"instrumentalness": 1e-6, "liveness": 1e-3, "speechiness": 1e-3, "duration_ms": 1.0}
+ENCODINGS = ("log-standard", "quantile-normal")
+
+
+class GenreFeatureExtractor(FeatureExtractionMixin):
+    r"""
+    Args:
+        numeric_encoding (`str`): `"log-standard"` (the paper: clip, log-transform the skewed
+            features, standardise) or `"quantile-normal"` (map each numeric feature through its
+            training quantiles onto a standard normal, then standardise).
+        log_features (`dict[str, float]`): features to log-transform and the offset added first.
+        clip_quantiles (`tuple[float, float]`): training quantiles that bound each numeric feature.
+        n_quantiles (`int`): quantiles kept per feature for `"quantile-normal"`.
+    """
+
+    model_input_names = ["input_features"]
+
+    def __init__(
+        self,
+        numeric_encoding: str = "log-standard",
+        log_features: dict[str, float] | None = None,
+        clip_quantiles: Sequence[float] = (0.005, 0.995),
+        n_quantiles: int = 256,
+        medians: dict[str, float] | None = None,
+        key_fill: str | None = None,
+        mode_fill: str | None = None,
+        clip_low: dict[str, float] | None = None,
+        clip_high: dict[str, float] | None = None,
+        quantiles: dict[str, list[float]] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        **kwargs,
+    ):
+        if numeric_encoding not in ENCODINGS:
+            raise ValueError(f"numeric_encoding must be one of {ENCODINGS}, got {numeric_encoding!r}")
+        super().__init__(**kwargs)
+        self.feature_names = list(FEATURE_NAMES)
+        self.numeric_encoding = numeric_encoding
+        self.log_features = dict(DEFAULT_LOG_FEATURES if log_features is None else log_features)
+        self.clip_quantiles = list(clip_quantiles)
+        self.n_quantiles = n_quantiles
+        self.medians = medians
+        self.key_fill = key_fill
+        self.mode_fill = mode_fill
+        self.clip_low = clip_low
+        self.clip_high = clip_high
+        self.quantiles = quantiles
+        self.mean = mean
+        self.std = std
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.mean is not None
+
+    def fit(self, rows: Any) -> "GenreFeatureExtractor":
+        """Learn every statistic from raw training rows; returns self."""
+        numeric, key, mode = parse_rows(rows)
+        self.medians = {name: _nan_stat(np.nanmedian, numeric[:, j]) for j, name in enumerate(NUMERIC_FEATURES)}
+        self.key_fill = KEY_NAMES[_most_frequent(key, len(KEY_NAMES))]
+        self.mode_fill = MODE_NAMES[_most_frequent(mode, len(MODE_NAMES))]
+        numeric = self._impute(numeric)
+        low, high = np.quantile(numeric, self.clip_quantiles, axis=0)
+        self.clip_low = dict(zip(NUMERIC_FEATURES, low.tolist()))
+        self.clip_high = dict(zip(NUMERIC_FEATURES, high.tolist()))
+        if self.numeric_encoding == "quantile-normal":
+            levels = np.linspace(0.0, 1.0, self.n_quantiles)
+            values = np.quantile(numeric, levels, axis=0)
+            self.quantiles = {name: values[:, j].tolist() for j, name in enumerate(NUMERIC_FEATURES)}
+        transformed = self._transform_numeric(numeric)
+        self.mean = transformed.mean(axis=0).tolist()
+        self.std = np.where(transformed.std(axis=0) > 0, transformed.std(axis=0), 1.0).tolist()
+        return self
+
+    def __call__(self, rows: Any, return_tensors: str | None = None, **kwargs) -> BatchFeature:
+        """Encode raw rows into `input_features` of shape (rows, input_size), float32."""
+        if not self.is_fitted:
+            raise ValueError("This GenreFeatureExtractor is not fitted yet: call .fit(training_rows) first.")
+        numeric, key, mode = parse_rows(rows)
+        numeric = self._transform_numeric(self._impute(numeric))
+        numeric = (numeric - np.asarray(self.mean)) / np.asarray(self.std)
+        key = np.where(key < 0, KEY_NAMES.index(self.key_fill), key)
+        mode = np.where(mode < 0, MODE_NAMES.index(self.mode_fill), mode)
+        features = np.zeros((len(numeric), ENCODED_SIZE), dtype=np.float32)
+        n_numeric = len(NUMERIC_FEATURES)
+        features[:, :n_numeric] = numeric
+        features[np.arange(len(key)), n_numeric + key] = 1.0
+        features[:, -1] = mode
+        return BatchFeature({"input_features": features}, tensor_type=return_tensors)
+
+    def _impute(self, numeric: np.ndarray) -> np.ndarray:
+        fill = np.asarray([self.medians[name] for name in NUMERIC_FEATURES])
+        return np.where(np.isnan(numeric), fill, numeric)
+
+    def _transform_numeric(self, numeric: np.ndarray) -> np.ndarray:
+        """Clip to the training bounds, then log-transform or quantile-map (before scaling)."""
+        low = np.asarray([self.clip_low[name] for name in NUMERIC_FEATURES])
+        high = np.asarray([self.clip_high[name] for name in NUMERIC_FEATURES])
+        numeric = np.clip(numeric, low, high)
+        if self.numeric_encoding == "quantile-normal":
+            return np.stack(
+                [_quantile_normal(numeric[:, j], self.quantiles[name]) for j, name in enumerate(NUMERIC_FEATURES)],
+                axis=1,
+            )
+        numeric = numeric.copy()
+        for name, offset in self.log_features.items():
+            j = NUMERIC_FEATURES.index(name)
+            numeric[:, j] = np.log(numeric[:, j] + offset)
+        return numeric
+
+
+def parse_rows(rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate raw rows; returns numeric values (NaN where missing), key and mode indices (-1 where missing)."""
+    columns, n_rows = _columns(rows)
+    numeric = np.empty((n_rows, len(NUMERIC_FEATURES)), dtype=np.float64)
+    for j, name in enumerate(NUMERIC_FEATURES):
+        numeric[:, j] = _parse_numeric(name, columns[name])
+    return numeric, _parse_key(columns["key"]), _parse_mode(columns["mode"])
+
+
+def _columns(rows: Any) -> tuple[dict[str, Any], int]:
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    if hasattr(rows, "columns") and hasattr(rows, "__getitem__"):  # a pandas DataFrame, without importing pandas
+        missing = [name for name in FEATURE_NAMES if name not in rows.columns]
+        if missing:
+            raise ValueError(f"missing column(s): {', '.join(missing)}; expected the 13 features {list(FEATURE_NAMES)}")
+        n_rows = len(rows)
+        columns = {name: rows[name].to_numpy() for name in FEATURE_NAMES}
+    elif isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise ValueError(f"row {i} is a {type(row).__name__}, expected a mapping of column name to value")
+            missing = [name for name in FEATURE_NAMES if name not in row]
+            if missing:
+                raise ValueError(f"row {i}: missing column(s): {', '.join(missing)}")
+        n_rows = len(rows)
+        columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
+    else:
+        raise ValueError(f"expected a dict, a list of dicts or a DataFrame of raw rows, got {type(rows).__name__}")
+    if n_rows == 0:
+        raise ValueError("no rows to encode")
+    return columns, n_rows
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
+
+
+def _parse_numeric(name: str, values: Any) -> np.ndarray:
+    try:
+        parsed = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        parsed = np.empty(len(values), dtype=np.float64)
+        for i, value in enumerate(values):
+            if _is_missing(value):
+                parsed[i] = np.nan
+                continue
+            try:
+                if isinstance(value, bool):
+                    raise ValueError
+                parsed[i] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"column '{name}', row {i}: {value!r} is not a number") from None
+    if np.isinf(parsed).any():
+        i = int(np.flatnonzero(np.isinf(parsed))[0])
+        raise ValueError(f"column '{name}', row {i}: {values[i]!r} is not a finite number")
+    if name == "duration_ms":
+        parsed = np.where(parsed == -1, np.nan, parsed)
+    return parsed
+
+
+def _parse_category(name: str, values: Any, names: tuple[str, ...], aliases: dict[str, str]) -> np.ndarray:
+    """Codes 0..len(names)-1 by name (any case) or by number, -1 where missing."""
+    lookup = {label.lower(): i for i, label in enumerate(names)}
+    lookup.update({alias.lower(): names.index(target) for alias, target in aliases.items()})
+    lookup.update({str(i): i for i in range(len(names))})
+    lookup.update({f"{i}.0": i for i in range(len(names))})
+    # Each distinct value is resolved once, so a column of 100,000 rows costs a handful of lookups.
+    text = np.asarray(values, dtype=object).astype(str)
+    distinct, inverse = np.unique(text, return_inverse=True)
+    codes = np.empty(len(distinct), dtype=np.int64)
+    for u, value in enumerate(distinct):
+        value = value.strip().lower()
+        if value in MISSING_MARKERS:
+            codes[u] = -1
+        elif value in lookup:
+            codes[u] = lookup[value]
+        else:
+            i = int(np.flatnonzero(inverse == u)[0])
+            raise ValueError(
+                f"column '{name}', row {i}: unknown {name} {values[i]!r}; expected one of {', '.join(names)}"
+            )
+    return codes[inverse.reshape(-1)]
+
+
+def _parse_key(values: Any) -> np.ndarray:
+    return _parse_category("key", values, KEY_NAMES, FLAT_KEYS)
+
+
+def _parse_mode(values: Any) -> np.ndarray:
+    return _parse_category("mode", values, MODE_NAMES, {})
+
+
+def _most_frequent(codes: np.ndarray, n: int) -> int:
+    return int(np.bincount(codes[codes >= 0], minlength=n).argmax())
+
+
+def _nan_stat(stat, values: np.ndarray) -> float:
+    if np.isnan(values).all():
+        raise ValueError("cannot fit on a column with no values")
+    return float(stat(values))
+
+
+def _quantile_normal(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """Map values through training quantiles onto a standard normal (ties averaged, as scikit-learn does)."""
+    q = np.asarray(quantiles)
+    z = _normal_levels(len(q))
+    up = np.interp(values, q, z)
+    down = -np.interp(-values, -q[::-1], -z[::-1])
+    return 0.5 * (up + down)
+
+
+@lru_cache(maxsize=8)
+def _normal_levels(n: int) -> np.ndarray:
+    """Standard normal quantiles of n evenly spaced levels (the ends pulled in to stay finite)."""
+    levels = np.clip(np.linspace(0.0, 1.0, n), 1e-7, 1 - 1e-7)
+    return np.asarray([NormalDist().inv_cdf(level) for level in levels])

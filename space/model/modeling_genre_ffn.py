@@ -1,0 +1,73 @@
+"""The genre feedforward network: Linear, BatchNorm1d, ReLU, Dropout blocks and a linear head.
+
+With `num_members > 1` the model is an ensemble of independent networks served as
+one: each member sees the same inputs, is trained on its own cross-entropy, and
+the output logits are the log of the members' mean probabilities.
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_genre_ffn import GenreFFNConfig
+
+
+class GenreFFNNetwork(nn.Sequential):
+    """One member: a block per hidden size, then a Linear to the genre logits."""
+
+    def __init__(self, config: GenreFFNConfig):
+        layers: list[nn.Module] = []
+        width = config.input_size
+        for hidden in config.hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, config.num_labels))
+        super().__init__(*layers)
+
+
+class GenreFFNPreTrainedModel(PreTrainedModel):
+    config_class = GenreFFNConfig
+    base_model_prefix = "genre_ffn"
+    main_input_name = "input_features"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
+    def __init__(self, config: GenreFFNConfig):
+        super().__init__(config)
+        self.members = nn.ModuleList(GenreFFNNetwork(config) for _ in range(config.num_members))
+        weights = torch.tensor(config.class_weights, dtype=torch.float32) if config.class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        member_logits = [member(input_features) for member in self.members]
+        if len(member_logits) == 1:
+            logits = member_logits[0]
+        else:
+            log_probs = torch.stack([torch.log_softmax(z, dim=-1) for z in member_logits])
+            logits = torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(member_logits))))
+
+        loss = None
+        if labels is not None:
+            loss_fn = nn.CrossEntropyLoss(weight=self.class_weights, label_smoothing=self.config.label_smoothing)
+            # Each member learns on its own loss, so the ensemble stays a set of independent networks.
+            loss = torch.stack([loss_fn(z, labels) for z in member_logits]).mean()
+
+        if return_dict is False:
+            return (loss, logits) if loss is not None else (logits,)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
