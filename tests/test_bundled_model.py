@@ -30,3 +30,9 @@ def test_the_bundled_folder_is_complete_and_unpickled():
     assert not [name for name in names if name.endswith((".bin", ".pkl", ".pt", ".joblib"))]
     for figure in ModelCard.load(BUNDLED / "README.md").text.split("](figures/")[1:]:
         assert (BUNDLED / "figures" / figure.split(")")[0]).is_file()
+
+
+def test_the_bundled_remote_code_is_the_projects():
+    """The bundled folder runs today's modeling/ code; re-stage it (`music-genre push --stage-only`) after a change."""
+    for source in (REPO / "modeling").glob("*_genre_ffn.py"):
+        assert (BUNDLED / source.name).read_text() == source.read_text(), f"space/model/{source.name} is stale"
