@@ -1,28 +1,39 @@
 """The Space through its HTTP API, called with gradio_client on 127.0.0.1 (no telemetry, no Hub)."""
 
+import ast
 import socket
+import sys
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import pipeline
 
 from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-from space.app import EXAMPLES, SONG_INPUTS, build_demo, parse_duration
+from space.app import EXAMPLES, SONG_INPUTS, GenreApp, build_demo, card_facts, parse_duration, song_row
 from tests.conftest import REPO
 from training.data import prepare_splits
 
+BUNDLED_MODEL = REPO / "space" / "model"
+LIMIT = 300  # the served app's row limit, small so that going over it is cheap
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
+
 
 @pytest.fixture(scope="session")
-def model_folder(real_data, tmp_path_factory):
+def model_folder(real_data, tmp_path_factory) -> Path:
     """A small network trained for two epochs on the real training split, saved as a Hub folder."""
-    extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal")
+    # A fixed path under the session's temp dir: the browser test imports this fixture and reuses the folder.
+    folder = tmp_path_factory.getbasetemp() / "space-model"
+    if (folder / "config.json").exists():
+        return folder
+    extractor = GenreFeatureExtractor()
     prepared = prepare_splits(real_data, extractor, seed=0)
     torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32], num_members=2))
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     features = torch.as_tensor(prepared.features["train"])
     labels = torch.as_tensor(prepared.labels["train"])
@@ -32,7 +43,6 @@ def model_folder(real_data, tmp_path_factory):
             model(input_features=features[batch], labels=labels[batch]).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    folder = tmp_path_factory.mktemp("space-model")
     save_model_folder(model.eval(), extractor, folder)
     return folder
 
@@ -44,13 +54,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(model_folder):
-    demo = build_demo(model_folder, max_rows=300)
+def client(model_folder):
+    demo = build_demo(model_folder, max_rows=LIMIT)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    yield demo, client, f"http://127.0.0.1:{port}/"
-    demo.close()
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,104 +69,206 @@ def local_pipeline(model_folder):
     return pipeline(model=str(model_folder), trust_remote_code=True)
 
 
-@pytest.fixture
-def real_rows(csv_path, tmp_path):
+@pytest.fixture(scope="module")
+def songs(csv_path) -> pd.DataFrame:
+    """50 real rows in the public CSV's format (read at test time, never stored in the repo)."""
     frame = pd.read_csv(csv_path).dropna(how="all").sample(50, random_state=3).reset_index(drop=True)
+    return frame.astype({"instance_id": int})
+
+
+@pytest.fixture
+def songs_csv(songs, tmp_path) -> Path:
     path = tmp_path / "songs.csv"
-    frame.to_csv(path, index=False)
-    return frame, path
+    songs.to_csv(path, index=False)
+    return path
+
+
+def predict_csv(client: Client, path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str]:
+    results, problems, download, status = client.predict(
+        handle_file(str(path)) if path else None, api_name="/predict_csv"
+    )
+    as_frame = lambda table: pd.DataFrame(table["data"], columns=table["headers"])  # noqa: E731
+    return as_frame(results), as_frame(problems), download, status
 
 
 def test_duration_parsing():
     assert parse_duration("3:45") == 225_000.0
-    assert parse_duration("1:02:03") == 3_723_000.0
-    assert parse_duration("200") == 200_000.0
-    assert parse_duration("") == -1.0
-    for bad in ("3:75", "three", "-5", "1:2:3:4"):
-        with pytest.raises(ValueError, match="is not m:ss or a number of seconds"):
+    assert parse_duration(" 1:02:03 ") == 3_723_000.0
+    assert parse_duration("200") == 200_000.0 and parse_duration("3:05.5") == 185_500.0
+    assert parse_duration("") == -1.0 and parse_duration(None) == -1.0
+    for bad in ("3:75", "three", "-5", "1:2:3:4", "inf", "3:"):
+        with pytest.raises(ValueError, match="is not m:ss"):
             parse_duration(bad)
 
 
-def test_one_song_matches_the_pipeline(served, local_pipeline):
-    _, client, _ = served
+def test_app_py_runs_without_the_project():
+    """The published Space has app.py and requirements.txt only: no import of modeling/ or training/."""
+    tree = ast.parse((REPO / "space" / "app.py").read_text())
+    nodes = list(ast.walk(tree))
+    roots = {alias.name.split(".")[0] for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
+    assert roots - set(sys.stdlib_module_names) == {"gradio", "transformers", "pandas", "huggingface_hub"}
+    requirements = (REPO / "space" / "requirements.txt").read_text()
+    for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub"):
+        assert package in requirements
+
+
+def test_one_song_matches_the_pipeline(client, local_pipeline):
     for _, _, _, values in EXAMPLES[:3]:
         result = client.predict(*values, api_name="/predict_song")
-        row = dict(zip(SONG_INPUTS, values, strict=True))
-        row["duration_ms"] = parse_duration(row.pop("duration"))
-        expected = local_pipeline(row)
+        expected = local_pipeline(song_row(*values))
         assert result["label"] == expected[0]["label"]
-        scores = {item["label"]: item["confidence"] for item in result["confidences"]}
-        for item in expected[:5]:
-            assert scores[item["label"]] == pytest.approx(item["score"], abs=1e-6)
+        shown = [(item["label"], item["confidence"]) for item in result["confidences"]]
+        assert [label for label, _ in shown] == [item["label"] for item in expected[:5]]
+        assert [score for _, score in shown] == pytest.approx([item["score"] for item in expected[:5]], abs=1e-6)
 
 
-def test_one_song_bad_duration_is_a_message(served):
-    _, client, _ = served
+@pytest.mark.parametrize(
+    ("position", "value", "message"),
+    [("duration", "four minutes", "duration 'four minutes' is not m:ss"), ("popularity", 150, "100")],
+    ids=["bad-duration", "popularity-over-100"],
+)
+def test_one_song_bad_input_is_a_message(client, position, value, message):
     values = list(EXAMPLES[0][3])
-    values[SONG_INPUTS.index("duration")] = "four minutes"
-    with pytest.raises(AppError, match="duration 'four minutes' is not m:ss"):
+    values[SONG_INPUTS.index(position)] = value
+    with pytest.raises(AppError, match=message):
         client.predict(*values, api_name="/predict_song")
 
 
-def test_batch_csv_matches_the_pipeline_row_by_row(served, local_pipeline, real_rows):
-    _, client, _ = served
-    frame, path = real_rows
-    results, problems, download, status = client.predict(handle_file(str(path)), api_name="/predict_csv")
-    table = pd.DataFrame(results["data"], columns=results["headers"])
-    assert len(table) == 50 and status.startswith("Predicted 50 of 50 rows")
-    assert problems["data"] == [] or problems["data"] == [[]] or not any(problems["data"])
-    expected = [genres[0]["label"] for genres in local_pipeline(frame)]
-    assert table["predicted_genre"].tolist() == expected
-    assert table["artist_name"].tolist() == frame["artist_name"].tolist()  # extra columns carried through
+def test_batch_csv_matches_the_pipeline_row_by_row(client, local_pipeline, songs, songs_csv):
+    results, problems, download, status = predict_csv(client, songs_csv)
+    expected = local_pipeline(songs, top_k=3)
+    assert len(results) == 50 and problems.empty and status.startswith("Predicted 50 of 50 rows.")
+    assert "agrees with the file's `music_genre` column" in status
+    assert results["row"].tolist() == list(range(1, 51))
+    assert results["predicted_genre"].tolist() == [genres[0]["label"] for genres in expected]
+    assert results["probability"].tolist() == pytest.approx([genres[0]["score"] for genres in expected], abs=1e-4)
+    assert results["top_3"][0].split(", ")[1].startswith(expected[0][1]["label"])
+    # Every column that is not a feature is carried through.
+    for name in ("instance_id", "artist_name", "track_name", "obtained_date", "music_genre"):
+        assert results[name].tolist() == songs[name].tolist()
     downloaded = pd.read_csv(download)
-    assert downloaded["predicted_genre"].tolist() == expected
+    assert downloaded["predicted_genre"].tolist() == results["predicted_genre"].tolist()
+    assert downloaded["artist_name"].tolist() == songs["artist_name"].tolist()
 
 
-def test_bad_rows_are_reported_and_good_rows_still_predicted(served, real_rows, tmp_path):
-    _, client, _ = served
-    frame, _ = real_rows
-    frame = frame.astype({"tempo": object, "key": object})
+def test_bad_rows_are_reported_and_good_rows_still_predicted(client, local_pipeline, songs, tmp_path):
+    frame = songs.astype({name: object for name in ("tempo", "key", "mode", "loudness")})
     frame.loc[4, "tempo"] = "fast"
     frame.loc[9, "key"] = "H"
     frame.loc[20, "loudness"] = float("inf")
+    frame.loc[30, ["tempo", "mode"]] = ["1,20", "sometimes"]  # two bad cells in one row
+    features = list(local_pipeline.model.config.feature_names)
+    frame.loc[40, features] = None  # a row with no feature values at all
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
-    results, problems, _, status = client.predict(handle_file(str(path)), api_name="/predict_csv")
-    reported = pd.DataFrame(problems["data"], columns=problems["headers"])
-    assert reported[["row", "column", "value"]].values.tolist() == [
+    results, problems, _, status = predict_csv(client, path)
+    assert problems[["row", "column", "value"]].values.tolist() == [
         [5, "tempo", "fast"],
         [10, "key", "H"],
         [21, "loudness", "inf"],
+        [31, "mode", "sometimes"],
+        [31, "tempo", "1,20"],
+        [41, "", ""],
     ]
-    assert "not a number" in reported["reason"][0] and "unknown key" in reported["reason"][1]
-    assert len(results["data"]) == 47 and "3 row(s) have bad values" in status
+    reasons = problems["reason"].tolist()
+    assert "not a number" in reasons[0] and "unknown key 'H'" in reasons[1] and "not a finite number" in reasons[2]
+    assert "no feature values" in reasons[5]
+    assert status.startswith("Predicted 45 of 50 rows.") and "5 row(s) have bad values" in status
+    good = songs.drop(index=[4, 9, 20, 30, 40])
+    assert results["row"].tolist() == (good.index + 1).tolist()
+    assert results["predicted_genre"].tolist() == [genres[0]["label"] for genres in local_pipeline(good)]
+
+
+def test_other_encodings_and_separators_are_read(client, local_pipeline, songs, tmp_path):
+    """A spreadsheet export: semicolons and latin-1 (artist names with accents)."""
+    frame = songs.head(5).copy()
+    frame.loc[0, "artist_name"] = "Sigur Rós"
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False, sep=";", encoding="latin-1")
+    results, _, _, status = predict_csv(client, path)
+    assert status.startswith("Predicted 5 of 5 rows.") and results["artist_name"][0] == "Sigur Rós"
+    assert results["predicted_genre"].tolist() == [genres[0]["label"] for genres in local_pipeline(frame)]
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
+        (None, "Upload a CSV file first."),
         (b"", "The file is empty."),
-        (bytes(range(256)) * 20, "could not be read as CSV"),
+        (b"\n  \n", "The file is empty."),
+        (bytes(range(256)) * 20, "not a CSV file: it holds binary data"),
         (b"popularity,tempo\n1,2\n", "missing the column(s) acousticness, danceability"),
-        (None, "the limit is 300"),
+        ("header-only", "a header but no rows"),
+        ("extra-field", "could not be read as CSV: Expected 18 fields in line 3, saw 19"),
+        ("over-limit", f"more than {LIMIT} rows"),
     ],
+    ids=["no-file", "empty", "blank", "binary", "missing-columns", "header-only", "extra-field", "over-limit"],
 )
-def test_bad_files_get_a_message(served, csv_path, tmp_path, content, message):
-    _, client, _ = served
+def test_bad_files_get_a_message(client, songs, csv_path, tmp_path, content, message):
     path = tmp_path / "upload.csv"
-    if content is None:  # more rows than this app's limit of 300
-        pd.read_csv(csv_path).dropna(how="all").head(301).to_csv(path, index=False)
-    else:
+    if content == "over-limit":
+        pd.read_csv(csv_path, nrows=LIMIT + 1).to_csv(path, index=False)
+    elif content == "header-only":
+        songs.head(0).to_csv(path, index=False)
+    elif content == "extra-field":
+        lines = songs.head(3).to_csv(index=False).splitlines()
+        path.write_text("\n".join([*lines[:2], lines[2] + ",surplus", ""]))
+    elif content is not None:
         path.write_bytes(content)
-    results, _, download, status = client.predict(handle_file(str(path)), api_name="/predict_csv")
+    results, problems, download, status = predict_csv(client, path if content is not None else None)
     assert status.startswith("**Error:**") and message in status
-    assert download is None
+    assert results.empty and problems.empty and download is None
 
 
-@pytest.mark.skipif(not (REPO / "space" / "model" / "config.json").exists(), reason="no bundled model yet")
-def test_default_is_the_bundled_model():
-    from space.app import DEFAULT_MODEL, GenreApp
+def test_model_card_gives_accuracy_and_repo(model_folder, tmp_path):
+    assert card_facts(model_folder) == (None, None)  # a folder without a card
+    assert card_facts("someone/music-genre-ffn") == (None, "someone/music-genre-ffn")  # offline: no card, a link
+    split_results = [
+        EvalResult(
+            task_type="tabular-classification",
+            dataset_type="vicsuperman/prediction-of-music-genre",
+            dataset_name="Prediction of Music Genre",
+            dataset_split=split,
+            metric_type="accuracy",
+            metric_value=value,
+        )
+        for split, value in (("validation", 0.61), ("test", 0.5834))
+    ]
+    data = ModelCardData(model_name="music-genre-ffn", eval_results=split_results)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n# A card\n").save(tmp_path / "README.md")
+    assert card_facts(tmp_path) == (pytest.approx(0.5834), None)  # model_name is no repo id
+    data = ModelCardData(model_name="music-genre-ffn", repo_id="someone/music-genre-ffn", eval_results=split_results)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n# A card\n").save(tmp_path / "README.md")
+    assert card_facts(tmp_path) == (pytest.approx(0.5834), "someone/music-genre-ffn")
 
+
+def test_the_page_says_what_it_knows(client, model_folder):
+    info = client.view_api(print_info=False, return_format="dict")
+    assert {"/predict_song", "/predict_csv"} <= set(info["named_endpoints"])
+    description = GenreApp(model_folder).description()
+    assert "hidden layers 64-32" in description and "Test accuracy: not recorded" in description
+    assert "huggingface.co" not in description
+
+
+def test_model_id_comes_from_the_environment(model_folder, monkeypatch):
+    monkeypatch.setenv("MODEL_ID", str(model_folder))
+    assert GenreApp().model_id == str(model_folder)
+
+
+@pytest.mark.skipif(not (BUNDLED_MODEL / "config.json").exists(), reason="no bundled model in space/model yet")
+def test_default_is_the_bundled_model(monkeypatch):
+    monkeypatch.delenv("MODEL_ID", raising=False)
+    demo = build_demo()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(*EXAMPLES[0][3], api_name="/predict_song")
+    finally:
+        demo.close()
+    expected = pipeline(model=str(BUNDLED_MODEL), trust_remote_code=True)(song_row(*EXAMPLES[0][3]))
+    assert result["label"] == expected[0]["label"]
     app = GenreApp()
-    assert app.model_id == str(DEFAULT_MODEL) and "Test accuracy: **0." in app.description()
-    assert np.isclose(sum(app.predict_song(*EXAMPLES[0][3]).values()), 1.0, atol=1e-5)
+    assert app.model_id == str(BUNDLED_MODEL.resolve())
+    if (BUNDLED_MODEL / "README.md").exists():
+        assert "Test accuracy: **" in app.description()

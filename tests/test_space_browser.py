@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from space.app import build_demo
-from tests.test_space import free_port, local_pipeline, model_folder, real_rows  # noqa: F401  (shared fixtures)
+from space.app import UNIT_FEATURES, launch
+from tests.test_space import free_port, local_pipeline, model_folder, songs, songs_csv  # noqa: F401  (shared fixtures)
+
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,15 +33,14 @@ def browser():
 
 @pytest.fixture(scope="module")
 def app_url(model_folder):  # noqa: F811
-    demo = build_demo(model_folder)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo = launch(model_folder, port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
 
-def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, real_rows, tmp_path):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, songs, songs_csv, tmp_path):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(app_url)
     page.get_by_label("Popularity (0-100)").fill("66")
     page.get_by_label("Duration (m:ss or seconds)").fill("6:31")
@@ -47,10 +48,7 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, rea
     page.get_by_label("Loudness (dB)").fill("-21.9")
     page.get_by_label("Minor").check()
     page.get_by_role("button", name="Predict the genre").click()
-    top = page.get_by_test_id("label-output-value")
-    top.wait_for(timeout=30_000)
-    row = {name: 0.5 for name in ("acousticness", "danceability", "energy", "instrumentalness", "liveness",
-                                  "speechiness", "valence")}  # fmt: skip
+    row = {name: 0.5 for name in UNIT_FEATURES}  # the sliders' defaults
     row.update(popularity=66, duration_ms=391_000.0, tempo=90, loudness=-21.9, key="C", mode="Minor")
     expected = local_pipeline(row)[0]["label"]
     page.wait_for_function(
@@ -58,21 +56,21 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, rea
         arg=expected,
         timeout=30_000,
     )
-    assert top.inner_text().strip() == expected
+    assert page.get_by_test_id("label-output-value").inner_text().strip() == expected
     page.screenshot(path=str(tmp_path / "one_song.png"), full_page=True)
 
-    frame, path = real_rows
     page.get_by_role("tab", name="Many songs").click()
-    page.locator("input[type=file]").first.set_input_files(str(path))
+    page.locator("input[type=file]").first.set_input_files(str(songs_csv))
     page.get_by_role("button", name="Predict the genres").click()
     page.get_by_text("Predicted 50 of 50 rows").wait_for(timeout=60_000)
     results = page.get_by_role("grid").first
     headers = [text.strip() for text in results.get_by_role("columnheader").all_inner_texts()]
-    assert "predicted_genre" in headers and "artist_name" in headers
+    assert headers[:4] == ["row", "predicted_genre", "probability", "top_3"] and "artist_name" in headers
     first_row = results.get_by_role("row").nth(1).get_by_role("gridcell").all_inner_texts()
     shown = dict(zip(headers, (cell.strip() for cell in first_row), strict=False))
-    assert shown["predicted_genre"] == local_pipeline(frame.iloc[:1])[0][0]["label"]
-    assert shown["artist_name"] == frame["artist_name"][0]
+    assert shown["predicted_genre"] == local_pipeline(songs.iloc[:1])[0][0]["label"]
+    assert shown["artist_name"] == songs["artist_name"][0]
     page.screenshot(path=str(tmp_path / "many_songs.png"), full_page=True)
-    assert (tmp_path / "one_song.png").stat().st_size > 10_000 and (tmp_path / "many_songs.png").stat().st_size > 10_000
+    for name in ("one_song.png", "many_songs.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
     page.close()

@@ -1,0 +1,214 @@
+"""End-to-end latency of the Gradio Space through its HTTP API on loopback, with gradio_client.
+
+One song: p50/p95 of `/predict_song` over a few hundred calls. Many songs: rows per second of `/predict_csv` on a
+10,000-row CSV built at run time from the real dataset (written to a temp dir, never committed). The model is the
+bundled `space/model/` if it exists, else a small network trained here as in the tests. Writes the figures to
+`bench/space_latency.md`.
+
+    OMP_NUM_THREADS=1 python bench/space_latency.py
+"""
+
+import os
+
+# Offline and single-threaded before torch and gradio are imported: the machine is shared.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project's packages
+
+from space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row  # noqa: E402
+from training.data import default_csv  # noqa: E402
+
+OUTPUT = REPO / "bench" / "space_latency.md"
+
+
+def build_model_folder(folder: Path) -> Path:
+    """The tests' model: 64-32 hidden units, two epochs on the real training split (a few seconds)."""
+    from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
+    from training.data import load_data, prepare_splits
+
+    extractor = GenreFeatureExtractor()
+    prepared = prepare_splits(load_data(), extractor, seed=0)
+    torch.manual_seed(0)
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    features = torch.as_tensor(prepared.features["train"])
+    labels = torch.as_tensor(prepared.labels["train"])
+    model.train()
+    for _ in range(2):
+        for batch in torch.randperm(len(labels)).split(256):
+            model(input_features=features[batch], labels=labels[batch]).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return save_model_folder(model.eval(), extractor, folder)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def timed(call, repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def raw_predict(http: httpx.Client, values: list) -> str:
+    event = http.post("/gradio_api/call/predict_song", json={"data": values}).raise_for_status().json()["event_id"]
+    body = http.get(f"/gradio_api/call/predict_song/{event}").raise_for_status().text
+    if "event: complete" not in body:
+        raise RuntimeError(f"/predict_song failed: {body[:300]}")
+    return body
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return float(np.percentile(seconds, q) * 1000)
+
+
+def machine_note() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, gradio {version('gradio')}, "
+        f"gradio_client {version('gradio_client')}, transformers {version('transformers')}"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="one-song calls timed (after 20 warm-up calls)")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of the batch CSV")
+    parser.add_argument("--repeats", type=int, default=3, help="timed uploads of the batch CSV")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+    with tempfile.TemporaryDirectory(prefix="space-latency-") as scratch:
+        scratch = Path(scratch)
+        if (DEFAULT_MODEL / "config.json").exists():
+            model, model_note = DEFAULT_MODEL, "the bundled `space/model/`"
+        else:
+            model = build_model_folder(scratch / "model")
+            model_note = "no bundled `space/model/` yet: a 64-32 network trained two epochs here, as in the tests"
+        frame = pd.read_csv(default_csv()).dropna(how="all")
+        batch = frame.sample(args.rows, random_state=0, replace=args.rows > len(frame))
+        batch_csv = scratch / "songs.csv"
+        batch.to_csv(batch_csv, index=False)
+
+        port = free_port()
+        demo = launch(model, port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            songs = [values for _, _, _, values in EXAMPLES]
+            calls = iter(range(10**9))
+            song = lambda: client.predict(*songs[next(calls) % len(songs)], api_name="/predict_song")  # noqa: E731
+            timed(song, 20)
+            one_song = timed(song, args.calls)
+            # The same calls without gradio_client: Gradio's documented two-step REST API (POST, then read the SSE).
+            http = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+            raw_song = lambda: raw_predict(http, songs[next(calls) % len(songs)])  # noqa: E731
+            timed(raw_song, 20)
+            raw_one_song = timed(raw_song, args.calls)
+            upload = lambda: client.predict(handle_file(str(batch_csv)), api_name="/predict_csv")  # noqa: E731
+            _, _, _, status = upload()
+            assert status.startswith(f"Predicted {args.rows:,} of {args.rows:,}"), status
+            many = timed(upload, args.repeats)
+        finally:
+            demo.close()
+
+        # The same work in-process, to show what the HTTP round trip and Gradio add.
+        app = GenreApp(model)
+        rows = [song_row(*values) for values in songs]
+        in_process_song = timed(lambda: app.classifier(rows[0]), args.calls)
+        in_process_table = timed(lambda: app.predict_table(str(batch_csv)), args.repeats)
+
+    figures = {
+        "one_song_p50_ms": percentile_ms(one_song, 50),
+        "one_song_p95_ms": percentile_ms(one_song, 95),
+        "one_song_mean_ms": statistics.fmean(one_song) * 1000,
+        "raw_http_one_song_p50_ms": percentile_ms(raw_one_song, 50),
+        "raw_http_one_song_p95_ms": percentile_ms(raw_one_song, 95),
+        "pipeline_one_row_p50_ms": percentile_ms(in_process_song, 50),
+        "batch_seconds_median": statistics.median(many),
+        "batch_rows_per_s": args.rows / statistics.median(many),
+        "in_process_table_rows_per_s": args.rows / statistics.median(in_process_table),
+    }
+    command = "OMP_NUM_THREADS=1 python bench/space_latency.py" + (f" {' '.join(argv)}" if argv else "")
+    rows = args.rows
+    lines = [
+        ("what", "figure"),
+        ("---", "---"),
+        (f"one song, `/predict_song`, p50 over {args.calls} calls", f"{figures['one_song_p50_ms']:.1f} ms"),
+        ("one song, `/predict_song`, p95", f"{figures['one_song_p95_ms']:.1f} ms"),
+        ("one song, `/predict_song`, mean", f"{figures['one_song_mean_ms']:.1f} ms"),
+        (
+            "one song over plain HTTP (httpx: POST `/gradio_api/call/predict_song`, read the SSE), p50 / p95",
+            f"{figures['raw_http_one_song_p50_ms']:.1f} ms / {figures['raw_http_one_song_p95_ms']:.1f} ms",
+        ),
+        ("one row through the pipeline in-process (no HTTP), p50", f"{figures['pipeline_one_row_p50_ms']:.2f} ms"),
+        (
+            f"{rows:,}-row CSV, `/predict_csv` (upload, check, predict, table + CSV back), median of {args.repeats}",
+            f"{figures['batch_seconds_median']:.2f} s = {figures['batch_rows_per_s']:,.0f} rows/s",
+        ),
+        (
+            f"the same {rows:,} rows through `GenreApp.predict_table` in-process (no HTTP)",
+            f"{figures['in_process_table_rows_per_s']:,.0f} rows/s",
+        ),
+    ]
+    table = "\n".join(f"| {what} | {figure} |" for what, figure in lines)
+    report = f"""# Space latency
+
+Measured {datetime.date.today().isoformat()} with `{command}`.
+
+Machine: {machine_note()}.
+
+Model: {model_note}.
+
+The app runs in the benchmark's process on 127.0.0.1; every call is a full trip through Gradio's queue (submit, then
+the result as server-sent events). `gradio_client` waits for queue messages in 50 ms polling steps
+(`gradio_client/utils.py`), so most of its one-song figure is the client's own polling; the plain HTTP line shows
+what the server takes.
+
+{table}
+
+The batch CSV is {args.rows:,} rows sampled (seed 0) from the real dataset at run time and written to a temporary
+folder; it is not part of the repository.
+"""
+    args.output.write_text(report)
+    for name, value in figures.items():
+        print(f"{name}: {value:,.2f}")
+    print(f"wrote {args.output}")
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
