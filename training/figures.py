@@ -1,4 +1,8 @@
-"""The run's figures as PNG files: the paper's, and what a reader of the model card expects."""
+"""The run's figures as PNG files: the paper's, and what a reader of the model card expects.
+
+Every function writes one PNG and returns its path. Genres always take the same colour,
+`COLOURS[i]` for label id i (`modeling.GENRES[i]`), so figures can be read side by side.
+"""
 
 from pathlib import Path
 
@@ -13,136 +17,211 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.metrics import auc, roc_curve  # noqa: E402
 
-from modeling import GENRES  # noqa: E402
+from modeling import GENRES, GenreFeatureExtractor  # noqa: E402
+from modeling.feature_extraction_genre_ffn import _quantile_normal  # noqa: E402
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
 COLOURS = plt.get_cmap("tab10").colors  # one fixed colour per genre, in GENRES order
+RAW_COLOUR, TRANSFORMED_COLOUR = "#4C72B0", "#DD8452"
+DPI = 110
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
 
-def log_transformed(values: np.ndarray, extractor, name: str) -> np.ndarray:
-    """What the fitted extractor's log step makes of raw values: log(clip(x) + offset)."""
-    clipped = np.clip(values, extractor.clip_low[name], extractor.clip_high[name])
+def log_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, name: str) -> np.ndarray:
+    """What the fitted extractor's log step makes of raw values: log(clip(x, low, high) + offset)."""
+    clipped = np.clip(np.asarray(values, dtype=np.float64), extractor.clip_low[name], extractor.clip_high[name])
     return np.log(clipped + extractor.log_features[name])
 
 
-def plot_log_transforms(frame: pd.DataFrame, extractor, path: Path) -> Path:
-    figure, axes = plt.subplots(2, len(SKEWED_FEATURES), figsize=(12, 6.5))
+def extractor_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, name: str) -> tuple[np.ndarray, str]:
+    """The extractor's own transform of one feature before scaling, and a label saying which transform it is."""
+    if extractor.numeric_encoding == "quantile-normal":
+        clipped = np.clip(np.asarray(values, dtype=np.float64), extractor.clip_low[name], extractor.clip_high[name])
+        return _quantile_normal(clipped, extractor.quantiles[name]), "quantile-normal"
+    if name in extractor.log_features:
+        return log_transformed(values, extractor, name), f"log(x + {extractor.log_features[name]:g})"
+    # A feature left out of log_features is only clipped by the extractor.
+    return np.clip(values, extractor.clip_low[name], extractor.clip_high[name]), "clipped, no log"
+
+
+def plot_log_transforms(frame: pd.DataFrame, extractor: GenreFeatureExtractor, path: str | Path) -> Path:
+    """Histograms of the skewed features: raw (top row) and after the fitted extractor's transform (bottom row)."""
+    figure, axes = plt.subplots(2, len(SKEWED_FEATURES), figsize=(13, 7))
     for column, name in enumerate(SKEWED_FEATURES):
-        raw = frame[name].dropna().to_numpy(dtype=np.float64)
-        axes[0, column].hist(raw, bins=60, color="#4C72B0")
-        axes[0, column].set_title(f"{name}: raw")
-        axes[1, column].hist(log_transformed(raw, extractor, name), bins=60, color="#DD8452")
-        offset = extractor.log_features[name]
-        axes[1, column].set_title(f"{name}: log(x + {offset:g})")
-        for row in (0, 1):
-            axes[row, column].set_ylabel("tracks")
-    figure.suptitle("Skewed features before and after the log transform (training rows)")
+        raw = frame[name].dropna().to_numpy(dtype=np.float64)  # missing values are imputed later, not transformed
+        transformed, rule = extractor_transformed(raw, extractor, name)
+        top, bottom = axes[0, column], axes[1, column]
+        top.hist(raw, bins=60, color=RAW_COLOUR)
+        top.set_title(f"{name}: raw")
+        top.set_xlabel(name)
+        bottom.hist(transformed, bins=60, color=TRANSFORMED_COLOUR)
+        bottom.set_title(f"{name}: {rule}")
+        bottom.set_xlabel(f"{rule} of {name}" if rule == "quantile-normal" else rule.replace("x", name, 1))
+        for axis in (top, bottom):
+            # Log counts: the spike of zeros in instrumentalness would otherwise hide every other bar.
+            axis.set_yscale("log")
+            axis.set_ylabel("tracks (log scale)")
+    title = f"Skewed features before and after the feature extractor's transform ({len(frame):,} training rows)"
+    if extractor.numeric_encoding == "quantile-normal":
+        title += "\nthis extractor uses the quantile-normal encoding, not the paper's log transform"
+    figure.suptitle(title)
     return _save(figure, path)
 
 
 def _scatter_by_genre(axis: plt.Axes, points: np.ndarray, labels: np.ndarray) -> None:
+    labels = np.asarray(labels)
     for genre_id, genre in enumerate(GENRES):
         mask = labels == genre_id
         axis.scatter(points[mask, 0], points[mask, 1], s=3, alpha=0.5, color=COLOURS[genre_id], label=genre)
-    axis.legend(markerscale=4, fontsize=8, loc="best", ncols=2)
+    legend = axis.legend(markerscale=4, fontsize=8, loc="best", ncols=2, title="genre")
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)  # legend swatches readable even though the points are translucent
 
 
-def plot_pca(features: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+def pca_title(ratio: np.ndarray) -> str:
+    """The PCA figure's title, stating the share of variance PC1 and PC2 explain."""
+    return f"PCA of the preprocessed features: PC1 {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance"
+
+
+def plot_pca(features: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
+    """The first two principal components of the encoded features, one colour per genre."""
     pca = PCA(n_components=2, random_state=0)
-    points = pca.fit_transform(features)
+    points = pca.fit_transform(np.asarray(features, dtype=np.float64))
     ratio = pca.explained_variance_ratio_
     figure, axis = plt.subplots(figsize=(8, 6.5))
     _scatter_by_genre(axis, points, labels)
-    axis.set_xlabel("PC1")
-    axis.set_ylabel("PC2")
-    axis.set_title(f"PCA of the preprocessed features: PC1 {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance")
+    axis.set_xlabel(f"PC1 ({ratio[0]:.1%} of the variance)")
+    axis.set_ylabel(f"PC2 ({ratio[1]:.1%} of the variance)")
+    axis.set_title(pca_title(ratio))
     return _save(figure, path)
 
 
-def plot_tsne(features: np.ndarray, labels: np.ndarray, path: Path, seed: int, sample: int = 3000) -> Path:
+def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, seed: int, sample: int = 3000) -> Path:
+    """A 2-D t-SNE map of a seeded sample of the encoded features, one colour per genre."""
     rows = np.random.default_rng(seed).choice(len(features), size=min(sample, len(features)), replace=False)
-    points = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(features[rows])
+    perplexity = min(30.0, (len(rows) - 1) / 3)  # sklearn needs perplexity < n_samples
+    embedding = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed, n_jobs=1)
+    points = embedding.fit_transform(np.asarray(features, dtype=np.float64)[rows])
     figure, axis = plt.subplots(figsize=(8, 6.5))
-    _scatter_by_genre(axis, points, labels[rows])
-    axis.set_title(f"t-SNE of the preprocessed features ({len(rows):,} training rows, seed {seed})")
+    _scatter_by_genre(axis, points, np.asarray(labels)[rows])
+    axis.set_title(f"t-SNE of the preprocessed features ({len(rows):,} sampled training rows, seed {seed})")
+    axis.set_xlabel("t-SNE 1 (axes have no units)")
+    axis.set_ylabel("t-SNE 2")
     axis.set_xticks([])
     axis.set_yticks([])
     return _save(figure, path)
 
 
-def plot_loss_curves(log_history: list[dict], path: Path) -> Path:
+def loss_points(log_history: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(epoch, loss) of the training logs and of the evaluations in a Trainer's log history."""
     train = [(entry["epoch"], entry["loss"]) for entry in log_history if "loss" in entry and "epoch" in entry]
-    validation = [(entry["epoch"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
+    validation = [
+        (entry["epoch"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry and "epoch" in entry
+    ]
+    return train, validation
+
+
+def plot_loss_curves(log_history: list[dict], path: str | Path) -> Path:
+    """Training and validation loss per epoch from `Trainer.state.log_history`."""
+    train, validation = loss_points(log_history)
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for points, label in ((train, "training loss"), (validation, "validation loss")):
+    for points, label, colour in ((train, "training", RAW_COLOUR), (validation, "validation", TRANSFORMED_COLOUR)):
         if points:
-            epochs, losses = zip(*points)
-            axis.plot(epochs, losses, marker="o", label=label)
+            epochs, losses = zip(*sorted(points))
+            axis.plot(epochs, losses, marker="o", markersize=3, color=colour, label=f"{label} loss")
+    if validation:
+        best_epoch, best_loss = min(validation, key=lambda point: point[1])
+        axis.axvline(best_epoch, color="grey", linestyle=":", label=f"lowest validation loss (epoch {best_epoch:g})")
+    if train or validation:
+        axis.legend()
+    else:
+        axis.text(0.5, 0.5, "no loss was logged", ha="center", va="center", transform=axis.transAxes)
     axis.set_xlabel("epoch")
     axis.set_ylabel("class-weighted cross-entropy")
-    axis.set_title("Final model: training and validation loss")
-    axis.legend()
+    axis.set_title("Final model: training and validation loss per epoch")
     return _save(figure, path)
 
 
-def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: str | Path) -> Path:
+    """One-vs-rest ROC curve per genre, its AUC in the legend."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
     figure, axis = plt.subplots(figsize=(7, 6.5))
     for genre_id, genre in enumerate(GENRES):
-        false_positive, true_positive, _ = roc_curve(labels == genre_id, probabilities[:, genre_id])
+        positives = labels == genre_id
+        if positives.all() or not positives.any():
+            continue  # a ROC curve needs both classes
+        false_positive, true_positive, _ = roc_curve(positives, probabilities[:, genre_id])
         area = auc(false_positive, true_positive)
         axis.plot(false_positive, true_positive, color=COLOURS[genre_id], label=f"{genre} (AUC {area:.3f})")
-    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance (AUC 0.500)")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.01)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.set_title("One-vs-rest ROC curves on the test split")
+    axis.set_title(f"One-vs-rest ROC curves per genre ({len(labels):,} test rows)")
     axis.legend(fontsize=8, loc="lower right")
     return _save(figure, path)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: Path) -> Path:
-    counts = np.asarray(matrix)
+def plot_confusion_matrix(matrix: list[list[int]], path: str | Path) -> Path:
+    """Counts per (true, predicted) genre; colour is the share of the true genre's rows."""
+    counts = np.asarray(matrix, dtype=np.int64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(8, 7))
-    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure, axis = plt.subplots(figsize=(8.5, 7.5))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
-            axis.text(
-                j,
-                i,
-                counts[i, j],
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if shares[i, j] > 0.5 else "black",
-            )
-    axis.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
-    axis.set_yticks(range(len(GENRES)), GENRES)
+            colour = "white" if shares[i, j] > 0.5 else "black"  # dark cells need light text
+            axis.text(j, i, f"{counts[i, j]:d}", ha="center", va="center", fontsize=8, color=colour)
+    names = GENRES[: counts.shape[0]]
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axis.set_yticks(range(len(names)), names)
     axis.set_xlabel("predicted genre")
     axis.set_ylabel("true genre")
-    axis.set_title("Confusion matrix on the test split (colour: share of the true genre)")
+    axis.set_title(f"Confusion matrix ({counts.sum():,} test rows; numbers are counts)")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true genre's rows")
     return _save(figure, path)
 
 
-def plot_optimization_history(trials: pd.DataFrame, path: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    complete = trials[trials["state"] == "COMPLETE"].sort_values("number")
-    pruned = trials[(trials["state"] == "PRUNED") & trials["value"].notna()]
-    axis.scatter(complete["number"], complete["value"], label="completed trial", color="#4C72B0")
-    if len(pruned):
-        axis.scatter(pruned["number"], pruned["value"], label="pruned trial (last report)", color="#C44E52", marker="x")
+def _state_names(states: pd.Series) -> pd.Series:
+    """ "COMPLETE" whether the frame holds names or `TrialState.COMPLETE` objects/strings (a CSV round trip)."""
+    return states.astype(str).str.rsplit(".", n=1).str[-1].str.upper()
+
+
+def plot_optimization_history(trials: pd.DataFrame, path: str | Path) -> Path:
+    """Objective per completed trial, pruned trials at their last reported value, and the best so far."""
+    states = _state_names(trials["state"]) if "state" in trials else pd.Series("", index=trials.index)
+    values = trials["value"] if "value" in trials else pd.Series(np.nan, index=trials.index)
+    complete = trials.assign(value=values)[(states == "COMPLETE") & values.notna()].sort_values("number")
+    pruned = trials.assign(value=values)[(states == "PRUNED") & values.notna()]
+    figure, axis = plt.subplots(figsize=(9.5, 4.8))
     if len(complete):
-        axis.step(complete["number"], complete["value"].cummax(), where="post", color="#55A868", label="best so far")
-    axis.set_xlabel("trial")
+        axis.scatter(complete["number"], complete["value"], color=RAW_COLOUR, label="completed trial", zorder=3)
+        best = complete["value"].cummax()
+        last_trial = max(int(trials["number"].max()), int(complete["number"].iloc[-1]))
+        # The line runs to the last trial so a reader sees the best value stayed put after it was found.
+        steps_x = [*complete["number"].tolist(), last_trial]
+        steps_y = [*best.tolist(), best.iloc[-1]]
+        axis.step(steps_x, steps_y, where="post", color="#55A868", label="best so far")
+    if len(pruned):
+        axis.scatter(
+            pruned["number"], pruned["value"], color="#C44E52", marker="x", label="pruned trial (last report)", zorder=3
+        )
+    if len(complete) or len(pruned):
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: trials fill the whole plot area
+    else:
+        axis.text(0.5, 0.5, "no completed trial", ha="center", va="center", transform=axis.transAxes)
+    others = int((~states.isin(["COMPLETE", "PRUNED"])).sum())
+    suffix = f"; {others} failed or unfinished not shown" if others else ""
+    axis.set_xlabel("trial number")
     axis.set_ylabel("objective: best validation accuracy")
-    axis.set_title("Optuna optimisation history")
-    axis.legend()
+    axis.set_title(f"Optuna search: {len(complete)} completed, {int((states == 'PRUNED').sum())} pruned{suffix}")
     return _save(figure, path)
