@@ -96,8 +96,10 @@ def machine_note() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
-        f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs (load average {load} when the run ended, so "
+        f"figures vary between runs); OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
         f"Python {platform.python_version()}, torch {torch.__version__}, gradio {version('gradio')}, "
         f"gradio_client {version('gradio_client')}, transformers {version('transformers')}"
     )

@@ -299,8 +299,8 @@ class GenreApp:
 def card_facts(model: str | os.PathLike) -> tuple[float | None, str | None]:
     """Test accuracy from the model card's model-index and the model's Hub repo id (each None if unknown).
 
-    `model` is a Hub id or a folder; a folder's repo id is the one its card's metadata records, or for the
-    bundled `model/` of a published Space, the model the Space card lists.
+    `model` is a Hub id or a folder; a folder's repo id is the one its card's metadata records (`base_model`,
+    `repo_id`), or for the bundled `model/` of a published Space, the model the Space card lists.
     """
     folder = Path(model)
     is_folder = folder.exists()
@@ -335,8 +335,9 @@ def _space_model_id() -> str | None:
 def _recorded_repo_id(card: ModelCard | None) -> str | None:
     if card is None:
         return None
-    for key in ("repo_id", "model_id", "model_name"):
+    for key in ("base_model", "repo_id", "model_id", "model_name"):
         value = card.data.get(key)
+        value = value[0] if isinstance(value, list) and value else value  # `base_model` may list several
         if isinstance(value, str) and _looks_like_repo_id(value):
             return value
     return None

@@ -241,6 +241,9 @@ def test_model_card_gives_accuracy_and_repo(model_folder, tmp_path):
     data = ModelCardData(model_name="music-genre-ffn", repo_id="someone/music-genre-ffn", eval_results=split_results)
     ModelCard(f"---\n{data.to_yaml()}\n---\n# A card\n").save(tmp_path / "README.md")
     assert card_facts(tmp_path) == (pytest.approx(0.5834), "someone/music-genre-ffn")
+    data = ModelCardData(model_name="genre-ffn", base_model="someone/genre-base", eval_results=split_results)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n# A card\n").save(tmp_path / "README.md")
+    assert card_facts(tmp_path) == (pytest.approx(0.5834), "someone/genre-base")
 
 
 def test_the_page_says_what_it_knows(client, model_folder):
