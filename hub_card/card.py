@@ -1,0 +1,374 @@
+"""The model card, generated from a run folder (never written by hand).
+
+Every number on the card is read from the run: `metrics.json`, `trials.csv`,
+`data_report.json`, `model/training_run.json`, `model/config.json`,
+`model/preprocessor_config.json` and the PNGs in `figures/`. The metadata is a
+`ModelCardData` whose `eval_results` become the Hub's model-index; the body is
+the Jinja template `templates/model_card.md`.
+"""
+
+import json
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from safetensors import safe_open
+
+from modeling import FEATURE_NAMES, GENRES, TASK
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+LICENSE = "apache-2.0"
+KAGGLE_DATASET = "vicsuperman/prediction-of-music-genre"
+KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
+SUMMARY_METRICS = {
+    "accuracy": "accuracy",
+    "precision_weighted": "weighted precision",
+    "recall_weighted": "weighted recall",
+    "f1_weighted": "weighted F1",
+    "roc_auc_macro": "macro one-vs-rest ROC AUC",
+}
+# The model-index entries: metrics.json key, Hub metric id, metric arguments, display name.
+EVAL_METRICS = (
+    ("accuracy", "accuracy", None, "Test accuracy"),
+    ("f1_weighted", "f1", {"average": "weighted"}, "Test weighted F1"),
+    ("roc_auc_macro", "roc_auc", {"average": "macro", "multi_class": "ovr"}, "Test macro OvR ROC AUC"),
+)
+FIGURES = {
+    "log_transform.png": "The skewed features before and after the log transform (training rows).",
+    "pca.png": "PCA of the encoded training rows, coloured by genre.",
+    "tsne.png": "t-SNE of the encoded training rows, coloured by genre.",
+    "loss_curves.png": "Training and validation loss of the tuned model.",
+    "roc_curves.png": "One-vs-rest ROC curves of the tuned model on the test split.",
+    "confusion_matrix.png": "Confusion matrix of the tuned model on the test split.",
+    "optimization_history.png": "Optuna optimisation history: the validation objective of every trial.",
+}
+# Genre pairs whose songs share audio features in the public CSV (see ../shared/data/README.md).
+LOOKALIKE_GENRES = (("Rap", "Hip-Hop"), ("Alternative", "Rock"), ("Country", "Rock"), ("Electronic", "Jazz"))
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "training_run.json")
+RUN_FILES = ("metrics.json", "trials.csv", "data_report.json")
+
+
+@dataclass
+class RunFolder:
+    """What `music-genre train` wrote, read once: the card and the publisher both start here."""
+
+    path: Path
+    metrics: dict
+    trials: pd.DataFrame
+    data_report: dict
+    training_run: dict
+    config: dict
+    preprocessor: dict
+    figures: list[str]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    def commit_message(self) -> str:
+        """Names the run a Hub commit came from."""
+        run = self.training_run
+        return f"music-genre run: seed {run['seed']}, {run['split_mode']} split, data sha256 {run['data_sha256'][:12]}"
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder; a missing file raises `FileNotFoundError` naming it."""
+    path = Path(run_dir)
+    needed = [path / name for name in RUN_FILES] + [path / "model" / name for name in MODEL_FILES]
+    missing = [str(file.relative_to(path)) for file in needed if not file.is_file()]
+    if missing:
+        raise FileNotFoundError(f"run folder {path} lacks {', '.join(missing)} (write it with `music-genre train`)")
+    figures_dir = path / "figures"
+    figures = sorted(p.name for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    return RunFolder(
+        path=path,
+        metrics=_read_json(path / "metrics.json"),
+        trials=pd.read_csv(path / "trials.csv"),
+        data_report=_read_json(path / "data_report.json"),
+        training_run=_read_json(path / "model" / "training_run.json"),
+        config=_read_json(path / "model" / "config.json"),
+        preprocessor=_read_json(path / "model" / "preprocessor_config.json"),
+        figures=figures,
+    )
+
+
+def write_model_card(
+    run_dir: str | Path, output_path: str | Path, repo_id: str | None = None, dataset_repo_id: str | None = None
+) -> ModelCard:
+    """Render the run's model card to `output_path` (a README.md) and return it."""
+    run = read_run(run_dir)
+    card = ModelCard(render_model_card(run, repo_id, dataset_repo_id))
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+    card.save(output_path)
+    return card
+
+
+def card_data(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None) -> ModelCardData:
+    """The card's YAML: license, library, tags, dataset, pipeline tag and the test figures as a model-index."""
+    tuned = run.metrics["tuned"]
+    dataset_name = (
+        f"Prediction of Music Genre (Spotify, cleaned), {run.training_run['split_mode']} split, "
+        f"seed {run.training_run['seed']}"
+    )
+    eval_results = [
+        EvalResult(
+            task_type="tabular-classification",
+            task_name="Music genre classification",
+            dataset_type=dataset_repo_id or KAGGLE_DATASET,
+            dataset_name=dataset_name,
+            dataset_config="default" if dataset_repo_id else None,
+            dataset_split="test",
+            metric_type=metric_type,
+            metric_value=tuned[key],
+            metric_name=name,
+            metric_args=args,
+        )
+        for key, metric_type, args, name in EVAL_METRICS
+    ]
+    return ModelCardData(
+        license=LICENSE,
+        library_name="transformers",
+        pipeline_tag="tabular-classification",
+        tags=["tabular-classification", "music", "genre", "spotify", "audio-features", "pytorch", "custom_code"],
+        datasets=[dataset_repo_id] if dataset_repo_id else None,
+        metrics=["accuracy", "f1", "roc_auc"],
+        model_name=repo_id.split("/")[-1] if repo_id else "music-genre-ffn",
+        eval_results=eval_results,
+    )
+
+
+def render_model_card(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None) -> str:
+    """The whole README.md: YAML front matter and the templated body."""
+    metrics, report = run.metrics, run.data_report
+    return render_template(
+        "model_card.md",
+        card_data=card_data(run, repo_id, dataset_repo_id).to_yaml(),
+        model_ref=repo_id or "path/to/this/folder",
+        repo_id=repo_id,
+        dataset_repo_id=dataset_repo_id,
+        task=TASK,
+        genres=GENRES,
+        example_row=json.dumps(EXAMPLE_ROW, indent=4),
+        misread=_share(1 - metrics["tuned"]["accuracy"], 1),
+        tuned={key: _number(metrics["tuned"][key]) for key in SUMMARY_METRICS},
+        run=run.training_run,
+        report=report,
+        dropped=[(reason, n) for reason, n in report["rows_dropped"].items() if reason != "total" and n],
+        missing=[(name, n) for name, n in report["missing_values"].items() if n],
+        shared_examples=report.get("pairs_under_several_genres_list", [])[:5],
+        preprocessing=_preprocessing(run.preprocessor),
+        architecture=_architecture(run),
+        search=_search(run),
+        results=_results_rows(metrics),
+        per_genre=_per_genre_rows(metrics["tuned"]),
+        figures=[(name, FIGURES.get(name, name)) for name in _figure_order(run.figures)],
+        limitations=_limitations(run),
+        kaggle_dataset=KAGGLE_DATASET,
+        kaggle_url=KAGGLE_URL,
+        paper=metrics["paper"],
+    )
+
+
+def render_template(name: str, **values) -> str:
+    """Render one of this package's Jinja templates; an undefined name is an error, not a blank."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
+    )
+    environment.filters["num"] = _number
+    environment.filters["setting"] = _setting
+    return environment.get_template(name).render(**values)
+
+
+# One raw row in the public CSV's format: `?` tempo and a pitch-name key, as a user would paste it.
+EXAMPLE_ROW = {
+    "popularity": 45,
+    "acousticness": 0.02,
+    "danceability": 0.6,
+    "duration_ms": 215000,
+    "energy": 0.8,
+    "instrumentalness": 0.0,
+    "key": "C#",
+    "liveness": 0.1,
+    "loudness": -5.2,
+    "mode": "Major",
+    "speechiness": 0.05,
+    "tempo": "?",
+    "valence": 0.5,
+}
+
+
+def _preprocessing(preprocessor: dict) -> dict:
+    numeric = [name for name in FEATURE_NAMES if name not in ("key", "mode")]
+    log_features = preprocessor.get("log_features") or {}
+    rows = [
+        [
+            name,
+            _number(preprocessor["medians"][name]),
+            _number(preprocessor["clip_low"][name]),
+            _number(preprocessor["clip_high"][name]),
+            f"log(x + {_setting(log_features[name])})" if name in log_features else "-",
+        ]
+        for name in numeric
+    ]
+    return {
+        "encoding": preprocessor["numeric_encoding"],
+        "log_features": log_features,
+        "clip_quantiles": preprocessor["clip_quantiles"],
+        "n_quantiles": preprocessor.get("n_quantiles"),
+        "key_fill": preprocessor["key_fill"],
+        "mode_fill": preprocessor["mode_fill"],
+        "rows": rows,
+    }
+
+
+def _architecture(run: RunFolder) -> dict:
+    config = run.config
+    with safe_open(run.model_dir / "model.safetensors", framework="numpy") as weights:
+        parameters = sum(int(np.prod(weights.get_slice(name).get_shape())) for name in weights.keys())
+    return {
+        "input_size": config["input_size"],
+        "hidden_sizes": config["hidden_sizes"],
+        "dropout": config["dropout"],
+        "num_members": config.get("num_members", 1),
+        "label_smoothing": config.get("label_smoothing", 0.0),
+        "class_weights": config.get("class_weights"),
+        "num_labels": len(config["id2label"]),
+        "parameters": parameters,
+    }
+
+
+def _search(run: RunFolder) -> dict:
+    trials = run.trials
+    states = trials["state"].value_counts().to_dict() if "state" in trials else {}
+    complete = trials[trials["state"] == "COMPLETE"] if "state" in trials else trials
+    best = complete.loc[complete["value"].idxmax()] if len(complete) and complete["value"].notna().any() else None
+    space = []
+    for column in (c for c in trials.columns if c.startswith("params_")):
+        values = trials[column].dropna()
+        if values.empty:
+            continue
+        if pd.api.types.is_numeric_dtype(values) and values.nunique() > 4:
+            tried = f"{_number(values.min())} to {_number(values.max())}"
+        else:
+            tried = ", ".join(_number(v) for v in sorted(values.unique()))
+        space.append([column.removeprefix("params_"), tried])
+    search = run.metrics.get("search", {})
+    return {
+        "n_trials": len(trials),
+        "requested": search.get("n_trials", len(trials)),
+        "objective": search.get("objective", "validation accuracy"),
+        "complete": int(states.get("COMPLETE", 0)),
+        "pruned": int(states.get("PRUNED", 0)),
+        "other": {state: int(n) for state, n in states.items() if state not in ("COMPLETE", "PRUNED")},
+        "best_number": int(best["number"]) if best is not None else None,
+        "best_value": float(best["value"]) if best is not None else None,
+        "space": space,
+        "best_hyperparameters": _pairs(run.metrics["best_hyperparameters"]),
+        "initial_hyperparameters": _pairs(run.metrics["initial"].get("hyperparameters", {})),
+    }
+
+
+def _pairs(values: dict) -> list[list[str]]:
+    return [[name, _setting(value)] for name, value in values.items()]
+
+
+def _results_rows(metrics: dict) -> list[list[str]]:
+    paper = metrics["paper"]
+    rows = []
+    for key, name in SUMMARY_METRICS.items():
+        cells = [_number(metrics[stage][key]) for stage in ("initial", "tuned")]
+        cells += [_number(paper[stage][key]) if key in paper[stage] else "-" for stage in ("initial", "tuned")]
+        rows.append([name, *cells])
+    return rows
+
+
+def _per_genre_rows(figures: dict) -> list[list[str]]:
+    per_genre = figures["per_genre"]
+    return [
+        [
+            genre,
+            *(_number(per_genre[genre][k]) for k in ("precision", "recall", "f1")),
+            str(int(per_genre[genre]["support"])),
+        ]
+        for genre in GENRES
+    ]
+
+
+def _figure_order(present: list[str]) -> list[str]:
+    return [name for name in FIGURES if name in present] + [name for name in present if name not in FIGURES]
+
+
+def _limitations(run: RunFolder) -> dict:
+    """Numbers behind the card's limitations: pairs filed under two look-alike genres, and test confusions."""
+    pairs = run.data_report.get("pairs_under_several_genres_list", [])
+    shared = {pair: 0 for pair in combinations(GENRES, 2)}
+    for entry in pairs:
+        for a, b in combinations(sorted(entry["genres"], key=GENRES.index), 2):
+            shared[(a, b)] += 1
+    matrix = np.asarray(run.metrics["tuned"]["confusion_matrix"])
+    lookalikes = []
+    for a, b in LOOKALIKE_GENRES:
+        i, j = GENRES.index(a), GENRES.index(b)
+        key = (a, b) if i < j else (b, a)
+        lookalikes.append(
+            {
+                "genres": f"{a} / {b}",
+                "shared_pairs": shared[key],
+                "a_as_b": _share(matrix[i, j], matrix[i].sum()),
+                "b_as_a": _share(matrix[j, i], matrix[j].sum()),
+            }
+        )
+    # The test split's largest off-diagonal cells: what the model confuses most.
+    off = matrix.astype(float).copy()
+    np.fill_diagonal(off, -1)
+    top = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1][:3], off.shape))[0]
+    confusions = [
+        {
+            "true": GENRES[i],
+            "predicted": GENRES[j],
+            "rows": int(matrix[i, j]),
+            "share": _share(matrix[i, j], matrix[i].sum()),
+        }
+        for i, j in top
+        if matrix[i, j] > 0
+    ]
+    return {
+        "pairs": run.data_report.get("pairs_under_several_genres", len(pairs)),
+        "distinct_pairs": run.data_report.get("distinct_artist_track_pairs"),
+        "lookalikes": lookalikes,
+        "confusions": confusions,
+    }
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _number(value) -> str:
+    """Metrics with four decimals, large numbers whole, tiny ones in three significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (float, np.floating)):
+        return str(value)
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.3g}"
+
+
+def _setting(value) -> str:
+    """A hyperparameter or offset as one would type it (0.001, 1e-06, 0.2)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,53 @@
+"""`music-genre push`: registered on the project's command by `add_push_parser`."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from hub_card.publish import PublishError, push
+
+
+def add_push_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `push` to a `music-genre` subparser set; the handler is stored as `args.handler`."""
+    parser = subparsers.add_parser(
+        "push",
+        help="publish a run: the model repo with its card, and optionally the dataset and the Space",
+        description="Stage the model (card, figures), dataset and Space folders of a run, then upload them. "
+        "The token comes from HF_TOKEN or the saved login (`hf auth login`).",
+    )
+    parser.add_argument("--run", type=Path, required=True, help="the run folder written by `music-genre train`")
+    parser.add_argument("--repo-id", required=True, help="the model repo, OWNER/NAME")
+    parser.add_argument("--dataset-repo-id", help="also publish the run's cleaned, split data to this dataset repo")
+    parser.add_argument("--space-repo-id", help="also publish the Gradio Space to this Space repo")
+    parser.add_argument("--private", action="store_true", help="create the repos as private")
+    parser.add_argument(
+        "--stage-only",
+        type=Path,
+        metavar="DIR",
+        help="write the folders each repo would receive into DIR; upload nothing",
+    )
+    parser.add_argument("--endpoint", metavar="URL", help="the Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument("--data", help="the run's CSV, where it is no longer at the path the run recorded")
+    parser.set_defaults(handler=run_push)
+    return parser
+
+
+def run_push(args: argparse.Namespace) -> int:
+    try:
+        staged = push(
+            args.run,
+            args.repo_id,
+            dataset_repo_id=args.dataset_repo_id,
+            space_repo_id=args.space_repo_id,
+            private=args.private,
+            stage_only=args.stage_only,
+            endpoint=args.endpoint,
+            data=args.data,
+        )
+    except PublishError as error:
+        print(f"music-genre push: error: {error}", file=sys.stderr)
+        return 1
+    verb = "staged" if args.stage_only is not None else "pushed"
+    for kind, folder in staged.items():
+        print(f"{verb} the {kind} repo: {folder}")
+    return 0

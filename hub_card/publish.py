@@ -1,0 +1,322 @@
+"""Publishing a run: stage exactly what the model, dataset and Space repos receive, then upload each folder.
+
+`stage` writes `OUT/model` (the model folder, its card and figures), `OUT/dataset`
+(the cleaned rows as one Parquet file per split of the run, with a card whose YAML
+declares the splits, the features and the source CSV's sha256) and `OUT/space`
+(the Gradio app with a copy of the model in `model/`, which the app serves by
+default). `push` stages, then creates the repos and uploads the folders; a failure
+raises `PublishError` and leaves the staged folders in place.
+"""
+
+import ast
+import json
+import logging
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import datasets
+import httpx2  # huggingface_hub's HTTP client: refused connections and timeouts surface as its errors
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, SpaceCard, SpaceCardData, get_token
+
+from hub_card.card import (
+    KAGGLE_DATASET,
+    KAGGLE_URL,
+    LICENSE,
+    MODEL_FILES,
+    RunFolder,
+    read_run,
+    render_template,
+    write_model_card,
+)
+from modeling import FEATURE_NAMES, GENRES
+from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data
+
+logger = logging.getLogger("music_genre")
+
+SPACE_DIR = Path(__file__).resolve().parent.parent / "space"
+SPACE_FILES = ("app.py", "requirements.txt")
+REMOTE_CODE = (
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+)
+# Packages of this project: a Space or a model repo that imports them would not run on the Hub.
+PROJECT_PACKAGES = frozenset({"modeling", "training", "hub_card", "space"})
+REPO_KINDS = ("model", "dataset", "space")
+
+
+class PublishError(RuntimeError):
+    """One line saying what failed; the staged folders stay as they are."""
+
+
+def stage(
+    run_dir: str | Path,
+    repo_id: str,
+    dataset_repo_id: str | None = None,
+    space_repo_id: str | None = None,
+    *,
+    out_dir: str | Path,
+    data: str | None = None,
+    space_dir: str | Path = SPACE_DIR,
+) -> dict[str, Path]:
+    """Write `out_dir/model` (and `dataset`, `space` when their repo ids are given); returns the folders by kind.
+
+    `data` overrides the CSV the run recorded (its sha256 must still be the run's).
+    """
+    run = _read_run(run_dir)
+    out = Path(out_dir)
+    staged = {"model": stage_model(run, repo_id, dataset_repo_id, out / "model")}
+    if dataset_repo_id:
+        staged["dataset"] = stage_dataset(run, dataset_repo_id, out / "dataset", data)
+    if space_repo_id:
+        staged["space"] = stage_space(run, repo_id, dataset_repo_id, out / "space", Path(space_dir))
+    for kind in REPO_KINDS:
+        if kind not in staged and (out / kind).is_dir():
+            shutil.rmtree(out / kind)  # left by an earlier staging: this push does not send it
+    for kind, folder in staged.items():
+        logger.info("staged the %s repo in %s", kind, folder)
+    return staged
+
+
+def push(
+    run_dir: str | Path,
+    repo_id: str,
+    dataset_repo_id: str | None = None,
+    space_repo_id: str | None = None,
+    private: bool = False,
+    stage_only: str | Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    data: str | None = None,
+    space_dir: str | Path = SPACE_DIR,
+) -> dict[str, Path]:
+    """Stage (into `stage_only`, else `RUN/hub`), then, unless `stage_only`, create the repos and upload them.
+
+    The token is `token`, else `HF_TOKEN` or the saved login; it is sent to the Hub only, never logged or staged.
+    """
+    out_dir = Path(stage_only) if stage_only is not None else Path(run_dir) / "hub"
+    staged = stage(run_dir, repo_id, dataset_repo_id, space_repo_id, out_dir=out_dir, data=data, space_dir=space_dir)
+    if stage_only is not None:
+        return staged
+    token = token or get_token()
+    if not token:
+        raise PublishError(
+            f"no Hugging Face token: set HF_TOKEN or run `hf auth login` (staged folders kept in {out_dir})"
+        )
+    api = HfApi(endpoint=endpoint, token=token)
+    message = _read_run(run_dir).commit_message()
+    repos = {"model": repo_id, "dataset": dataset_repo_id, "space": space_repo_id}
+    for kind in REPO_KINDS:
+        if kind not in staged:
+            continue
+        repo = repos[kind]
+        logger.info("uploading %s to the %s repo %s at %s", staged[kind], kind, repo, api.endpoint)
+        try:
+            api.create_repo(
+                repo,
+                repo_type=kind,
+                exist_ok=True,
+                private=private,
+                space_sdk="gradio" if kind == "space" else None,
+            )
+            info = api.upload_folder(repo_id=repo, folder_path=staged[kind], repo_type=kind, commit_message=message)
+        except (httpx2.HTTPError, OSError, ValueError) as error:
+            raise PublishError(
+                f"upload of the {kind} repo {repo} failed: {_one_line(error)} (staged folders kept in {out_dir})"
+            ) from error
+        logger.info("pushed the %s repo %s: %s", kind, repo, info.commit_url)
+    return staged
+
+
+def stage_model(run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path) -> Path:
+    """The model folder as the run saved it, its card as README.md, and the run's figures."""
+    folder = _fresh(folder)
+    _copy_model_files(run, folder)
+    write_model_card(run.path, folder / "README.md", repo_id, dataset_repo_id)
+    if run.figures:
+        (folder / "figures").mkdir()
+        for name in run.figures:
+            shutil.copy2(run.path / "figures" / name, folder / "figures" / name)
+    return folder
+
+
+def dataset_features() -> datasets.Features:
+    """The published columns: the 13 raw features (missing as null), the genre as a ClassLabel, artist and track."""
+    types = {name: datasets.Value("float64") for name in FEATURE_NAMES}
+    types.update(
+        key=datasets.Value("string"),
+        mode=datasets.Value("string"),
+        genre=datasets.ClassLabel(names=list(GENRES)),
+        artist_name=datasets.Value("string"),
+        track_name=datasets.Value("string"),
+    )
+    return datasets.Features({name: types[name] for name in KEPT_COLUMNS})
+
+
+def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str | None = None) -> Path:
+    """The run's exact train/validation/test rows as Parquet, and a card `datasets.load_dataset` reads."""
+    source = data or run.training_run["data_source"]
+    try:
+        loaded = load_data(source)
+    except FileNotFoundError as error:
+        raise PublishError(f"cannot read the run's data: {error} (pass --data with the same CSV)") from error
+    if loaded.sha256 != run.training_run["data_sha256"]:
+        raise PublishError(
+            f"the data at {source} has sha256 {loaded.sha256}, the run was trained on {run.training_run['data_sha256']}"
+        )
+    splits_file = run.path / "splits.json"
+    if not splits_file.is_file():
+        raise PublishError(f"run folder {run.path} lacks splits.json, the row positions of its split")
+    positions = json.loads(splits_file.read_text())
+    expected = run.data_report.get("split_sizes", {})
+    for name in SPLITS:
+        if name in expected and len(positions[name]) != expected[name]:
+            raise PublishError(
+                f"splits.json holds {len(positions[name])} {name} rows, data_report.json {expected[name]}"
+            )
+
+    folder = _fresh(folder)
+    (folder / "data").mkdir()
+    features = dataset_features()
+    files, infos = {}, {}
+    for name in SPLITS:
+        rows = loaded.frame.iloc[positions[name]][list(KEPT_COLUMNS)].reset_index(drop=True)
+        rows["genre"] = rows["genre"].map(GENRES.index)
+        table = pa.Table.from_pandas(rows, schema=features.arrow_schema, preserve_index=False)
+        files[name] = f"data/{name}-00000-of-00001.parquet"
+        pq.write_table(table, folder / files[name])
+        infos[name] = datasets.SplitInfo(name, num_bytes=table.nbytes, num_examples=table.num_rows)
+
+    total = sum(info.num_examples for info in infos.values())
+    card_data = DatasetCardData(
+        license="other",
+        pretty_name="Prediction of Music Genre, cleaned and split",
+        task_categories=["tabular-classification"],
+        tags=["music", "genre", "spotify", "audio-features", "tabular"],
+        size_categories=[_size_category(total)],
+        **{PUBLISHED_SHA256_KEY: loaded.sha256},
+    )
+    info = datasets.DatasetInfo(
+        features=features,
+        splits=datasets.SplitDict(infos),
+        download_size=sum((folder / path).stat().st_size for path in files.values()),
+        dataset_size=sum(info.num_bytes for info in infos.values()),
+    )
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    MetadataConfigs(
+        {"default": {"data_files": [{"split": name, "path": path} for name, path in files.items()]}}
+    ).to_dataset_card_data(card_data)
+    content = render_template(
+        "dataset_card.md",
+        card_data=card_data.to_yaml(),
+        dataset_repo_id=dataset_repo_id,
+        sha256=loaded.sha256,
+        source_name=Path(source).name,
+        run=run.training_run,
+        report=loaded.report,
+        splits={name: info.num_examples for name, info in infos.items()},
+        features=[(name, _type_name(feature)) for name, feature in features.items()],
+        genres=GENRES,
+        kaggle_dataset=KAGGLE_DATASET,
+        kaggle_url=KAGGLE_URL,
+    )
+    DatasetCard(content).save(folder / "README.md")
+    return folder
+
+
+def stage_space(run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_dir: Path) -> Path:
+    """The Space's app and requirements, the model bundled as `model/` (the app's default), and its README."""
+    missing = [str(space_dir / name) for name in SPACE_FILES if not (space_dir / name).is_file()]
+    if missing:
+        raise PublishError(
+            f"the Space app is missing: {', '.join(missing)} (the Space needs app.py and requirements.txt)"
+        )
+    imported = _project_imports(space_dir / "app.py")
+    if imported:
+        raise PublishError(f"{space_dir / 'app.py'} imports {', '.join(imported)}, which the Space does not have")
+    try:
+        gradio_version = version("gradio")
+    except PackageNotFoundError as error:
+        raise PublishError("gradio is not installed: the Space README records its version as sdk_version") from error
+
+    folder = _fresh(folder)
+    for name in SPACE_FILES:
+        shutil.copy2(space_dir / name, folder / name)
+    (folder / "model").mkdir()
+    _copy_model_files(run, folder / "model")
+    card_data = SpaceCardData(
+        title="Music genre classifier",
+        emoji="🎵",
+        colorFrom="indigo",
+        colorTo="pink",
+        sdk="gradio",
+        sdk_version=gradio_version,
+        app_file="app.py",
+        license=LICENSE,
+        models=[repo_id],
+        datasets=[dataset_repo_id] if dataset_repo_id else None,
+        tags=["music", "genre", "spotify", "tabular-classification"],
+        short_description="Genre of a Spotify track from its 13 audio features",
+    )
+    content = render_template(
+        "space_card.md", card_data=card_data.to_yaml(), repo_id=repo_id, run=run.training_run, genres=GENRES
+    )
+    SpaceCard(content).save(folder / "README.md")
+    return folder
+
+
+def _read_run(run_dir: str | Path) -> RunFolder:
+    try:
+        return read_run(run_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise PublishError(_one_line(error)) from error
+
+
+def _copy_model_files(run: RunFolder, folder: Path) -> None:
+    missing = [name for name in REMOTE_CODE if not (run.model_dir / name).is_file()]
+    if missing:
+        raise PublishError(f"model folder {run.model_dir} lacks its remote code: {', '.join(missing)}")
+    for name in (*MODEL_FILES, *REMOTE_CODE):
+        shutil.copy2(run.model_dir / name, folder / name)
+
+
+def _fresh(folder: Path) -> Path:
+    """An empty folder: staging again must not leave files from an earlier staging behind."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _project_imports(path: Path) -> list[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return sorted(roots & PROJECT_PACKAGES)
+
+
+def _size_category(rows: int) -> str:
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < bound:
+            return name
+    return "1M<n<10M"
+
+
+def _type_name(feature) -> str:
+    if isinstance(feature, datasets.ClassLabel):
+        return f"ClassLabel ({len(feature.names)} genres)"
+    return feature.dtype
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,287 @@
+"""Publishing a run: the staged folders load as a user loads the repos, and the upload reaches a stand-in Hub."""
+
+import argparse
+import base64
+import json
+import logging
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from huggingface_hub import SpaceCard
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
+
+from hub_card.cli import add_push_parser
+from hub_card.publish import PublishError, push, stage
+from modeling import GENRES
+from tests.test_hub_card import DATASET_REPO_ID, REPO_ID, build_small_run
+from tests.test_modeling import load_in_clean_process
+from training.data import load_data, split_indices
+
+SPACE_REPO_ID = "someone/music-genre-space"
+PLANTED_TOKEN = "hf_PLANTEDtokenThatMustNeverLeak0123456789"
+MODEL_FILES = {
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "training_run.json",
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+}
+# A stand-in for the Space app (space/app.py belongs to the Space's own tests): it reads MODEL_ID, default model/.
+SPACE_APP = """import os
+from pathlib import Path
+
+MODEL_ID = os.environ.get("MODEL_ID", str(Path(__file__).parent / "model"))
+"""
+
+
+@pytest.fixture(scope="session")
+def run_dir(csv_path, tmp_path_factory) -> Path:
+    return build_small_run(csv_path, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def space_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("space-source")
+    (folder / "app.py").write_text(SPACE_APP)
+    (folder / "requirements.txt").write_text("transformers>=5.23,<6\ntorch>=2.13\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def staged(run_dir, space_dir, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("staged")
+    return stage(run_dir, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, out_dir=out, space_dir=space_dir)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_staged_model_loads_without_the_project_and_predicts_as_in_process(staged, run_dir, raw_rows):
+    folder = staged["model"]
+    figures = {f"figures/{p.name}" for p in (run_dir / "figures").iterdir()}
+    assert set(files_under(folder)) == MODEL_FILES | {"README.md"} | figures
+    remote = load_in_clean_process(folder, raw_rows)
+    assert remote["model_class"].startswith("transformers_modules.")
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model").eval()
+    extractor = AutoFeatureExtractor.from_pretrained(run_dir / "model")
+    with torch.no_grad():
+        local = model(**extractor(raw_rows, return_tensors="pt")).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(remote["probabilities"], local, rtol=1e-5, atol=1e-6)
+    best = [GENRES[i] for i in local.argmax(-1)]
+    assert [row[0]["label"] for row in remote["pipeline"]] == best
+
+
+def test_staged_dataset_loads_with_the_runs_split(staged, run_dir):
+    report = json.loads((run_dir / "data_report.json").read_text())
+    run_info = json.loads((run_dir / "model" / "training_run.json").read_text())
+    published = datasets.load_dataset(str(staged["dataset"]))
+    assert {name: part.num_rows for name, part in published.items()} == report["split_sizes"]
+    features = published["train"].features
+    assert isinstance(features["genre"], datasets.ClassLabel) and tuple(features["genre"].names) == GENRES
+    assert features["tempo"].dtype == "float64" and features["key"].dtype == "string"
+    assert sum(published[name]["tempo"].count(None) for name in published) == report["missing_values"]["tempo"]
+
+    # The training loader reads the folder back as the run's exact rows, split as the run split them.
+    original = load_data(run_info["data_source"])
+    positions = json.loads((run_dir / "splits.json").read_text())
+    reloaded = load_data(str(staged["dataset"]))
+    assert reloaded.sha256 == run_info["data_sha256"]
+    fixed = split_indices(reloaded, seed=123, mode="group")
+    for name in ("train", "validation", "test"):
+        expected = original.frame.iloc[positions[name]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(reloaded.frame.iloc[fixed[name]].reset_index(drop=True), expected)
+
+
+def test_staged_space_bundles_the_model_its_app_loads_by_default(staged, space_dir, run_dir):
+    folder = staged["space"]
+    files = files_under(folder)
+    assert files["app.py"] == (space_dir / "app.py").read_bytes()
+    assert files["requirements.txt"] == (space_dir / "requirements.txt").read_bytes()
+    assert {name for name in files if name.startswith("model/")} == {f"model/{name}" for name in MODEL_FILES}
+    for name in MODEL_FILES:
+        assert files[f"model/{name}"] == (run_dir / "model" / name).read_bytes()
+    card = SpaceCard.load(folder / "README.md").data
+    assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", version("gradio"), "app.py")
+    assert card.models == [REPO_ID] and card.datasets == [DATASET_REPO_ID]
+
+
+def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(run_dir, tmp_path):
+    source = tmp_path / "space"
+    source.mkdir()
+    (source / "requirements.txt").write_text("gradio\n")
+    with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
+        stage(run_dir, REPO_ID, space_repo_id=SPACE_REPO_ID, out_dir=tmp_path / "out", space_dir=source)
+    (source / "app.py").write_text("from modeling import GENRES\n")
+    with pytest.raises(PublishError, match="imports modeling"):
+        stage(run_dir, REPO_ID, space_repo_id=SPACE_REPO_ID, out_dir=tmp_path / "out", space_dir=source)
+
+
+class FakeHub(ThreadingHTTPServer):
+    """The Hub endpoints huggingface_hub's `create_repo` and `upload_folder` call, on 127.0.0.1.
+
+    Every file is declared "regular" at preupload, so its bytes arrive base64-encoded in the commit.
+    """
+
+    def __init__(self, fail: bool = False):
+        super().__init__(("127.0.0.1", 0), FakeHubHandler)
+        self.fail = fail
+        self.created: list[dict] = []
+        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.commits: list[str] = []
+        self.authorizations: set[str | None] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+
+class FakeHubHandler(BaseHTTPRequestHandler):
+    server: FakeHub
+
+    def do_POST(self) -> None:
+        hub = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        hub.authorizations.add(self.headers.get("Authorization"))
+        if hub.fail:
+            return self.reply(500, {"error": "Internal Error"})
+        path = self.path.split("?")[0]
+        repo_path = re.fullmatch(r"/api/(model|dataset|space)s/([^/]+/[^/]+)/(preupload|commit)/main", path)
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            hub.created.append(request)
+            prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[request.get("type") or "model"]
+            return self.reply(200, {"url": f"{hub.url}/{prefix}{request['organization']}/{request['name']}"})
+        if path == "/api/validate-yaml":
+            return self.reply(200, {})
+        if repo_path and repo_path[3] == "preupload":
+            files = json.loads(body)["files"]
+            modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+            return self.reply(200, {"files": modes})
+        if repo_path and repo_path[3] == "commit":
+            kind, repo = repo_path[1], repo_path[2]
+            received = hub.files.setdefault((kind, repo), {})
+            for line in body.splitlines():
+                item = json.loads(line)
+                if item["key"] == "header":
+                    hub.commits.append(item["value"]["summary"])
+                elif item["key"] == "file":
+                    received[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                else:
+                    return self.reply(400, {"error": f"this stand-in takes inline files only, got {item['key']}"})
+            return self.reply(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'0' * 40}", "commitOid": "0" * 40})
+        return self.reply(404, {"error": f"no route {path}"})
+
+    def reply(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass  # keep the test output to what the client logs
+
+
+@pytest.fixture
+def fake_hub(request, monkeypatch):
+    # The tests run offline (conftest); only this loopback server is reachable.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    hub = FakeHub(fail=getattr(request, "param", False))
+    thread = threading.Thread(target=hub.serve_forever, daemon=True)
+    thread.start()
+    yield hub
+    hub.shutdown()
+    hub.server_close()
+
+
+@pytest.fixture
+def own_run(run_dir, tmp_path) -> Path:
+    """A copy of the run folder: `push` stages into RUN/hub."""
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def push_args(run: Path, endpoint: str, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="music-genre")
+    add_push_parser(parser.add_subparsers(dest="command", required=True))
+    command = ["push", "--run", str(run), "--repo-id", REPO_ID, "--dataset-repo-id", DATASET_REPO_ID]
+    return parser.parse_args([*command, "--endpoint", endpoint, *extra])
+
+
+def test_push_uploads_each_staged_folder_byte_for_byte(fake_hub, own_run, space_dir, monkeypatch, caplog, capsys):
+    monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")
+    staged = push(own_run, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, endpoint=fake_hub.url, space_dir=space_dir)
+
+    assert [(r["type"], r["organization"], r["name"]) for r in fake_hub.created] == [
+        ("model", "someone", "music-genre-ffn"),
+        ("dataset", "someone", "music-genre-data"),
+        ("space", "someone", "music-genre-space"),
+    ]
+    assert fake_hub.created[2]["sdk"] == "gradio" and {r["visibility"] for r in fake_hub.created} == {"public"}
+    repos = {"model": REPO_ID, "dataset": DATASET_REPO_ID, "space": SPACE_REPO_ID}
+    for kind, repo in repos.items():
+        assert staged[kind] == own_run / "hub" / kind
+        assert fake_hub.files[(kind, repo)] == files_under(staged[kind]), kind
+    run_info = json.loads((own_run / "model" / "training_run.json").read_text())
+    assert set(fake_hub.commits) == {
+        f"music-genre run: seed 0, stratified split, data sha256 {run_info['data_sha256'][:12]}"
+    }
+    assert fake_hub.authorizations == {f"Bearer {PLANTED_TOKEN}"}
+
+    # The token went to the Hub and nowhere else: no staged file, log record or printed line holds it.
+    for folder in staged.values():
+        for name, content in files_under(folder).items():
+            assert PLANTED_TOKEN.encode() not in content, name
+    assert caplog.records and all(PLANTED_TOKEN not in record.getMessage() for record in caplog.records)
+    printed = capsys.readouterr()
+    assert PLANTED_TOKEN not in printed.out + printed.err
+
+
+def test_missing_token_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    args = push_args(own_run, fake_hub.url)
+    assert args.handler(args) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("music-genre push: error: no Hugging Face token: set HF_TOKEN") and error.count("\n") == 1
+    assert not fake_hub.created
+    assert (own_run / "hub" / "model" / "README.md").is_file()
+    assert len(list((own_run / "hub" / "dataset" / "data").glob("*.parquet"))) == 3
+
+
+@pytest.mark.parametrize("fake_hub", [True], indirect=True)
+def test_a_failing_hub_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
+    args = push_args(own_run, fake_hub.url)
+    assert args.handler(args) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"music-genre push: error: upload of the model repo {REPO_ID} failed: ")
+    assert "500" in error and error.count("\n") == 1 and PLANTED_TOKEN not in error
+    assert f"staged folders kept in {own_run / 'hub'}" in error
+    staged = files_under(own_run / "hub")
+    assert "model/README.md" in staged and "model/model.safetensors" in staged
+    assert PLANTED_TOKEN.encode() not in b"".join(staged.values())
+
+
+def test_stage_only_uploads_nothing(fake_hub, own_run, tmp_path, capsys):
+    args = push_args(own_run, fake_hub.url, "--stage-only", str(tmp_path / "out"))
+    assert args.handler(args) == 0
+    assert not fake_hub.created and not fake_hub.authorizations
+    assert (tmp_path / "out" / "model" / "README.md").is_file() and (
+        tmp_path / "out" / "dataset" / "README.md"
+    ).is_file()
+    assert "staged the model repo" in capsys.readouterr().out
