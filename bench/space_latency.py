@@ -40,27 +40,6 @@ from training.data import default_csv  # noqa: E402
 OUTPUT = REPO / "bench" / "space_latency.md"
 
 
-def build_model_folder(folder: Path) -> Path:
-    """The tests' model: 64-32 hidden units, two epochs on the real training split (a few seconds)."""
-    from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-    from training.data import load_data, prepare_splits
-
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(load_data(), extractor, seed=0)
-    torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    features = torch.as_tensor(prepared.features["train"])
-    labels = torch.as_tensor(prepared.labels["train"])
-    model.train()
-    for _ in range(2):
-        for batch in torch.randperm(len(labels)).split(256):
-            model(input_features=features[batch], labels=labels[batch]).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    return save_model_folder(model.eval(), extractor, folder)
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -116,11 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="space-latency-") as scratch:
         scratch = Path(scratch)
-        if (DEFAULT_MODEL / "config.json").exists():
-            model, model_note = DEFAULT_MODEL, "the bundled `space/model/`"
-        else:
-            model = build_model_folder(scratch / "model")
-            model_note = "no bundled `space/model/` yet: a 64-32 network trained two epochs here, as in the tests"
+        if not (DEFAULT_MODEL / "config.json").exists():
+            parser.error(f"no bundled model in {DEFAULT_MODEL}: run `music-genre train` and stage it first")
+        model, model_note = DEFAULT_MODEL, "the bundled `space/model/`"
         frame = pd.read_csv(default_csv()).dropna(how="all")
         batch = frame.sample(args.rows, random_state=0, replace=args.rows > len(frame))
         batch_csv = scratch / "songs.csv"

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from modeling import GENRES, GenreFeatureExtractor
+from modeling.configuration_genre_ffn import NUMERIC_FEATURES
 from training.data import GROUP_COLUMNS, clean_rows, oversample, prepare_splits, split_indices
 
 
@@ -26,18 +27,7 @@ def test_cleaning_rejects_an_unparseable_tempo():
             {
                 "genre": "Jazz",
                 **dict.fromkeys(
-                    [
-                        "popularity",
-                        "acousticness",
-                        "danceability",
-                        "duration_ms",
-                        "energy",
-                        "instrumentalness",
-                        "liveness",
-                        "loudness",
-                        "speechiness",
-                        "valence",
-                    ],
+                    NUMERIC_FEATURES,
                     1.0,
                 ),
                 "key": "C",

@@ -10,6 +10,17 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceC
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
 
+# What a saved model folder holds: config, safetensors weights, the feature extractor and the remote code.
+HUB_FOLDER_FILES = {
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+}
+
 
 def make_model(**overrides) -> GenreFFNForSequenceClassification:
     torch.manual_seed(0)
@@ -111,15 +122,7 @@ def test_remote_code_folder_loads_without_the_project(tmp_path, raw_rows):
     extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal", n_quantiles=8).fit(raw_rows)
     model = make_model(num_members=2)
     save_model_folder(model, extractor, tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} >= {
-        "config.json",
-        "model.safetensors",
-        "preprocessor_config.json",
-        "configuration_genre_ffn.py",
-        "modeling_genre_ffn.py",
-        "feature_extraction_genre_ffn.py",
-        "pipeline_genre_ffn.py",
-    }
+    assert {p.name for p in tmp_path.iterdir()} >= HUB_FOLDER_FILES
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pkl"))
     remote = load_in_clean_process(tmp_path, raw_rows)
     assert remote["model_class"].startswith("transformers_modules.")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from modeling import GENRES, GenreFeatureExtractor
+from tests.test_modeling import HUB_FOLDER_FILES
 from training.cli import main
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
@@ -27,16 +28,7 @@ FIGURES = {
     "confusion_matrix.png",
     "optimization_history.png",
 }
-MODEL_FILES = {
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "configuration_genre_ffn.py",
-    "modeling_genre_ffn.py",
-    "feature_extraction_genre_ffn.py",
-    "pipeline_genre_ffn.py",
-    "training_run.json",
-}
+MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 
 
 @pytest.fixture(scope="module")
