@@ -154,7 +154,7 @@ def render_model_card(run: RunFolder, repo_id: str | None = None, dataset_repo_i
         genres=GENRES,
         example_row=json.dumps(EXAMPLE_ROW, indent=4),
         misread=_share(1 - metrics["tuned"]["accuracy"], 1),
-        tuned={key: _number(metrics["tuned"][key]) for key in SUMMARY_METRICS},
+        tuned={key: _metric(metrics["tuned"][key]) for key in SUMMARY_METRICS},
         run=run.training_run,
         report=report,
         dropped=[(reason, n) for reason, n in report["rows_dropped"].items() if reason != "total" and n],
@@ -185,6 +185,7 @@ def render_template(name: str, **values) -> str:
     )
     environment.filters["num"] = _number
     environment.filters["setting"] = _setting
+    environment.filters["metric"] = _metric
     return environment.get_template(name).render(**values)
 
 
@@ -208,19 +209,27 @@ EXAMPLE_ROW = {
 
 def _preprocessing(preprocessor: dict) -> dict:
     numeric = [name for name in FEATURE_NAMES if name not in ("key", "mode")]
-    log_features = preprocessor.get("log_features") or {}
+    encoding = preprocessor["numeric_encoding"]
+    # The log transform applies under "log-standard" only; "quantile-normal" maps every feature instead.
+    log_features = (preprocessor.get("log_features") or {}) if encoding == "log-standard" else {}
+
+    def transform(name: str) -> str:
+        if encoding == "quantile-normal":
+            return "training quantiles to a standard normal"
+        return f"log(x + {_setting(log_features[name])})" if name in log_features else "-"
+
     rows = [
         [
             name,
             _number(preprocessor["medians"][name]),
             _number(preprocessor["clip_low"][name]),
             _number(preprocessor["clip_high"][name]),
-            f"log(x + {_setting(log_features[name])})" if name in log_features else "-",
+            transform(name),
         ]
         for name in numeric
     ]
     return {
-        "encoding": preprocessor["numeric_encoding"],
+        "encoding": encoding,
         "log_features": log_features,
         "clip_quantiles": preprocessor["clip_quantiles"],
         "n_quantiles": preprocessor.get("n_quantiles"),
@@ -285,8 +294,8 @@ def _results_rows(metrics: dict) -> list[list[str]]:
     paper = metrics["paper"]
     rows = []
     for key, name in SUMMARY_METRICS.items():
-        cells = [_number(metrics[stage][key]) for stage in ("initial", "tuned")]
-        cells += [_number(paper[stage][key]) if key in paper[stage] else "-" for stage in ("initial", "tuned")]
+        cells = [_metric(metrics[stage][key]) for stage in ("initial", "tuned")]
+        cells += [_metric(paper[stage][key]) if key in paper[stage] else "-" for stage in ("initial", "tuned")]
         rows.append([name, *cells])
     return rows
 
@@ -296,7 +305,7 @@ def _per_genre_rows(figures: dict) -> list[list[str]]:
     return [
         [
             genre,
-            *(_number(per_genre[genre][k]) for k in ("precision", "recall", "f1")),
+            *(_metric(per_genre[genre][k]) for k in ("precision", "recall", "f1")),
             str(int(per_genre[genre]["support"])),
         ]
         for genre in GENRES
@@ -363,6 +372,11 @@ def _number(value) -> str:
     if abs(value) >= 1000:
         return f"{value:.0f}"
     return f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.3g}"
+
+
+def _metric(value: float) -> str:
+    """A test figure: always four decimals, so tables line up and 0 reads as a score."""
+    return f"{float(value):.4f}"
 
 
 def _setting(value) -> str:

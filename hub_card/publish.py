@@ -75,7 +75,7 @@ def stage(
     if dataset_repo_id:
         staged["dataset"] = stage_dataset(run, dataset_repo_id, out / "dataset", data)
     if space_repo_id:
-        staged["space"] = stage_space(run, repo_id, dataset_repo_id, out / "space", Path(space_dir))
+        staged["space"] = stage_space(run, repo_id, dataset_repo_id, out / "space", Path(space_dir), staged["model"])
     for kind in REPO_KINDS:
         if kind not in staged and (out / kind).is_dir():
             shutil.rmtree(out / kind)  # left by an earlier staging: this push does not send it
@@ -230,8 +230,13 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
     return folder
 
 
-def stage_space(run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_dir: Path) -> Path:
-    """The Space's app and requirements, the model bundled as `model/` (the app's default), and its README."""
+def stage_space(
+    run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_dir: Path, model_folder: Path
+) -> Path:
+    """The Space's app and requirements, the staged model repo bundled as `model/` (the app's default), a README.
+
+    The bundled copy carries the model card too: the app reads the test accuracy from it.
+    """
     missing = [str(space_dir / name) for name in SPACE_FILES if not (space_dir / name).is_file()]
     if missing:
         raise PublishError(
@@ -248,8 +253,7 @@ def stage_space(run: RunFolder, repo_id: str, dataset_repo_id: str | None, folde
     folder = _fresh(folder)
     for name in SPACE_FILES:
         shutil.copy2(space_dir / name, folder / name)
-    (folder / "model").mkdir()
-    _copy_model_files(run, folder / "model")
+    shutil.copytree(model_folder, folder / "model")
     card_data = SpaceCardData(
         title="Music genre classifier",
         emoji="🎵",

@@ -2,7 +2,6 @@
 
 import json
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,31 +14,20 @@ from modeling import GENRES
 
 REPO_ID = "someone/music-genre-ffn"
 DATASET_REPO_ID = "someone/music-genre-data"
-PAPER = {
-    "initial": {"accuracy": 0.5514, "f1_weighted": 0.5392, "roc_auc_macro": 0.9115},
-    "tuned": {"accuracy": 0.5952, "f1_weighted": 0.5937, "roc_auc_macro": 0.9338},
-}
 
 
 def build_small_run(csv_path: Path, root: Path) -> Path:
-    """A run folder in the training contract, from real pieces: a slice of the real CSV, the real loader,
-    splits and metrics, a tiny network trained one epoch, a real Optuna trials table and small real PNGs.
+    """A real run folder from `train_run` on a slice of the real CSV (two trials of one epoch).
 
-    Built once per session under `root` (the test modules share it).
+    The slice holds 150 raw rows per genre, every row of 20 songs filed under several genres and two empty rows;
+    it is written at test time, never kept in the repo. Built once per session under `root` (the test modules
+    share it).
     """
-    import matplotlib.pyplot as plt
-    import optuna
-    import torch
-
-    from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-    from training.data import balanced_class_weights, load_data, prepare_splits
-    from training.scoring import test_metrics
+    from training.run import RunOptions, train_run
 
     run = root / "run"
     if (run / "metrics.json").is_file():
         return run
-    # 150 raw rows per genre, every row of 20 songs filed under several genres, and two empty rows: the slice
-    # is written at test time, never kept in the repo.
     frame = pd.read_csv(csv_path, dtype={"tempo": str})
     rows = frame.dropna(how="all")
     genres_per_pair = rows.groupby(["artist_name", "track_name"])["music_genre"].nunique()
@@ -50,84 +38,7 @@ def build_small_run(csv_path: Path, root: Path) -> Path:
     sliced = pd.concat([sample, shared_rows[frame.columns], empty]).sample(frac=1.0, random_state=1)
     csv = root / "slice.csv"
     sliced.to_csv(csv, index=False)
-
-    data = load_data(csv)
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(data, extractor, seed=0)
-    torch.manual_seed(0)
-    config = GenreFFNConfig(hidden_sizes=[32], class_weights=balanced_class_weights(prepared.labels["train"]))
-    model = GenreFFNForSequenceClassification(config)
-
-    def test_figures() -> dict:
-        model.eval()
-        with torch.no_grad():
-            logits = model(input_features=torch.as_tensor(prepared.features["test"])).logits
-        return test_metrics(prepared.labels["test"], logits.softmax(-1).numpy().astype(np.float64))
-
-    initial = test_figures()
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    features, labels = torch.as_tensor(prepared.features["train"]), torch.as_tensor(prepared.labels["train"])
-    for batch in torch.randperm(len(labels)).split(64):
-        optimizer.zero_grad()
-        model(input_features=features[batch], labels=labels[batch]).loss.backward()
-        optimizer.step()
-    tuned = test_figures()
-
-    save_model_folder(model.eval(), extractor, run / "model")
-    command = ["music-genre", "train", "--data", str(csv), "--output", str(run), "--seed", "0", "--n-trials", "3"]
-    run_info = {
-        "seed": 0,
-        "split_mode": "stratified",
-        "data_sha256": data.sha256,
-        "data_source": str(csv),
-        "command": shlex.join(command),
-    }
-    _write_json(run / "model" / "training_run.json", run_info)
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
-
-    def objective(trial: optuna.Trial) -> float:
-        trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
-        trial.suggest_int("n_layers", 2, 4)
-        trial.suggest_float("dropout", 0.0, 0.5)
-        trial.suggest_categorical("batch_size", [32, 64, 128])
-        if trial.number == 1:
-            raise optuna.TrialPruned()
-        return 0.3 + trial.number / 100
-
-    study.optimize(objective, n_trials=3)
-    study.trials_dataframe().to_csv(run / "trials.csv", index=False)
-
-    initial_hyperparameters = {"hidden_sizes": [32], "dropout": 0.2, "learning_rate": 0.01, "epochs": 0}
-    tuned_hyperparameters = {"hidden_sizes": [32], "dropout": 0.2, "learning_rate": 0.01, "epochs": 1}
-    metrics = {
-        "seed": 0,
-        "split_mode": "stratified",
-        "data_sha256": data.sha256,
-        "best_hyperparameters": tuned_hyperparameters,
-        "search": {"n_trials": 3, "objective": "validation accuracy"},
-        "initial": {**initial, "hyperparameters": initial_hyperparameters},
-        "tuned": {**tuned, "hyperparameters": tuned_hyperparameters},
-        "paper": PAPER,
-    }
-    _write_json(run / "metrics.json", metrics)
-    split_sizes = {name: len(rows) for name, rows in prepared.indices.items()}
-    _write_json(run / "data_report.json", {**data.report, "sha256": data.sha256, "split_sizes": split_sizes})
-    _write_json(run / "splits.json", {name: rows.tolist() for name, rows in prepared.indices.items()})
-
-    (run / "figures").mkdir()
-    for i, name in enumerate(FIGURES):
-        figure, axes = plt.subplots(figsize=(1, 1), dpi=20)
-        axes.plot([0, 1], [0, i])
-        figure.savefig(run / "figures" / name)
-        plt.close(figure)
-    return run
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=lambda value: value.item()) + "\n")
+    return train_run(RunOptions(data=str(csv), output=run, seed=0, n_trials=2, max_epochs=1))
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +92,9 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, run
     assert f"| (artist, track) pairs filed under two or more genres | {report['pairs_under_several_genres']} |" in text
     assert f'pipeline(model="{REPO_ID}", trust_remote_code=True)' in text
     assert run_info["command"] in text and run_info["data_sha256"] in text
-    assert "3 trials (2 completed, 1 pruned)" in text
+    trials = pd.read_csv(run_dir / "trials.csv")
+    completed, pruned = (int((trials["state"] == state).sum()) for state in ("COMPLETE", "PRUNED"))
+    assert f"{len(trials)} trials ({completed} completed, {pruned} pruned)" in text
 
 
 def test_card_usage_code_runs_on_the_model_folder(card_path, run_dir):
