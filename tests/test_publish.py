@@ -23,21 +23,12 @@ from hub_card.cli import add_push_parser
 from hub_card.publish import PublishError, push, stage
 from modeling import GENRES
 from tests.test_hub_card import DATASET_REPO_ID, REPO_ID, build_small_run
-from tests.test_modeling import load_in_clean_process
+from tests.test_modeling import HUB_FOLDER_FILES, load_in_clean_process
 from training.data import load_data, split_indices
 
 SPACE_REPO_ID = "someone/music-genre-space"
 PLANTED_TOKEN = "hf_PLANTEDtokenThatMustNeverLeak0123456789"
-MODEL_FILES = {
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "training_run.json",
-    "configuration_genre_ffn.py",
-    "modeling_genre_ffn.py",
-    "feature_extraction_genre_ffn.py",
-    "pipeline_genre_ffn.py",
-}
+MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 # A stand-in for the Space app (space/app.py belongs to the Space's own tests): it reads MODEL_ID, default model/.
 SPACE_APP = """import os
 from pathlib import Path
