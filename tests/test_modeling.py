@@ -150,3 +150,16 @@ def test_remote_code_imports_only_transformers_torch_numpy_and_itself():
             else:
                 continue
             assert roots <= allowed, f"{path.name} imports {roots - allowed}"
+
+
+def test_large_tables_are_classified_in_slices_with_the_same_result():
+    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+
+    model = make_model(num_members=2)
+    x = torch.randn(3 * INFERENCE_CHUNK + 7, model.config.input_size)
+    with torch.no_grad():
+        whole = torch.cat([member(x) for member in model.members[:1]])
+        sliced = model._run_member(model.members[0], x)
+    torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-5)
+    model.train()
+    assert model(input_features=x[:64], labels=torch.zeros(64, dtype=torch.long)).loss.requires_grad
