@@ -121,9 +121,23 @@ def test_genres_keep_their_colour_across_figures(scores, tmp_path, captured):
     features = np.random.default_rng(2).normal(size=(400, 24))
     figures.plot_pca(features, labels, tmp_path / "pca.png")
     figures.plot_roc_curves(labels, probabilities, tmp_path / "roc.png")
-    scatter_colours = [tuple(c.get_facecolor()[0][:3]) for c in captured[0].axes[0].collections]
+    swatch_colours = [tuple(handle.get_color()) for handle in captured[0].axes[0].get_legend().legend_handles]
     line_colours = [tuple(line.get_color()) for line in captured[1].axes[0].get_lines()[: len(GENRES)]]
-    assert scatter_colours == line_colours == [tuple(c) for c in figures.COLOURS]
+    assert swatch_colours == line_colours == [tuple(c) for c in figures.COLOURS]
+
+
+def test_each_point_takes_its_genres_colour_in_a_mixed_drawing_order(scores):
+    labels, _ = scores
+    figure, axis = figures.plt.subplots()
+    # The y coordinate of each point is its genre id, so the plotted points say which colour each should have.
+    figures._scatter_by_genre(axis, np.column_stack([np.arange(len(labels)), labels]), labels)
+    (collection,) = axis.collections
+    drawn_genres = collection.get_offsets()[:, 1].astype(int)
+    np.testing.assert_allclose(collection.get_facecolors()[:, :3], np.asarray(figures.COLOURS)[drawn_genres])
+    assert sorted(drawn_genres) == sorted(labels)
+    # Not drawn genre by genre: the last genre drawn would hide the others where they overlap.
+    assert (np.diff(drawn_genres) < 0).sum() > len(GENRES)
+    figures.plt.close(figure)
 
 
 def test_tsne_figure(scores, tmp_path):

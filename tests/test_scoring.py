@@ -1,57 +1,133 @@
-"""Each shipped `evaluate` module against scikit-learn on the same predictions."""
+"""Each shipped `evaluate` module against scikit-learn on the same predictions, and the two scoring entry points."""
+
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from scipy.special import softmax as scipy_softmax
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 from transformers import EvalPrediction
 
 from modeling import GENRES
-from training.scoring import compute_metrics, metric_module, summary_metrics, test_metrics
+from training.scoring import SUMMARY_KEYS, compute_metrics, metric_module, softmax, summary_metrics, test_metrics
+
+NEVER_PREDICTED = 7
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def predictions():
+    """Coarse probabilities (multiples of 1/20, rows summing to 1), so many ties; genre 7 scores 0: never predicted."""
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 3000)
-    logits = rng.normal(size=(3000, 10)) + 1.5 * np.eye(10)[labels]
-    logits[:, 7] = -50.0  # genre 7 is never predicted: precision 0 by convention
-    logits[::3, 2] = np.round(logits[::3, 2])  # ties in the scores
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return labels, logits, probabilities
-
-
-def test_modules_load_by_path_offline():
-    import os
-
-    assert os.environ["HF_EVALUATE_OFFLINE"] == "1" and os.environ["HF_HUB_OFFLINE"] == "1"
-    assert metric_module("genre_accuracy").name == "genre_accuracy"
-
-
-def test_each_module_equals_scikit_learn(predictions):
-    labels, _, probabilities = predictions
+    labels = rng.integers(0, len(GENRES), 3000)
+    logits = rng.normal(size=(3000, len(GENRES))) + 1.5 * np.eye(len(GENRES))[labels]
+    logits[:, NEVER_PREDICTED] = -np.inf
+    probabilities = np.stack([rng.multinomial(20, row) for row in softmax(logits)]) / 20
     predicted = probabilities.argmax(axis=1)
-    accuracy = metric_module("genre_accuracy").compute(predictions=predicted, references=labels)["accuracy"]
-    assert accuracy == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
+    # The fixture must hold what it claims, or the comparisons below prove less than they say.
+    assert NEVER_PREDICTED not in predicted and (labels == NEVER_PREDICTED).any()
+    assert all(len(np.unique(column)) < 25 for column in probabilities.T)
+    return labels, probabilities, predicted
+
+
+def test_modules_load_by_path_offline_into_the_private_hf_home():
+    import evaluate.config
+
+    assert os.environ["HF_EVALUATE_OFFLINE"] == "1" and evaluate.config.HF_EVALUATE_OFFLINE
+    for name in ("genre_accuracy", "genre_precision_recall_f1", "genre_roc_auc"):
+        module = metric_module(name)
+        assert module.name == name and module.citation and module.description
+        assert metric_module(name) is module  # loaded once
+    # The copy evaluate imports lands under the tests' temporary HF_HOME, not the user's cache.
+    copies = Path(os.environ["HF_HOME"], "modules", "evaluate_modules", "metrics")
+    assert {path.name for path in copies.iterdir() if path.is_dir()} >= {"genre_accuracy", "genre_roc_auc"}
+
+
+def test_accuracy_equals_scikit_learn(predictions):
+    labels, _, predicted = predictions
+    ours = metric_module("genre_accuracy").compute(predictions=predicted, references=labels)["accuracy"]
+    assert ours == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
+
+
+def test_weighted_precision_recall_f1_equal_scikit_learn(predictions):
+    labels, _, predicted = predictions
     ours = metric_module("genre_precision_recall_f1").compute(
-        predictions=predicted, references=labels, num_classes=10, average="weighted"
+        predictions=predicted, references=labels, num_classes=len(GENRES), average="weighted"
     )
     theirs = precision_recall_fscore_support(labels, predicted, average="weighted", zero_division=0)
     assert [ours["precision"], ours["recall"], ours["f1"]] == pytest.approx(theirs[:3], abs=1e-12)
-    auc = metric_module("genre_roc_auc").compute(prediction_scores=probabilities, references=labels)["roc_auc"]
-    assert auc == pytest.approx(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"), abs=1e-12)
 
 
-def test_trainer_metrics_and_the_results_table(predictions):
-    labels, logits, probabilities = predictions
-    from_logits = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
-    assert from_logits == pytest.approx(summary_metrics(labels, probabilities), abs=1e-12)
+def test_macro_roc_auc_equals_scikit_learn_with_ties(predictions):
+    labels, probabilities, _ = predictions
+    ours = metric_module("genre_roc_auc").compute(prediction_scores=probabilities, references=labels)
+    theirs = roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
+    assert ours["roc_auc"] == pytest.approx(theirs, abs=1e-12)
+    for k, auc in enumerate(ours["per_class"]):
+        assert auc == pytest.approx(roc_auc_score(labels == k, probabilities[:, k]), abs=1e-12)
+    assert ours["per_class"][NEVER_PREDICTED] == 0.5  # one score for every row: all ties
+
+
+def test_roc_auc_is_the_pairwise_definition():
+    # Positives 0.9, 0.5, 0.5 against negatives 0.5, 0.1: 6 pairs, the two 0.5-0.5 ties count half.
+    scores = np.array([[0.1, 0.9], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.9, 0.1]])
+    result = metric_module("genre_roc_auc").compute(prediction_scores=scores, references=[1, 1, 1, 0, 0])
+    assert result["per_class"][1] == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match="both sides"):
+        metric_module("genre_roc_auc").compute(prediction_scores=scores, references=[1, 1, 1, 1, 1])
+
+
+def test_compute_metrics_through_an_eval_prediction(predictions):
+    labels = predictions[0]
+    logits = np.random.default_rng(1).normal(size=(len(labels), len(GENRES))) + 2.0 * np.eye(len(GENRES))[labels]
+    from_trainer = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    assert tuple(from_trainer) == SUMMARY_KEYS
+    probabilities, predicted = scipy_softmax(logits, axis=1), logits.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="weighted", zero_division=0)
+    assert from_trainer == pytest.approx(
+        {
+            "accuracy": accuracy_score(labels, predicted),
+            "precision_weighted": precision,
+            "recall_weighted": recall,
+            "f1_weighted": f1,
+            "roc_auc_macro": roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"),
+        },
+        abs=1e-12,
+    )
+    # A model that returns extra outputs hands Trainer a tuple with the logits first.
+    from_tuple = compute_metrics(EvalPrediction(predictions=(logits, np.zeros(3)), label_ids=labels))
+    assert from_tuple == from_trainer
+
+
+def test_results_table_equals_scikit_learns_report(predictions):
+    labels, probabilities, predicted = predictions
     table = test_metrics(labels, probabilities)
-    predicted = probabilities.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, zero_division=0)
-    for i, genre in enumerate(GENRES):
-        row = table["per_genre"][genre]
-        assert [row["precision"], row["recall"], row["f1"]] == pytest.approx([precision[i], recall[i], f1[i]])
-        assert row["support"] == support[i]
-    assert table["per_genre"][GENRES[7]]["precision"] == 0.0
-    assert table["confusion_matrix"] == confusion_matrix(labels, predicted, labels=range(10)).tolist()
-    assert table["rows"] == 3000
+    report = classification_report(
+        labels, predicted, labels=range(len(GENRES)), target_names=GENRES, output_dict=True, zero_division=0
+    )
+    for genre in GENRES:
+        ours, theirs = table["per_genre"][genre], report[genre]
+        assert [ours["precision"], ours["recall"], ours["f1"]] == pytest.approx(
+            [theirs["precision"], theirs["recall"], theirs["f1-score"]], abs=1e-12
+        )
+        assert ours["support"] == theirs["support"]
+    assert table["per_genre"][GENRES[NEVER_PREDICTED]]["precision"] == 0.0
+    assert table["f1_weighted"] == pytest.approx(report["weighted avg"]["f1-score"], abs=1e-12)
+    assert table["confusion_matrix"] == confusion_matrix(labels, predicted, labels=range(len(GENRES))).tolist()
+    assert table["rows"] == len(labels)
+    assert table == json.loads(json.dumps(table))  # plain Python numbers: metrics.json takes it as it is
+
+
+def test_bad_shapes_are_refused(predictions):
+    labels, probabilities, _ = predictions
+    with pytest.raises(ValueError, match="probabilities must be"):
+        test_metrics(labels[:-1], probabilities)
+    with pytest.raises(ValueError, match="probabilities must be"):
+        summary_metrics(labels, probabilities[:, :-1])

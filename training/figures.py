@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.metrics import auc, roc_curve  # noqa: E402
@@ -77,13 +78,18 @@ def plot_log_transforms(frame: pd.DataFrame, extractor: GenreFeatureExtractor, p
 
 
 def _scatter_by_genre(axis: plt.Axes, points: np.ndarray, labels: np.ndarray) -> None:
-    labels = np.asarray(labels)
-    for genre_id, genre in enumerate(GENRES):
-        mask = labels == genre_id
-        axis.scatter(points[mask, 0], points[mask, 1], s=3, alpha=0.5, color=COLOURS[genre_id], label=genre)
-    legend = axis.legend(markerscale=4, fontsize=8, loc="best", ncols=2, title="genre")
-    for handle in legend.legend_handles:
-        handle.set_alpha(1.0)  # legend swatches readable even though the points are translucent
+    """One translucent point per row in its genre's colour, drawn in a fixed shuffled order, and a genre legend."""
+    labels = np.asarray(labels).astype(np.int64)
+    # Shuffled, not genre by genre: otherwise the last genre drawn paints over all the others.
+    order = np.random.default_rng(0).permutation(len(labels))
+    colours = np.asarray(COLOURS)[labels[order]]
+    size = float(np.clip(20_000 / max(len(labels), 1), 3, 12))  # fewer points, larger dots
+    axis.scatter(points[order, 0], points[order, 1], s=size, alpha=0.6, c=colours, linewidths=0)
+    swatches = [
+        Line2D([], [], linestyle="", marker="o", markersize=6, color=COLOURS[genre_id], label=genre)
+        for genre_id, genre in enumerate(GENRES)
+    ]
+    axis.legend(handles=swatches, fontsize=8, loc="best", ncols=2, title="genre")
 
 
 def pca_title(ratio: np.ndarray) -> str:
@@ -108,7 +114,8 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, seed: 
     """A 2-D t-SNE map of a seeded sample of the encoded features, one colour per genre."""
     rows = np.random.default_rng(seed).choice(len(features), size=min(sample, len(features)), replace=False)
     perplexity = min(30.0, (len(rows) - 1) / 3)  # sklearn needs perplexity < n_samples
-    embedding = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed, n_jobs=1)
+    # 500 iterations (250 after early exaggeration) give the same map as the default 1000 in half the time.
+    embedding = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=500, random_state=seed, n_jobs=1)
     points = embedding.fit_transform(np.asarray(features, dtype=np.float64)[rows])
     figure, axis = plt.subplots(figsize=(8, 6.5))
     _scatter_by_genre(axis, points, np.asarray(labels)[rows])

@@ -1,4 +1,8 @@
-"""The one metric definition: `evaluate` modules shipped in `training/metrics/`, loaded by path (works offline)."""
+"""The one metric definition: `evaluate` modules shipped in `training/metrics/`, loaded by path (works offline).
+
+`compute_metrics` is what `transformers.Trainer` calls on each evaluation; `test_metrics` is the results table
+of one model on the test split; both report the same five figures, computed by the same modules.
+"""
 
 from functools import cache
 from pathlib import Path
@@ -11,53 +15,76 @@ from modeling import GENRES
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 MODULES = ("genre_accuracy", "genre_precision_recall_f1", "genre_roc_auc")
+SUMMARY_KEYS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc_macro")
 
 
 @cache
 def metric_module(name: str) -> evaluate.EvaluationModule:
+    """One shipped module, loaded once per process; a local directory needs neither the Hub nor the network."""
+    if name not in MODULES:
+        raise ValueError(f"unknown metric module {name!r}; shipped: {MODULES}")
+    # In memory: no cache files, so concurrent search workers never share an experiment's lock files.
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits, row by row."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))  # shift first: exp never overflows
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _checked(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, probabilities = np.asarray(labels).astype(np.int64), np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape != (len(labels), len(GENRES)):
+        raise ValueError(
+            f"probabilities must be ({len(labels)}, {len(GENRES)}) for {len(labels)} labels, got {probabilities.shape}"
+        )
+    return labels, probabilities
+
+
 def summary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Accuracy, weighted precision/recall/F1 and macro one-vs-rest ROC AUC."""
+    """Accuracy, weighted precision/recall/F1 and macro one-vs-rest ROC AUC; predictions are the argmax."""
+    labels, probabilities = _checked(labels, probabilities)
     predictions = probabilities.argmax(axis=-1)
+    accuracy = metric_module("genre_accuracy").compute(predictions=predictions, references=labels)
     prf = metric_module("genre_precision_recall_f1").compute(
         predictions=predictions, references=labels, num_classes=len(GENRES), average="weighted"
     )
+    auc = metric_module("genre_roc_auc").compute(prediction_scores=probabilities, references=labels)
     return {
-        "accuracy": metric_module("genre_accuracy").compute(predictions=predictions, references=labels)["accuracy"],
+        "accuracy": accuracy["accuracy"],
         "precision_weighted": prf["precision"],
         "recall_weighted": prf["recall"],
         "f1_weighted": prf["f1"],
-        "roc_auc_macro": metric_module("genre_roc_auc").compute(prediction_scores=probabilities, references=labels)[
-            "roc_auc"
-        ],
+        "roc_auc_macro": auc["roc_auc"],
     }
 
 
 def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
-    """For `Trainer`: the summary figures from logits."""
-    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
-    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    return summary_metrics(np.asarray(eval_pred.label_ids), probabilities)
+    """For `Trainer(compute_metrics=...)`: the five summary figures from the logits and labels of an evaluation."""
+    logits = eval_pred.predictions
+    if isinstance(logits, tuple):
+        logits = logits[0]  # a model returning extra outputs puts the logits first
+    return summary_metrics(np.asarray(eval_pred.label_ids), softmax(logits))
 
 
 def test_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """The paper's results table for one model: summary figures, per-genre figures, confusion matrix."""
-    predictions = probabilities.argmax(axis=-1)
+    """The results table of one model: summary figures, per-genre figures, confusion matrix and row count.
+
+    Plain Python numbers only, so the table goes straight into `metrics.json`.
+    """
+    labels, probabilities = _checked(labels, probabilities)
     per_class = metric_module("genre_precision_recall_f1").compute(
-        predictions=predictions, references=labels, num_classes=len(GENRES), average=None
+        predictions=probabilities.argmax(axis=-1), references=labels, num_classes=len(GENRES), average=None
     )
-    matrix = np.zeros((len(GENRES), len(GENRES)), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
     return {
         **summary_metrics(labels, probabilities),
         "per_genre": {
             genre: {name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}
             for i, genre in enumerate(GENRES)
         },
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": per_class["confusion_matrix"],
         "rows": len(labels),
     }
 
