@@ -38,7 +38,7 @@ EVAL_METRICS = (
     ("roc_auc_macro", "roc_auc", {"average": "macro", "multi_class": "ovr"}, "Test macro OvR ROC AUC"),
 )
 FIGURES = {
-    "log_transform.png": "The skewed features before and after the log transform (training rows).",
+    "log_transform.png": "The skewed features before and after the feature extractor's transform (training rows).",
     "pca.png": "PCA of the encoded training rows, coloured by genre.",
     "tsne.png": "t-SNE of the encoded training rows, coloured by genre.",
     "loss_curves.png": "Training and validation loss of the tuned model.",
@@ -133,7 +133,7 @@ def card_data(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str |
         license=LICENSE,
         library_name="transformers",
         pipeline_tag="tabular-classification",
-        tags=["tabular-classification", "music", "genre", "spotify", "audio-features", "pytorch", "custom_code"],
+        tags=["tabular-classification", "music", "genre-classification", "spotify", "pytorch", "custom_code"],
         datasets=[dataset_repo_id] if dataset_repo_id else None,
         metrics=["accuracy", "f1", "roc_auc"],
         model_name=repo_id.split("/")[-1] if repo_id else "music-genre-ffn",
@@ -165,7 +165,7 @@ def render_model_card(run: RunFolder, repo_id: str | None = None, dataset_repo_i
         search=_search(run),
         results=_results_rows(metrics),
         per_genre=_per_genre_rows(metrics["tuned"]),
-        figures=[(name, FIGURES.get(name, name)) for name in _figure_order(run.figures)],
+        figures=[(name, _caption(name, run.preprocessor)) for name in _figure_order(run.figures)],
         limitations=_limitations(run),
         kaggle_dataset=KAGGLE_DATASET,
         kaggle_url=KAGGLE_URL,
@@ -310,6 +310,15 @@ def _per_genre_rows(figures: dict) -> list[list[str]]:
         ]
         for genre in GENRES
     ]
+
+
+def _caption(name: str, preprocessor: dict) -> str:
+    caption = FIGURES.get(name, name)
+    if name == "log_transform.png":
+        # The figure shows the extractor's own transform, which is a log only under the paper's encoding.
+        rule = "log transform" if preprocessor["numeric_encoding"] == "log-standard" else "quantile-normal map"
+        caption = caption.replace("the feature extractor's transform", f"the feature extractor's {rule}")
+    return caption
 
 
 def _figure_order(present: list[str]) -> list[str]:

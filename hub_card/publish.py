@@ -57,11 +57,11 @@ class PublishError(RuntimeError):
 
 def stage(
     run_dir: str | Path,
+    out_dir: str | Path,
     repo_id: str,
     dataset_repo_id: str | None = None,
     space_repo_id: str | None = None,
     *,
-    out_dir: str | Path,
     data: str | None = None,
     space_dir: str | Path = SPACE_DIR,
 ) -> dict[str, Path]:
@@ -101,7 +101,7 @@ def push(
     The token is `token`, else `HF_TOKEN` or the saved login; it is sent to the Hub only, never logged or staged.
     """
     out_dir = Path(stage_only) if stage_only is not None else Path(run_dir) / "hub"
-    staged = stage(run_dir, repo_id, dataset_repo_id, space_repo_id, out_dir=out_dir, data=data, space_dir=space_dir)
+    staged = stage(run_dir, out_dir, repo_id, dataset_repo_id, space_repo_id, data=data, space_dir=space_dir)
     if stage_only is not None:
         return staged
     token = token or get_token()

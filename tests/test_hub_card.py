@@ -59,7 +59,7 @@ def test_card_metadata_round_trips_to_the_runs_numbers(card_path, run_dir):
     data = card.data
     assert data.license == "apache-2.0" and data.library_name == "transformers"
     assert data.pipeline_tag == "tabular-classification"
-    assert {"tabular-classification", "music", "genre", "spotify", "pytorch"} <= set(data.tags)
+    assert {"tabular-classification", "music", "genre-classification", "spotify", "pytorch"} <= set(data.tags)
     assert data.datasets == [DATASET_REPO_ID]
     results = {result.metric_type: result for result in data.eval_results}
     assert results["accuracy"].metric_value == metrics["tuned"]["accuracy"]
@@ -113,7 +113,7 @@ def test_card_usage_code_runs_on_the_model_folder(card_path, run_dir):
 def test_every_figure_the_card_links_is_in_the_staged_folder(run_dir, tmp_path):
     from hub_card.publish import stage
 
-    staged = stage(run_dir, REPO_ID, out_dir=tmp_path)["model"]
+    staged = stage(run_dir, tmp_path, REPO_ID)["model"]
     text = (staged / "README.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", text)
     local = [link for link in links if not link.startswith(("http://", "https://", "#"))]

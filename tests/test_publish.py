@@ -53,7 +53,7 @@ def space_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def staged(run_dir, space_dir, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("staged")
-    return stage(run_dir, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, out_dir=out, space_dir=space_dir)
+    return stage(run_dir, out, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, space_dir=space_dir)
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -114,10 +114,20 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(run_dir,
     source.mkdir()
     (source / "requirements.txt").write_text("gradio\n")
     with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
-        stage(run_dir, REPO_ID, space_repo_id=SPACE_REPO_ID, out_dir=tmp_path / "out", space_dir=source)
+        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source)
     (source / "app.py").write_text("from modeling import GENRES\n")
     with pytest.raises(PublishError, match="imports modeling"):
-        stage(run_dir, REPO_ID, space_repo_id=SPACE_REPO_ID, out_dir=tmp_path / "out", space_dir=source)
+        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source)
+
+
+def test_the_projects_own_space_app_stages_by_default(run_dir, tmp_path):
+    from tests.conftest import REPO
+
+    folder = stage(run_dir, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID)["space"]
+    for name in ("app.py", "requirements.txt"):
+        assert (folder / name).read_bytes() == (REPO / "space" / name).read_bytes()
+    weights = "model/model.safetensors"
+    assert (folder / weights).read_bytes() == (run_dir / weights).read_bytes()
 
 
 class FakeHub(ThreadingHTTPServer):
