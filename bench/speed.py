@@ -1,0 +1,590 @@
+"""Speed benchmark: training, batch inference and one-song latency, each against its baseline, in one process.
+
+One process and one torch thread throughout (the project's run gives each search worker one thread too):
+
+- training: rows/second of the Trainer path (`training.trainer.make_trainer(...).train()`, 3 epochs, quiet)
+  against a bare PyTorch loop over the same model class, configuration, data, batch size 32 and AdamW;
+- batch inference: rows/second from a pandas DataFrame of 50,000 raw CSV rows through the feature extractor and
+  the model, against LightGBM's `predict` on the same rows (its feature preparation counted), and a prototype of
+  the change the report recommends (BatchNorm folded into the Linear layers, applied to a copy here: the project's
+  code is not touched);
+- one song: latency of `transformers.pipeline(model=folder, trust_remote_code=True)` on one raw row dict;
+- the full reproducible run, from the `/usr/bin/time -v music-genre train ...` log given with `--full-run-log`.
+
+    TQDM_DISABLE=1 python bench/speed.py --full-run-log /tmp/full_run.log     # writes bench/speed.md
+    TQDM_DISABLE=1 python bench/speed.py --quick                              # fewer repeats (bench/output/)
+
+Throughputs are judged on this single-threaded process's CPU time (`time.process_time`), which on a shared machine
+is what the work would take on an idle core; the wall-clock figures stand beside them. Latencies are wall clock.
+A missed target gets a cProfile of the section that missed it, and what to change, in the report.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import cProfile  # noqa: E402
+import datetime  # noqa: E402
+import io  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import lightgbm as lgb  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.utils.fusion import fuse_linear_bn_eval  # noqa: E402
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline, set_seed  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+for _path in (REPO, BENCH):  # the project's packages, and quality.py beside this file
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from quality import CATEGORICAL, DEFAULT_CONFIG, load_config, raw_features  # noqa: E402
+
+from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder  # noqa: E402
+from training.data import balanced_class_weights, default_csv, load_data, prepare_splits  # noqa: E402
+from training.trainer import Hyperparameters, build_model, make_trainer  # noqa: E402
+
+SPACE_MODEL = REPO / "space" / "model"
+INFERENCE_ROWS = 50_000
+TRAIN_EPOCHS = 3
+TRAIN_BATCH_SIZE = 32
+LGBM_ROUNDS = 300
+TARGETS = {
+    "training": 0.67,  # Trainer rows/s over the bare loop's
+    "inference_rows_per_s": 100_000,
+    "inference_vs_lightgbm": 2.0,
+    "one_song_p50_ms": 2.0,
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str  # from CPU time (latencies: wall clock); the verdict is on this one
+    wall: str  # the same from wall-clock time
+    target: str
+    met: bool | None  # None: informational
+
+
+@dataclass
+class Report:
+    figures: list[Figure]
+    profiles: dict[str, str]
+    notes: list[str]
+    recommendations: list[str]
+    full_run: list[str]
+
+
+def profile(call: Callable[[], Any], limit: int = 18) -> str:
+    """The heaviest functions of one call, by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    call()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(limit)
+    return out.getvalue().strip()
+
+
+@dataclass
+class Timing:
+    """Seconds of one measured section: wall clock, and CPU time of this (single-threaded) process."""
+
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    def __enter__(self) -> "Stopwatch":
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timing = Timing(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
+def fastest(timings: list[Timing]) -> Timing:
+    """The fastest wall clock and the smallest CPU time of several runs (each the least disturbed by other jobs)."""
+    return Timing(min(t.wall for t in timings), min(t.cpu for t in timings))
+
+
+# Training: the Trainer path against a bare PyTorch loop.
+
+
+def bare_loop(features: np.ndarray, labels: np.ndarray, hyperparameters: Hyperparameters, seed: int) -> Timing:
+    """The time of `epochs` of plain AdamW steps over shuffled batches, same model and loss as the Trainer's."""
+    set_seed(seed)
+    model = build_model(hyperparameters, balanced_class_weights(labels))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=hyperparameters.learning_rate, weight_decay=hyperparameters.weight_decay
+    )
+    x, y = torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    with Stopwatch() as watch:
+        for _ in range(hyperparameters.epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), hyperparameters.batch_size):
+                batch = order[start : start + hyperparameters.batch_size]
+                loss = model(input_features=x[batch], labels=y[batch]).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    return watch.timing
+
+
+def trainer_path(prepared, extractor, hyperparameters: Hyperparameters, seed: int) -> tuple[Timing, Any]:
+    """The time of `make_trainer(...)` + `.train()`, as `training.trainer.fit` runs it; returns the trainer too."""
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as output_dir:
+        with Stopwatch() as watch:
+            trainer = make_trainer(
+                prepared, extractor, hyperparameters, Path(output_dir), seed, keep_best=True, quiet=True
+            )
+            trainer.train()
+    return watch.timing, trainer
+
+
+# Batch inference.
+
+
+def read_raw_rows(path: Path, n_rows: int) -> pd.DataFrame:
+    """The CSV as pandas reads it (tempo stays text with its `?`), entirely empty lines dropped."""
+    frame = pd.read_csv(path)
+    return frame.dropna(how="all").head(n_rows).reset_index(drop=True)
+
+
+def network_predict(model: nn.Module, extractor, frame: pd.DataFrame) -> np.ndarray:
+    """The extractor over the whole frame, then the model in one call (which slices large tables itself)."""
+    features = extractor(frame, return_tensors="pt")["input_features"]
+    with torch.inference_mode():
+        return model(input_features=features).logits.softmax(dim=-1).numpy()
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy whose members' BatchNorm1d layers are folded into the Linear before them (dropout dropped).
+
+    The benchmark's stand-in for the change it recommends in modeling/; the project's model is left as it is.
+    """
+    folded = copy.deepcopy(model).eval()
+    for member in folded.members:
+        layers, kept = list(member), []
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.BatchNorm1d | nn.Dropout):
+                continue
+            if isinstance(layer, nn.Linear) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm1d):
+                layer = fuse_linear_bn_eval(layer, layers[i + 1])
+            kept.append(layer)
+        for name in list(member._modules):
+            del member._modules[name]
+        for i, layer in enumerate(kept):
+            member.add_module(str(i), layer)
+    return folded
+
+
+def lightgbm_predict(booster: lgb.Booster, frame: pd.DataFrame) -> np.ndarray:
+    return booster.predict(raw_features(frame), num_threads=1)
+
+
+def best_of(call: Callable[[], Any], repeats: int) -> Timing:
+    """The fastest of `repeats` timed calls, after one warm-up (the machine is shared: the minimum is the signal)."""
+    call()
+    timings = []
+    for _ in range(repeats):
+        with Stopwatch() as watch:
+            call()
+        timings.append(watch.timing)
+    return fastest(timings)
+
+
+# The full run's /usr/bin/time -v log.
+
+
+def parse_time_log(path: Path) -> dict[str, Any]:
+    text = path.read_text(errors="replace")
+    command = re.search(r'Command being timed: "(.*)"', text)
+    elapsed = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    status = re.search(r"Exit status: (\d+)", text)
+    if not elapsed or not rss:
+        raise ValueError(f"{path} holds no /usr/bin/time -v summary (is the run still going?)")
+    seconds = 0.0
+    for part in elapsed.group(1).split(":"):
+        seconds = seconds * 60 + float(part)
+    return {
+        "command": command.group(1) if command else None,
+        "seconds": seconds,
+        "max_rss_kb": int(rss.group(1)),
+        "exit_status": int(status.group(1)) if status else None,
+    }
+
+
+# The benchmark.
+
+
+def run(args: argparse.Namespace) -> Report:
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    figures: list[Figure] = []
+    profiles: dict[str, str] = {}
+    notes: list[str] = []
+    config, config_source = load_config(args.config)
+    hyperparameters = replace(
+        Hyperparameters(**config["hyperparameters"]), epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH_SIZE
+    )
+    notes.append(
+        f"Training network: {config_source}, encoding `{config['encoding']}`, hidden sizes "
+        f"{hyperparameters.hidden_sizes}, {hyperparameters.num_members} member(s), dropout "
+        f"{hyperparameters.dropout:.3g}, learning rate {hyperparameters.learning_rate:.3g}; batch size "
+        f"{TRAIN_BATCH_SIZE} and {TRAIN_EPOCHS} epochs for both paths (the configuration's own batch size is "
+        f"{config['hyperparameters'].get('batch_size')})."
+    )
+
+    # Training.
+    data = load_data(args.data)
+    extractor = GenreFeatureExtractor(numeric_encoding=config["encoding"])
+    prepared = prepare_splits(data, extractor, args.seed, "stratified")
+    features, labels = prepared.features["train"], prepared.labels["train"]
+    rows = len(labels) * TRAIN_EPOCHS
+    log(f"training: {len(labels)} rows x {TRAIN_EPOCHS} epochs, {args.train_repeats} repeat(s) each")
+    bare_times, trainer_times, trainer = [], [], None
+    for repeat in range(args.train_repeats):  # interleaved, so background load hits both alike
+        bare_times.append(bare_loop(features, labels, hyperparameters, args.seed))
+        timing, trainer = trainer_path(prepared, extractor, hyperparameters, args.seed)
+        trainer_times.append(timing)
+        log(
+            f"  repeat {repeat}: bare loop {bare_times[-1].wall:.1f} s ({bare_times[-1].cpu:.1f} s CPU), "
+            f"Trainer {timing.wall:.1f} s ({timing.cpu:.1f} s CPU)"
+        )
+    bare, trained = fastest(bare_times), fastest(trainer_times)
+    ratio, wall_ratio = bare.cpu / trained.cpu, bare.wall / trained.wall
+    figures += [
+        Figure(
+            "Training, bare PyTorch loop (rows/s)", f"{rows / bare.cpu:,.0f}", f"{rows / bare.wall:,.0f}", "-", None
+        ),
+        Figure(
+            "Training, Trainer path (rows/s)", f"{rows / trained.cpu:,.0f}", f"{rows / trained.wall:,.0f}", "-", None
+        ),
+        Figure(
+            "Training, Trainer / bare loop",
+            f"{ratio:.2f}x",
+            f"{wall_ratio:.2f}x",
+            f">= {TARGETS['training']}x",
+            ratio >= TARGETS["training"],
+        ),
+    ]
+    notes.append(
+        f"Training: {len(labels):,} encoded training rows x {TRAIN_EPOCHS} epochs, best of {args.train_repeats}; "
+        "the Trainer path is `make_trainer(keep_best=True, quiet=True)` + `.train()` as `fit` runs it (per-epoch "
+        "validation and best-epoch checkpoint included); the bare loop has no evaluation, no checkpoint, no "
+        "scheduler. Early stopping (patience 3) cannot stop a 3-epoch run."
+    )
+    training_recommendation = None
+    if ratio < TARGETS["training"]:
+        profiles["Training, Trainer path"] = profile(lambda: trainer_path(prepared, extractor, hyperparameters, 0))
+        training_recommendation = (
+            "Training, in `training/trainer.py`: the Trainer's own per-step work is what the bare loop lacks. "
+            "Per step it calls `model.floating_point_ops(inputs)` for its FLOPs log, which walks every module "
+            "through `num_parameters()`: override `floating_point_ops` with a parameter count computed once (on "
+            "the model, or a `Trainer` subclass passed as `trainer_class`). Gradient clipping "
+            "(`TrainingArguments.max_grad_norm`, 1.0 by default) goes through accelerate's `clip_grad_norm_`, "
+            "which lists the parameters and checks the torch version (an `importlib` lookup) every step; "
+            "`max_grad_norm=0` drops it but changes training (the paper does not clip), so only with a new run. "
+            "`model.train()` at every step is the Trainer's and stays."
+        )
+
+    # The model the inference figures use: the Space's bundled model, else the one just trained, saved as a folder.
+    workdir = tempfile.TemporaryDirectory(prefix="bench-speed-model-")
+    if SPACE_MODEL.is_dir():
+        folder, model_source = SPACE_MODEL, "space/model/ (the Space's bundled model)"
+    else:
+        folder = save_model_folder(trainer.model, extractor, Path(workdir.name) / "model")
+        model_source = (
+            f"space/model/ does not exist: a {config['encoding']} extractor and the {hyperparameters.num_members}-"
+            f"member {hyperparameters.hidden_sizes} model fitted above ({TRAIN_EPOCHS} epochs), saved with "
+            "`save_model_folder`"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    folder_extractor = AutoFeatureExtractor.from_pretrained(folder)
+    notes.append(f"Inference model: {model_source}.")
+
+    # Batch inference.
+    frame = read_raw_rows(default_csv() if args.data is None else Path(args.data), INFERENCE_ROWS)
+    booster = lgb.train(
+        {
+            "objective": "multiclass",
+            "num_class": len(GENRES),
+            "num_threads": 1,
+            "verbosity": -1,
+            "seed": args.seed,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+        },
+        lgb.Dataset(
+            raw_features(data.frame.iloc[prepared.indices["train"]]),
+            data.labels[prepared.indices["train"]],
+            feature_name=list(FEATURE_NAMES),
+            categorical_feature=CATEGORICAL,
+        ),
+        num_boost_round=LGBM_ROUNDS,
+    )
+    small_booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=LGBM_ROUNDS // 10))
+    folded = fold_batch_norm(model)
+    if not np.allclose(
+        network_predict(folded, folder_extractor, frame), network_predict(model, folder_extractor, frame), atol=1e-5
+    ):
+        raise RuntimeError("the folded copy's probabilities differ from the model's")
+    log(f"batch inference: {len(frame):,} raw rows, best of {args.repeats}")
+    network = best_of(lambda: network_predict(model, folder_extractor, frame), args.repeats)
+    folded_time = best_of(lambda: network_predict(folded, folder_extractor, frame), args.repeats)
+    lightgbm_time = best_of(lambda: lightgbm_predict(booster, frame), args.repeats)
+    small_time = best_of(lambda: lightgbm_predict(small_booster, frame), args.repeats)
+    encode = best_of(lambda: folder_extractor(frame), args.repeats)
+    n = len(frame)
+    network_rate, lightgbm_rate, folded_rate = n / network.cpu, n / lightgbm_time.cpu, n / folded_time.cpu
+    target_rate = TARGETS["inference_rows_per_s"]
+    speedup = TARGETS["inference_vs_lightgbm"]
+    figures += [
+        Figure(
+            "Batch inference, extractor + network (rows/s)",
+            f"{network_rate:,.0f}",
+            f"{n / network.wall:,.0f}",
+            f">= {target_rate:,}",
+            network_rate >= target_rate,
+        ),
+        Figure(
+            "  of which the feature extractor alone (rows/s)",
+            f"{n / encode.cpu:,.0f}",
+            f"{n / encode.wall:,.0f}",
+            "-",
+            None,
+        ),
+        Figure(
+            "  prototype of the recommended change: BatchNorm folded into Linear (rows/s)",
+            f"{folded_rate:,.0f}",
+            f"{n / folded_time.wall:,.0f}",
+            f">= {target_rate:,}",
+            folded_rate >= target_rate,
+        ),
+        Figure(
+            f"Batch inference, LightGBM {LGBM_ROUNDS} rounds = {LGBM_ROUNDS * len(GENRES):,} trees (rows/s)",
+            f"{lightgbm_rate:,.0f}",
+            f"{n / lightgbm_time.wall:,.0f}",
+            "-",
+            None,
+        ),
+        Figure(
+            "Batch inference, network / LightGBM",
+            f"{network_rate / lightgbm_rate:.2f}x",
+            f"{lightgbm_time.wall / network.wall:.2f}x",
+            f">= {speedup}x",
+            network_rate / lightgbm_rate >= speedup,
+        ),
+        Figure(
+            f"  LightGBM {LGBM_ROUNDS // 10} rounds = {LGBM_ROUNDS:,} trees (rows/s), for scale; network / it",
+            f"{n / small_time.cpu:,.0f}; {small_time.cpu / network.cpu:.2f}x",
+            f"{n / small_time.wall:,.0f}; {small_time.wall / network.wall:.2f}x",
+            "-",
+            None,
+        ),
+    ]
+    chunk = getattr(sys.modules.get(type(model).__module__), "INFERENCE_CHUNK", None)
+    notes.append(
+        f"Batch inference: {n:,} rows read with `pandas.read_csv` (tempo as text, `?` kept), one call over the whole "
+        "DataFrame: the extractor (parsing and validation included), then the model under `torch.inference_mode()` "
+        "and a softmax, as the pipeline runs a table (encoded and classified in one batch); "
+        + (f"the model itself runs large eval batches in {chunk:,}-row slices. " if chunk else "")
+        + "The prototype is a copy of the model with each BatchNorm1d folded into its Linear "
+        "(`torch.nn.utils.fusion.fuse_linear_bn_eval`) and the eval-time identity Dropout layers dropped, checked to "
+        "give the same probabilities (within 1e-5). LightGBM: `raw_features` (the same parsing, key/mode as "
+        f"categorical codes) then `Booster.predict(num_threads=1)`, trained {LGBM_ROUNDS} rounds (learning rate "
+        f"0.05, 31 leaves; {len(GENRES)} trees per round, one per genre) on the training split. Best of "
+        f"{args.repeats} after a warm-up."
+    )
+    recommendations = [training_recommendation] if training_recommendation else []
+    if network_rate < target_rate or network_rate / lightgbm_rate < speedup:
+        profiles["Batch inference, extractor + network"] = profile(
+            lambda: network_predict(model, folder_extractor, frame)
+        )
+        sizes = [model.config.input_size, *model.config.hidden_sizes, model.config.num_labels]
+        macs = model.config.num_members * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        folded_network_rate = 1 / max(1 / folded_rate - 1 / (n / encode.cpu), 1e-12)
+        fold_ms = best_of(lambda: fold_batch_norm(model), 5).wall * 1e3
+        recommendations.append(
+            "Batch inference, in `modeling/modeling_genre_ffn.py` (the pipeline and the Space call it): where an eval "
+            "batch is large enough to be sliced, fold each member's BatchNorm1d into the Linear before it "
+            "(`torch.nn.utils.fusion.fuse_linear_bn_eval`) once per call, before the slices, and leave out "
+            f"its Dropout layers (identities in eval). Folding the whole ensemble takes {fold_ms:.1f} ms (a full copy "
+            "of the model, here), so doing it per "
+            "large call needs no cache to invalidate and leaves one-song calls as they are. Measured: "
+            f"{network_rate:,.0f} -> {folded_rate:,.0f} rows/s (CPU time), same probabilities within 1e-5; training "
+            "is unaffected. Beyond that the network is compute-bound: "
+            f"{model.config.num_members} member(s) of {sizes} are {macs:,} multiply-adds per row, so the folded "
+            f"network alone at about {folded_network_rate:,.0f} rows/s runs "
+            f"{2 * macs * folded_network_rate / 1e9:.0f} GFLOP/s on one core. The extractor "
+            f"({n / encode.cpu:,.0f} rows/s) is {encode.cpu / network.cpu:.0%} of the time; more speed would have to "
+            "come from a smaller model (fewer members or narrower layers)."
+        )
+
+    # One song through the pipeline.
+    classifier = pipeline(model=str(folder), trust_remote_code=True)
+    song = frame.iloc[0].to_dict()
+    for _ in range(100):
+        classifier(song)
+    latencies = []
+    for _ in range(args.calls):
+        tick = time.perf_counter_ns()
+        classifier(song)
+        latencies.append((time.perf_counter_ns() - tick) / 1e6)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    figures += [
+        Figure(
+            "One song, pipeline latency p50 (ms, wall clock)",
+            f"{p50:.3f}",
+            f"{p50:.3f}",
+            f"< {TARGETS['one_song_p50_ms']}",
+            p50 < TARGETS["one_song_p50_ms"],
+        ),
+        Figure("One song, pipeline latency p99 (ms, wall clock)", f"{p99:.3f}", f"{p99:.3f}", "-", None),
+    ]
+    notes.append(
+        f"One song: `pipeline(model=folder, trust_remote_code=True)` on one raw CSV row as a dict (all its columns, "
+        f"tempo as text), {args.calls:,} calls after 100 warm-up calls."
+    )
+    if p50 >= 2.0:
+        profiles["One song, pipeline"] = profile(lambda: [classifier(song) for _ in range(200)])
+    log(f"one song: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+    workdir.cleanup()
+    return Report(figures, profiles, notes, recommendations, full_run_lines(args.full_run_log))
+
+
+def full_run_lines(path: Path | None) -> list[str]:
+    """The "Full run" section: figures from a `/usr/bin/time -v music-genre train ...` log, or a placeholder."""
+    placeholder = (
+        "To be filled from the run log: `/usr/bin/time -v music-genre train ... > FILE 2>&1`, then "
+        "`python bench/speed.py --full-run-log FILE`."
+    )
+    if path is None:
+        return [placeholder]
+    try:
+        run_log = parse_time_log(path)
+    except (OSError, ValueError) as error:
+        return [f"{error}. {placeholder}"]
+    seconds = run_log["seconds"]
+    return [
+        f"- Command: `{run_log['command']}` under `/usr/bin/time -v` (exit status {run_log['exit_status']}); "
+        f"log `{path}`",
+        f"- Wall clock: {int(seconds // 60)} min {seconds % 60:.0f} s",
+        f"- Maximum resident set size: {run_log['max_rss_kb']:,} KiB = {run_log['max_rss_kb'] * 1024 / 1e9:.2f} GB "
+        "(the largest single process, the "
+        "main one or a search worker, as getrusage reports it)",
+    ]
+
+
+def markdown(report: Report, command: str, load: str, note: str = "") -> str:
+    def verdict(met: bool | None) -> str:
+        return "" if met is None else ("met" if met else "**not met**")
+
+    lines = [
+        "# Speed benchmark",
+        "",
+        f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- Command: `{command}`",
+        f"- Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} logical CPUs shared with other jobs; "
+        f"one process, one torch thread; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, lightgbm {lgb.__version__}, pandas {pd.__version__}",
+        f"- Load: {load} (the figures are the best of several timed calls, to damp other jobs' interference)",
+        *([f"- Note: {note}"] if note else []),
+        "",
+        "| figure | value (CPU time) | value (wall clock) | target | |",
+        "|---|---|---|---|---|",
+        *(f"| {f.name.strip()} | {f.value} | {f.wall} | {f.target} | {verdict(f.met)} |" for f in report.figures),
+        "",
+        "Throughputs are judged on the CPU time of this single-threaded process (`time.process_time`): on a machine "
+        "shared with other jobs it is what the work takes on a core of its own, while the wall clock also counts "
+        "the time other jobs held the core. Latencies are wall clock.",
+        "",
+        "## How each figure is measured",
+        "",
+        *(f"- {note}" for note in report.notes),
+        "",
+    ]
+    lines += ["## Full run", "", *report.full_run, ""]
+    if report.recommendations:
+        lines += ["## What to change for the missed targets", "", *(f"- {r}" for r in report.recommendations), ""]
+    if report.profiles:
+        lines += ["## Profiles of the missed targets (cProfile, cumulative time)", ""]
+        for name, text in report.profiles.items():
+            lines += [f"### {name}", "", "```", text, "```", ""]
+    return "\n".join(lines)
+
+
+def table(report: Report) -> str:
+    width = max(len(f.name) for f in report.figures)
+    rows = [f"{'figure':<{width}}  {'CPU time':>22}  {'wall clock':>22}  {'target':<12}"]
+    for f in report.figures:
+        verdict = "" if f.met is None else ("met" if f.met else "NOT MET")
+        rows.append(f"{f.name:<{width}}  {f.value:>22}  {f.wall:>22}  {f.target:<12}{verdict}")
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full-run-log", type=Path, default=None, help="output of /usr/bin/time -v music-genre train")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the network's configuration")
+    parser.add_argument("--data", default=None, help="the CSV (default: MUSIC_GENRE_CSV or ../shared/data)")
+    parser.add_argument("--seed", type=int, default=42, help="split and training seed")
+    parser.add_argument("--repeats", type=int, default=7, help="timed batch-inference calls per model")
+    parser.add_argument("--train-repeats", type=int, default=3, help="timed trainings per path")
+    parser.add_argument("--calls", type=int, default=1000, help="timed one-song calls")
+    parser.add_argument("--output", type=Path, default=None, help="default bench/speed.md (bench/output/ with --quick)")
+    parser.add_argument("--note", default="", help="a line added to the report")
+    parser.add_argument("--quick", action="store_true", help="1 training repeat, 2 inference repeats, 200 calls")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train_repeats, args.repeats, args.calls = 1, 2, 200
+    if args.output is None:
+        args.output = BENCH / "output" / "speed.md" if args.quick else BENCH / "speed.md"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = shlex.join(["python", "bench/speed.py", *(sys.argv[1:] if argv is None else argv)])
+    load_before = os.getloadavg()[0]
+    report = run(args)
+    load = f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    print(table(report), flush=True)
+    for line in report.recommendations:
+        print(f"\nWhat to change: {line}", flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(markdown(report, command, load, args.note))
+    log(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
