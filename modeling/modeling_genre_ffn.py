@@ -7,6 +7,7 @@ the output logits are the log of the members' mean probabilities.
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_linear_bn_eval
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -80,4 +81,20 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         if self.training or len(input_features) <= INFERENCE_CHUNK:
             return member(input_features)
         # Eval rows are independent (BatchNorm uses its running statistics), so slicing changes no result.
-        return torch.cat([member(chunk) for chunk in input_features.split(INFERENCE_CHUNK)])
+        folded = _fold_batch_norm(member)
+        return torch.cat([folded(chunk) for chunk in input_features.split(INFERENCE_CHUNK)])
+
+
+def _fold_batch_norm(member: GenreFFNNetwork) -> nn.Sequential:
+    """The eval-mode network with each BatchNorm folded into the Linear before it and Dropout (an identity) left out.
+
+    Built per call from the current weights, so it can never go stale; it costs microseconds against a large table.
+    """
+    layers, modules = [], list(member)
+    for i, module in enumerate(modules):
+        if isinstance(module, nn.BatchNorm1d | nn.Dropout):
+            continue
+        if isinstance(module, nn.Linear) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm1d):
+            module = fuse_linear_bn_eval(module, modules[i + 1])
+        layers.append(module)
+    return nn.Sequential(*layers)

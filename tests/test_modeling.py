@@ -152,7 +152,7 @@ def test_remote_code_imports_only_transformers_torch_numpy_and_itself():
             assert roots <= allowed, f"{path.name} imports {roots - allowed}"
 
 
-def test_large_tables_are_classified_in_slices_with_the_same_result():
+def test_large_tables_are_classified_in_folded_slices_with_the_same_result():
     from modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model(num_members=2)
