@@ -163,13 +163,18 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
     return score(model, extractor, data.frame.iloc[test], data.labels[test])
 
 
-def write_run_figures(folder: Path, data: GenreData, prepared, extractor, tuned, trials) -> None:
+def write_data_figures(folder: Path, data: GenreData, prepared, extractor, seed: int) -> None:
+    """Transforms, PCA and t-SNE of the real training rows (before SMOTE's), as the fitted extractor encodes them."""
     train_rows = prepared.indices["train"]
-    encoded_train = prepared.features["train"][: len(train_rows)]  # the real rows, before SMOTE's
-    train_labels = prepared.labels["train"][: len(train_rows)]
+    encoded = prepared.features["train"][: len(train_rows)]
+    labels = prepared.labels["train"][: len(train_rows)]
     figures.plot_log_transforms(data.frame.iloc[train_rows], extractor, folder / "log_transform.png")
-    figures.plot_pca(encoded_train, train_labels, folder / "pca.png")
-    figures.plot_tsne(encoded_train, train_labels, folder / "tsne.png", seed=0)
+    figures.plot_pca(encoded, labels, folder / "pca.png")
+    figures.plot_tsne(encoded, labels, folder / "tsne.png", seed=seed)
+
+
+def write_run_figures(folder: Path, data: GenreData, prepared, extractor, tuned, trials) -> None:
+    write_data_figures(folder, data, prepared, extractor, seed=0)
     figures.plot_loss_curves(tuned.state.log_history, folder / "loss_curves.png")
     probabilities = predict_probabilities(tuned.model, prepared.features["test"])
     figures.plot_roc_curves(prepared.labels["test"], probabilities, folder / "roc_curves.png")
@@ -184,11 +189,7 @@ def write_eda_figures(source: str | None, output: Path, seed: int = 42, split: s
     data = load_data(source)
     extractor = GenreFeatureExtractor()
     prepared = prepare_splits(data, extractor, seed, split)
-    train_rows = prepared.indices["train"]
-    encoded, labels = prepared.features["train"][: len(train_rows)], prepared.labels["train"][: len(train_rows)]
-    figures.plot_log_transforms(data.frame.iloc[train_rows], extractor, output / "log_transform.png")
-    figures.plot_pca(encoded, labels, output / "pca.png")
-    figures.plot_tsne(encoded, labels, output / "tsne.png", seed=seed)
+    write_data_figures(output, data, prepared, extractor, seed)
     _write_json(output / "data_report.json", _data_report(data, prepared))
     return output
 
