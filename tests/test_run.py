@@ -159,3 +159,11 @@ def test_two_workers_share_one_study(slice_csv, tmp_path):
     assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+
+
+def test_eda_writes_the_data_figures(slice_csv, tmp_path):
+    assert main(["eda", "--data", str(slice_csv), "--output", str(tmp_path / "eda")]) == 0
+    assert {p.name for p in (tmp_path / "eda").iterdir()} == {
+        "log_transform.png", "pca.png", "tsne.png", "data_report.json",
+    }  # fmt: skip
+    assert json.loads((tmp_path / "eda" / "data_report.json").read_text())["rows_kept"] == 2000
