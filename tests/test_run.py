@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from transformers import Trainer
 
 from modeling import GENRES, GenreFeatureExtractor
 from tests.test_modeling import HUB_FOLDER_FILES
@@ -18,6 +19,7 @@ from training.cli import main
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
 from training.search import FINISHED, SearchSettings, load_study, run_search
+from training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
 
 FIGURES = {
     "log_transform.png",
@@ -167,3 +169,20 @@ def test_eda_writes_the_data_figures(slice_csv, tmp_path):
         "log_transform.png", "pca.png", "tsne.png", "data_report.json",
     }  # fmt: skip
     assert json.loads((tmp_path / "eda" / "data_report.json").read_text())["rows_kept"] == 2000
+
+
+def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(slice_csv, tmp_path):
+    extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal")
+    prepared = prepare_splits(load_data(slice_csv), extractor, 0, "stratified")
+    settings = Hyperparameters(hidden_sizes=[16], epochs=1)
+    trainer = make_trainer(prepared, extractor, settings, tmp_path, 0, keep_best=False, quiet=True)
+    assert isinstance(trainer, GenreTrainer)
+    batch = trainer.train_dataset.__getitems__(list(range(8)))
+    assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch) > 0
+    # A search swaps in a new model per trial: the count follows it.
+    trainer.model = build_model(Hyperparameters(hidden_sizes=[32, 8], num_members=2), None)
+    assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch)
+    trainer.train()
+    assert trainer.state.total_flos == 6 * len(prepared.labels["train"]) * batch["input_features"].shape[1] * (
+        trainer.model.num_parameters()
+    )

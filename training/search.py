@@ -16,11 +16,11 @@ import optuna
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from modeling import GenreFeatureExtractor
 from training.data import PreparedSplits, balanced_class_weights
-from training.trainer import SELECTION_METRIC, Hyperparameters, build_model, make_trainer
+from training.trainer import SELECTION_METRIC, GenreTrainer, Hyperparameters, build_model, make_trainer
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
 # (validation 0.6120 against 0.6094) at several times the cost per row.
@@ -88,7 +88,7 @@ class BestValidationObjective:
         return self.best
 
 
-class EpochReportingTrainer(Trainer):
+class EpochReportingTrainer(GenreTrainer):
     """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step."""
 
     def _report_to_hp_search(self, trial, step: int, metrics: dict[str, float]) -> None:

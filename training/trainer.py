@@ -102,6 +102,24 @@ def training_arguments(
     )
 
 
+class GenreTrainer(Trainer):
+    """`Trainer` with the same FLOP estimate, counted once per model instead of at every step.
+
+    `Trainer.floating_point_ops` walks every module and parameter of the model at each step to count the
+    parameters (6 x inputs x parameters); on this small network that walk cost about 4% of a training step.
+    """
+
+    _counted: tuple[torch.nn.Module, int] | None = None
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return super().floating_point_ops(inputs)
+        if self._counted is None or self._counted[0] is not self.model:  # a search builds a model per trial
+            self._counted = (self.model, self.model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main_input].numel() * self._counted[1]
+
+
 def make_trainer(
     prepared: PreparedSplits,
     extractor: GenreFeatureExtractor,
@@ -112,7 +130,7 @@ def make_trainer(
     quiet: bool = False,
     model_init: Callable | None = None,
     patience: int = 3,
-    trainer_class: type[Trainer] = Trainer,
+    trainer_class: type[Trainer] = GenreTrainer,
 ) -> Trainer:
     """A Trainer on the prepared train/validation splits with class-weighted loss and early stopping."""
     class_weights = balanced_class_weights(prepared.labels["train"])
