@@ -5,7 +5,7 @@ CSV, over several split seeds and both split modes, and is scored by the project
 (`training.scoring.summary_metrics`) on the test split. Validation picks epochs, iterations and trials; test is
 read once per model and split.
 
-    TQDM_DISABLE=1 python bench/quality.py                # 5 seeds x 2 modes; writes bench/quality.md/.json
+    TQDM_DISABLE=1 python bench/quality.py --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
     TQDM_DISABLE=1 python bench/quality.py --quick        # 1 seed, stratified, 3 trials, 3 epochs (bench/output/)
 """
 
@@ -20,6 +20,7 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "H
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
@@ -27,6 +28,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import fields, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -337,10 +339,11 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def machine_note() -> str:
+def machine_note(jobs: int) -> str:
     return (
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} logical CPUs shared with other jobs, "
-        f"1 process, 1 thread (torch.set_num_threads(1), OMP_NUM_THREADS=1, LightGBM num_threads=1); "
+        f"{jobs} process(es) at once, 1 thread each (torch.set_num_threads(1), OMP_NUM_THREADS=1, LightGBM "
+        "num_threads=1); "
         f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
         f"lightgbm {lgb.__version__}, scikit-learn {sklearn.__version__}, optuna {optuna.__version__}, "
         f"pandas {pd.__version__}"
@@ -355,9 +358,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the network's fixed configuration")
     parser.add_argument("--data", default=None, help="the CSV (default: MUSIC_GENRE_CSV or ../shared/data)")
     parser.add_argument("--output-dir", type=Path, default=None, help="default bench/ (bench/output/ with --quick)")
+    parser.add_argument("--jobs", type=int, default=1, help="splits run at once, each in a one-thread process")
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument("--quick", action="store_true", help="1 seed, stratified, 3 LightGBM trials, 3 epochs")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.quick:
         args.seeds, args.modes, args.lgbm_trials = args.seeds[:1], ["stratified"], 3
     if args.output_dir is None:
@@ -365,60 +371,90 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+# One split at a time: a worker process (with --jobs) or this one loads the data once and runs the four models.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(data_path: str | None, config: dict, lgbm_trials: int, epochs: int | None) -> None:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _WORKER.update(data=load_data(data_path), config=config, lgbm_trials=lgbm_trials, epochs=epochs)
+
+
+def run_split(mode: str, seed: int) -> list[dict]:
+    """The four models on one split; returns one result per model."""
+    data, config = _WORKER["data"], _WORKER["config"]
+    runners: dict[str, Callable[[dict], tuple[np.ndarray, dict]]] = {
+        NETWORK: lambda split: run_network(data, split, seed, mode, config, _WORKER["epochs"]),
+        LIGHTGBM: lambda split: run_lightgbm(data, split, seed, _WORKER["lgbm_trials"]),
+        HIST_GB: lambda split: run_hist_gradient_boosting(data, split, seed),
+        LOGISTIC: lambda split: run_logistic_regression(data, split, seed, mode),
+    }
+    split = split_indices(data, seed, mode)
+    test_labels = data.labels[split["test"]]
+    results = []
+    for model, runner in runners.items():
+        tick = time.time()
+        probabilities, details = runner(split)
+        figures = summary_metrics(test_labels, np.asarray(probabilities, dtype=np.float64))
+        seconds = time.time() - tick
+        results.append({"model": model, "mode": mode, "seed": seed, **figures, "seconds": seconds, "details": details})
+        log(
+            f"{mode:<10} seed {seed}  {model:<36} accuracy {figures['accuracy']:.4f}  "
+            f"F1 {figures['f1_weighted']:.4f}  AUC {figures['roc_auc_macro']:.4f}  ({seconds:.0f} s)"
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     started = time.time()
     config, config_source = load_config(args.config)
-    data = load_data(args.data)
+    epochs = 3 if args.quick else None
+    _init_worker(args.data, config, args.lgbm_trials, epochs)
+    data = _WORKER["data"]
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(["python", "bench/quality.py", *(sys.argv[1:] if argv is None else argv)]),
         "seeds": args.seeds,
         "modes": args.modes,
         "lgbm_trials": args.lgbm_trials,
+        "jobs": args.jobs,
         "quick": args.quick,
         "config": config,
         "config_source": config_source,
         "data_source": os.path.relpath(data.report["source"], REPO),
         "data_sha256": data.sha256,
         "rows": len(data.frame),
-        "machine": machine_note(),
+        "machine": machine_note(args.jobs),
         "note": args.note,
         "paper": PAPER,
     }
-    epochs = 3 if args.quick else None
-    runners: dict[str, Callable[[dict, int, str], tuple[np.ndarray, dict]]] = {
-        NETWORK: lambda split, seed, mode: run_network(data, split, seed, mode, config, epochs),
-        LIGHTGBM: lambda split, seed, mode: run_lightgbm(data, split, seed, args.lgbm_trials),
-        HIST_GB: lambda split, seed, mode: run_hist_gradient_boosting(data, split, seed),
-        LOGISTIC: lambda split, seed, mode: run_logistic_regression(data, split, seed, mode),
-    }
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    results: list[dict] = []
-    log(f"quality benchmark: seeds {args.seeds}, modes {args.modes}, network config from {config_source}")
-    for mode in args.modes:
-        for seed in args.seeds:
-            split = split_indices(data, seed, mode)
-            test_labels = data.labels[split["test"]]
-            for model, runner in runners.items():
-                tick = time.time()
-                probabilities, details = runner(split, seed, mode)
-                figures = summary_metrics(test_labels, np.asarray(probabilities, dtype=np.float64))
-                seconds = time.time() - tick
-                results.append(
-                    {"model": model, "mode": mode, "seed": seed, **figures, "seconds": seconds, "details": details}
-                )
-                log(
-                    f"{mode:<10} seed {seed}  {model:<36} accuracy {figures['accuracy']:.4f}  "
-                    f"F1 {figures['f1_weighted']:.4f}  AUC {figures['roc_auc_macro']:.4f}  ({seconds:.0f} s)"
-                )
-            meta["wall_minutes"] = (time.time() - started) / 60
-            _write(args.output_dir, meta, results, args.modes)  # partial results survive an interrupted run
+    splits = [(mode, seed) for mode in args.modes for seed in args.seeds]
+    log(f"quality benchmark: seeds {args.seeds}, modes {args.modes}, {args.jobs} job(s), config {config_source}")
+    done: dict[tuple[str, int], list[dict]] = {}
+
+    def finished(key: tuple[str, int], results: list[dict]) -> None:
+        done[key] = results
+        meta["wall_minutes"] = (time.time() - started) / 60
+        ordered = [r for split in splits if split in done for r in done[split]]
+        _write(args.output_dir, meta, ordered, args.modes)  # partial results survive an interrupted run
+
+    if args.jobs == 1:
+        for key in splits:
+            finished(key, run_split(*key))
+    else:
+        # Each worker is a fresh (spawned) process with one thread, like the run's search workers.
+        context = multiprocessing.get_context("spawn")
+        initargs = (args.data, config, args.lgbm_trials, epochs)
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+            futures = {pool.submit(run_split, *key): key for key in splits}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
     meta["wall_minutes"] = (time.time() - started) / 60
-    report = _write(args.output_dir, meta, results, args.modes)
+    report = _write(args.output_dir, meta, [r for split in splits for r in done[split]], args.modes)
     print(report, flush=True)
     log(f"done in {meta['wall_minutes']:.1f} min: {args.output_dir / 'quality.md'}, {args.output_dir / 'quality.json'}")
 
