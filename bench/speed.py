@@ -7,9 +7,10 @@ One process and one torch thread throughout (the project's run gives each search
 - batch inference: rows/second from a pandas DataFrame of 50,000 raw CSV rows through the feature extractor and
   the model, against LightGBM's `predict` on the same rows (its feature preparation counted);
 - one song: latency of `transformers.pipeline(model=folder, trust_remote_code=True)` on one raw row dict;
-- the full reproducible run, from the `/usr/bin/time -v music-genre train ...` log given with `--full-run-log`.
+- the full reproducible run: wall clock and peak memory from each `/usr/bin/time -v music-genre train ...` log
+  given with `--full-run-log` (one with `--workers 1`, one with `--workers 2`).
 
-    TQDM_DISABLE=1 python bench/speed.py --full-run-log /tmp/full_run.log     # writes bench/speed.md
+    TQDM_DISABLE=1 python bench/speed.py --full-run-log /tmp/run_w1.log --full-run-log /tmp/run_w2.log  # bench/speed.md
     TQDM_DISABLE=1 python bench/speed.py --quick                              # fewer repeats (bench/output/)
 
 Throughputs are judged on this single-threaded process's CPU time (`time.process_time`), which on a shared machine
@@ -70,6 +71,8 @@ TARGETS = {
     "inference_rows_per_s": 100_000,
     "inference_vs_lightgbm": 2.0,
     "one_song_p50_ms": 2.0,
+    "full_run_minutes_2_workers": 15.0,
+    "full_run_peak_gb": 2.0,  # resident memory of the largest single process
 }
 
 
@@ -92,7 +95,6 @@ class Report:
     profiles: dict[str, str]
     notes: list[str]
     recommendations: list[str]
-    full_run: list[str]
 
 
 def profile(call: Callable[[], Any], limit: int = 18) -> str:
@@ -223,6 +225,7 @@ def parse_time_log(path: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> Report:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
+    full_run, full_run_notes = full_run_figures(args.full_run_log)  # a bad log fails before the timings
     figures: list[Figure] = []
     profiles: dict[str, str] = {}
     notes: list[str] = []
@@ -435,30 +438,50 @@ def run(args: argparse.Namespace) -> Report:
     log(f"one song: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
     workdir.cleanup()
-    return Report(figures, profiles, notes, recommendations, full_run_lines(args.full_run_log))
+    return Report(figures + full_run, profiles, notes + full_run_notes, recommendations)
 
 
-def full_run_lines(path: Path | None) -> list[str]:
-    """The "Full run" section: figures from a `/usr/bin/time -v music-genre train ...` log, or a placeholder."""
-    placeholder = (
-        "To be filled from the run log: `/usr/bin/time -v music-genre train ... > FILE 2>&1`, then "
-        "`python bench/speed.py --full-run-log FILE`."
-    )
-    if path is None:
-        return [placeholder]
-    try:
+def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
+    """Wall clock and peak memory of each `/usr/bin/time -v music-genre train ...` log, as table rows and notes."""
+    if not paths:
+        return [], [
+            "Full run: no log given. Run `/usr/bin/time -v music-genre train ... > FILE 2>&1`, then "
+            "`python bench/speed.py --full-run-log FILE` (once per log)."
+        ]
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for path in paths:
         run_log = parse_time_log(path)
-    except (OSError, ValueError) as error:
-        return [f"{error}. {placeholder}"]
-    seconds = run_log["seconds"]
-    return [
-        f"- Command: `{run_log['command']}` under `/usr/bin/time -v` (exit status {run_log['exit_status']}); "
-        f"log `{path}`",
-        f"- Wall clock: {int(seconds // 60)} min {seconds % 60:.0f} s",
-        f"- Maximum resident set size: {run_log['max_rss_kb']:,} KiB = {run_log['max_rss_kb'] * 1024 / 1e9:.2f} GB "
-        "(the largest single process, the "
-        "main one or a search worker, as getrusage reports it)",
-    ]
+        if run_log["exit_status"] != 0:
+            raise ValueError(f"{path}: the run exited with status {run_log['exit_status']}, not 0")
+        workers = re.search(r"--workers[ =](\d+)", run_log["command"] or "")
+        label = f"--workers {workers.group(1) if workers else 1}"
+        seconds, peak_gb = run_log["seconds"], run_log["max_rss_kb"] * 1024 / 1e9
+        wall = f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+        two_workers = label == "--workers 2"
+        target_minutes = TARGETS["full_run_minutes_2_workers"]
+        figures += [
+            Figure(
+                f"Full run {label}, wall clock",
+                "-",
+                wall,
+                f"< {target_minutes:.0f} min" if two_workers else "-",
+                seconds < target_minutes * 60 if two_workers else None,
+            ),
+            Figure(
+                f"Full run {label}, peak resident memory per process (GB)",
+                "-",
+                f"{peak_gb:.2f}",
+                f"< {TARGETS['full_run_peak_gb']:.0f}",
+                peak_gb < TARGETS["full_run_peak_gb"],
+            ),
+        ]
+        notes.append(
+            f"Full run {label}: `{run_log['command']}` under `/usr/bin/time -v`, log `{path}`; peak memory is "
+            f"its maximum resident set size, {run_log['max_rss_kb']:,} KiB, the largest single process (the main "
+            "one or a search worker) as getrusage reports it."
+        )
+    return figures, notes
 
 
 def markdown(report: Report, command: str, load: str, note: str = "") -> str:
@@ -489,7 +512,6 @@ def markdown(report: Report, command: str, load: str, note: str = "") -> str:
         *(f"- {note}" for note in report.notes),
         "",
     ]
-    lines += ["## Full run", "", *report.full_run, ""]
     if report.recommendations:
         lines += ["## What to change for the missed targets", "", *(f"- {r}" for r in report.recommendations), ""]
     if report.profiles:
@@ -510,7 +532,13 @@ def table(report: Report) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full-run-log", type=Path, default=None, help="output of /usr/bin/time -v music-genre train")
+    parser.add_argument(
+        "--full-run-log",
+        type=Path,
+        action="append",
+        default=[],
+        help="output of /usr/bin/time -v music-genre train (repeat for --workers 1 and --workers 2)",
+    )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the network's configuration")
     parser.add_argument("--data", default=None, help="the CSV (default: MUSIC_GENRE_CSV or ../shared/data)")
     parser.add_argument("--seed", type=int, default=42, help="split and training seed")
