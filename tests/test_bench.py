@@ -1,0 +1,92 @@
+"""The benchmarks' own logic: reading `/usr/bin/time -v` logs, judging targets, and a quick quality run."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytest.importorskip("lightgbm", reason="the benchmarks need the bench extra: pip install -e '.[bench]'")
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+TIME_LOG = """\
+\tCommand being timed: "music-genre train --data ../shared/data/music_genre.csv --output runs/w{workers} {flag}"
+\tUser time (seconds): 700.10
+\tElapsed (wall clock) time (h:mm:ss or m:ss): {elapsed}
+\tMaximum resident set size (kbytes): {rss}
+\tExit status: {status}
+"""
+
+
+def write_log(path, workers=2, elapsed="5:52.31", rss=733336, status=0):
+    flag = f"--workers {workers}" if workers != 1 else ""
+    path.write_text(TIME_LOG.format(workers=workers, flag=flag, elapsed=elapsed, rss=rss, status=status))
+    return path
+
+
+def test_full_run_figures_judge_wall_clock_with_two_workers_and_memory_per_process(tmp_path):
+    speed = load_bench("speed")
+    two = write_log(tmp_path / "w2.log", workers=2, elapsed="14:59.00", rss=733336)
+    one = write_log(tmp_path / "w1.log", workers=1, elapsed="1:02:03", rss=2_100_000)
+    figures, notes = speed.full_run_figures([one, two])
+    by_name = {f.name: f for f in figures}
+    assert by_name["Full run --workers 1, wall clock"].wall == "62 min 3 s"
+    assert by_name["Full run --workers 1, wall clock"].met is None  # the 15-minute target is for 2 workers
+    assert by_name["Full run --workers 1, peak resident memory per process (GB)"].met is False  # 2.15 GB
+    assert by_name["Full run --workers 2, wall clock"].met is True
+    assert by_name["Full run --workers 2, peak resident memory per process (GB)"].wall == "0.75"
+    assert by_name["Full run --workers 2, peak resident memory per process (GB)"].met is True
+    assert len(notes) == 2 and "733,336 KiB" in notes[1]
+
+    slow = write_log(tmp_path / "slow.log", workers=2, elapsed="15:00.50")
+    assert speed.full_run_figures([slow])[0][0].met is False
+
+
+def test_full_run_figures_refuse_a_failed_or_unfinished_run(tmp_path):
+    speed = load_bench("speed")
+    with pytest.raises(ValueError, match="exited with status 1"):
+        speed.full_run_figures([write_log(tmp_path / "failed.log", status=1)])
+    unfinished = tmp_path / "unfinished.log"
+    unfinished.write_text("[I 2026-11-25] Trial 3 finished\n")
+    with pytest.raises(ValueError, match="no /usr/bin/time -v summary"):
+        speed.full_run_figures([unfinished])
+
+
+def test_quality_targets_compare_means_with_lightgbm_and_the_paper():
+    quality = load_bench("quality")
+
+    def model(accuracy, auc):
+        return {"accuracy": {"mean": accuracy}, "roc_auc_macro": {"mean": auc}}
+
+    summary = {
+        "stratified": {quality.NETWORK: model(0.6120, 0.9401), quality.LIGHTGBM: model(0.5930, 0.9351)},
+        "group": {quality.NETWORK: model(0.6095, 0.9380), quality.LIGHTGBM: model(0.6091, 0.9383)},
+    }
+    lines = quality.target_lines(summary, ["stratified", "group"])
+    assert lines[0].startswith("- Network >= tuned LightGBM, stratified") and lines[0].endswith("**met**")
+    # Higher accuracy is not enough: the AUC is 0.0003 below LightGBM's.
+    assert lines[1].startswith("- Network >= tuned LightGBM, group") and lines[1].endswith("**not met**")
+    assert all(line.endswith("**met**") for line in lines[2:4])  # above the paper's 0.5952 / 0.9338
+    assert lines[4].startswith("- Stretch") and lines[4].endswith("**met**")
+
+
+def test_quick_quality_run_scores_every_model_on_the_same_split(csv_path, tmp_path):
+    quality = load_bench("quality")
+    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path)])
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert {r["model"] for r in report["results"]} == set(quality.MODELS)
+    for result in report["results"]:
+        assert (result["mode"], result["seed"]) == ("stratified", 0)
+        # Far above the 0.1 of chance, even with 3 epochs and 3 LightGBM trials.
+        assert 0.45 < result["accuracy"] < 0.7 and 0.85 < result["roc_auc_macro"] < 0.96
+    assert "## stratified split" in (tmp_path / "quality.md").read_text()
