@@ -247,6 +247,8 @@ def _quantile_normal(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
     q = np.asarray(quantiles)
     z = _normal_levels(len(q))
     up = np.interp(values, q, z)
+    if np.all(q[1:] > q[:-1]):  # no ties: interpolating from above gives the same values
+        return up
     down = -np.interp(-values, -q[::-1], -z[::-1])
     return 0.5 * (up + down)
 
