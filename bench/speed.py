@@ -136,7 +136,7 @@ def fastest(timings: list[Timing]) -> Timing:
 def bare_loop(features: np.ndarray, labels: np.ndarray, hyperparameters: Hyperparameters, seed: int) -> Timing:
     """The time of `epochs` of plain AdamW steps over shuffled batches, same model and loss as the Trainer's."""
     set_seed(seed)
-    model = build_model(hyperparameters, balanced_class_weights(labels))
+    model = build_model(hyperparameters, balanced_class_weights(labels), features.shape[1])
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=hyperparameters.learning_rate, weight_decay=hyperparameters.weight_decay
     )

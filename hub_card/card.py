@@ -210,13 +210,17 @@ EXAMPLE_ROW = {
 def _preprocessing(preprocessor: dict) -> dict:
     numeric = [name for name in FEATURE_NAMES if name not in ("key", "mode")]
     encoding = preprocessor["numeric_encoding"]
-    # The log transform applies under "log-standard" only; "quantile-normal" maps every feature instead.
-    log_features = (preprocessor.get("log_features") or {}) if encoding == "log-standard" else {}
+    views = encoding.split("+")
+    # The log transform applies only where the encoding has the paper's "log-standard" view.
+    log_features = (preprocessor.get("log_features") or {}) if "log-standard" in views else {}
 
     def transform(name: str) -> str:
-        if encoding == "quantile-normal":
-            return "training quantiles to a standard normal"
-        return f"log(x + {_setting(log_features[name])})" if name in log_features else "-"
+        steps = []
+        if "quantile-normal" in views:
+            steps.append("training quantiles to a standard normal")
+        if "log-standard" in views:
+            steps.append(f"log(x + {_setting(log_features[name])})" if name in log_features else "as is")
+        return "; ".join(steps) if steps != ["as is"] else "-"
 
     rows = [
         [
@@ -230,6 +234,8 @@ def _preprocessing(preprocessor: dict) -> dict:
     ]
     return {
         "encoding": encoding,
+        "views": views,
+        "numeric_columns": len(views) * len(numeric),
         "log_features": log_features,
         "clip_quantiles": preprocessor["clip_quantiles"],
         "n_quantiles": preprocessor.get("n_quantiles"),
@@ -316,7 +322,7 @@ def _caption(name: str, preprocessor: dict) -> str:
     caption = FIGURES.get(name, name)
     if name == "log_transform.png":
         # The figure shows the extractor's own transform, which is a log only under the paper's encoding.
-        rule = "log transform" if preprocessor["numeric_encoding"] == "log-standard" else "quantile-normal map"
+        rule = "log transform" if "log-standard" in preprocessor["numeric_encoding"] else "quantile-normal map"
         caption = caption.replace("the feature extractor's transform", f"the feature extractor's {rule}")
     return caption
 

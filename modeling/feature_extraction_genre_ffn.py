@@ -20,21 +20,22 @@ from typing import Any
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
-from .configuration_genre_ffn import ENCODED_SIZE, FEATURE_NAMES, KEY_NAMES, MODE_NAMES, NUMERIC_FEATURES
+from .configuration_genre_ffn import FEATURE_NAMES, KEY_NAMES, MODE_NAMES, NUMERIC_FEATURES
 
 MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a"})
 FLAT_KEYS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 # Offsets of log(x + offset): near the smallest non-zero value each feature takes.
 DEFAULT_LOG_FEATURES = {"instrumentalness": 1e-6, "liveness": 1e-3, "speechiness": 1e-3, "duration_ms": 1.0}
-ENCODINGS = ("log-standard", "quantile-normal")
+ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
 
 
 class GenreFeatureExtractor(FeatureExtractionMixin):
     r"""
     Args:
         numeric_encoding (`str`): `"log-standard"` (the paper: clip, log-transform the skewed
-            features, standardise) or `"quantile-normal"` (map each numeric feature through its
-            training quantiles onto a standard normal, then standardise).
+            features, standardise), `"quantile-normal"` (map each numeric feature through its
+            training quantiles onto a standard normal, then standardise), or
+            `"quantile-normal+log-standard"` (both views of each numeric feature side by side).
         log_features (`dict[str, float]`): features to log-transform and the offset added first.
         clip_quantiles (`tuple[float, float]`): training quantiles that bound each numeric feature.
         n_quantiles (`int`): quantiles kept per feature for `"quantile-normal"`.
@@ -79,6 +80,16 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
     def is_fitted(self) -> bool:
         return self.mean is not None
 
+    @property
+    def numeric_views(self) -> tuple[str, ...]:
+        """The encodings each numeric feature gets, in column order."""
+        return tuple(self.numeric_encoding.split("+"))
+
+    @property
+    def encoded_size(self) -> int:
+        """Width of `input_features`: every view of the numeric features, the one-hot key, then mode."""
+        return len(self.numeric_views) * len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
+
     def fit(self, rows: Any) -> "GenreFeatureExtractor":
         """Learn every statistic from raw training rows; returns self."""
         numeric, key, mode = parse_rows(rows)
@@ -89,7 +100,7 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         low, high = np.quantile(numeric, self.clip_quantiles, axis=0)
         self.clip_low = dict(zip(NUMERIC_FEATURES, low.tolist()))
         self.clip_high = dict(zip(NUMERIC_FEATURES, high.tolist()))
-        if self.numeric_encoding == "quantile-normal":
+        if "quantile-normal" in self.numeric_views:
             levels = np.linspace(0.0, 1.0, self.n_quantiles)
             values = np.quantile(numeric, levels, axis=0)
             self.quantiles = {name: values[:, j].tolist() for j, name in enumerate(NUMERIC_FEATURES)}
@@ -107,8 +118,8 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         numeric = (numeric - np.asarray(self.mean)) / np.asarray(self.std)
         key = np.where(key < 0, KEY_NAMES.index(self.key_fill), key)
         mode = np.where(mode < 0, MODE_NAMES.index(self.mode_fill), mode)
-        features = np.zeros((len(numeric), ENCODED_SIZE), dtype=np.float32)
-        n_numeric = len(NUMERIC_FEATURES)
+        features = np.zeros((len(numeric), self.encoded_size), dtype=np.float32)
+        n_numeric = numeric.shape[1]
         features[:, :n_numeric] = numeric
         features[np.arange(len(key)), n_numeric + key] = 1.0
         features[:, -1] = mode
@@ -119,20 +130,22 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         return np.where(np.isnan(numeric), fill, numeric)
 
     def _transform_numeric(self, numeric: np.ndarray) -> np.ndarray:
-        """Clip to the training bounds, then log-transform or quantile-map (before scaling)."""
+        """Clip to the training bounds, then quantile-map and/or log-transform (before scaling), one block per view."""
         low = np.asarray([self.clip_low[name] for name in NUMERIC_FEATURES])
         high = np.asarray([self.clip_high[name] for name in NUMERIC_FEATURES])
         numeric = np.clip(numeric, low, high)
-        if self.numeric_encoding == "quantile-normal":
-            return np.stack(
-                [_quantile_normal(numeric[:, j], self.quantiles[name]) for j, name in enumerate(NUMERIC_FEATURES)],
-                axis=1,
-            )
-        numeric = numeric.copy()
-        for name, offset in self.log_features.items():
-            j = NUMERIC_FEATURES.index(name)
-            numeric[:, j] = np.log(numeric[:, j] + offset)
-        return numeric
+        views = []
+        for view in self.numeric_views:
+            if view == "quantile-normal":
+                quantiles = [self.quantiles[name] for name in NUMERIC_FEATURES]
+                views.append(np.stack([_quantile_normal(numeric[:, j], q) for j, q in enumerate(quantiles)], axis=1))
+            else:
+                logged = numeric.copy()
+                for name, offset in self.log_features.items():
+                    j = NUMERIC_FEATURES.index(name)
+                    logged[:, j] = np.log(logged[:, j] + offset)
+                views.append(logged)
+        return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
 
 
 def parse_rows(rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,20 +6,22 @@ import pytest
 
 from modeling import ENCODED_SIZE, FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor
 from modeling.configuration_genre_ffn import NUMERIC_FEATURES
+from modeling.feature_extraction_genre_ffn import ENCODINGS
 
 N_NUMERIC = len(NUMERIC_FEATURES)
 
 
-@pytest.fixture(params=["log-standard", "quantile-normal"])
+@pytest.fixture(params=ENCODINGS)
 def fitted(request, raw_rows):
     return GenreFeatureExtractor(numeric_encoding=request.param, n_quantiles=8).fit(raw_rows)
 
 
 def test_encodes_every_key_and_both_modes(fitted, raw_rows):
     features = fitted(raw_rows)["input_features"]
-    assert features.shape == (len(raw_rows), ENCODED_SIZE) and features.dtype == np.float32
+    assert features.shape == (len(raw_rows), fitted.encoded_size) and features.dtype == np.float32
     assert np.isfinite(features).all()
-    key_block = features[:, N_NUMERIC : N_NUMERIC + len(KEY_NAMES)]
+    numeric_width = fitted.encoded_size - len(KEY_NAMES) - 1
+    key_block = features[:, numeric_width : numeric_width + len(KEY_NAMES)]
     np.testing.assert_array_equal(key_block, np.eye(len(KEY_NAMES)))
     np.testing.assert_array_equal(features[:, -1], [1.0 if row["mode"] == "Major" else 0.0 for row in raw_rows])
 
@@ -121,3 +123,16 @@ def test_saved_config_is_plain_json_and_round_trips(fitted, raw_rows, tmp_path):
     assert saved["numeric_encoding"] == fitted.numeric_encoding and saved["medians"] == fitted.medians
     reloaded = GenreFeatureExtractor.from_pretrained(tmp_path)
     np.testing.assert_array_equal(reloaded(raw_rows)["input_features"], fitted(raw_rows)["input_features"])
+
+
+def test_both_views_side_by_side_equal_each_encoding_alone(raw_rows):
+    single = [GenreFeatureExtractor(numeric_encoding=e, n_quantiles=8).fit(raw_rows) for e in ENCODINGS[:2]]
+    both = GenreFeatureExtractor(numeric_encoding="quantile-normal+log-standard", n_quantiles=8).fit(raw_rows)
+    assert [e.encoded_size for e in single] == [
+        ENCODED_SIZE,
+        ENCODED_SIZE,
+    ] and both.encoded_size == ENCODED_SIZE + N_NUMERIC
+    log_view, quantile_view = (e(raw_rows)["input_features"] for e in single)
+    features = both(raw_rows)["input_features"]
+    np.testing.assert_allclose(features[:, :N_NUMERIC], quantile_view[:, :N_NUMERIC], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(features[:, N_NUMERIC:], log_view, rtol=1e-6, atol=1e-6)

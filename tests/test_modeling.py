@@ -81,6 +81,17 @@ def test_pipeline_returns_genres_best_first(raw_rows):
         classifier(dict(raw_rows[0], key="H"))
 
 
+def test_pipeline_runs_both_encoding_views_and_refuses_a_mismatched_extractor(raw_rows):
+    both = GenreFeatureExtractor(numeric_encoding="quantile-normal+log-standard").fit(raw_rows)
+    model = make_model(input_size=both.encoded_size)
+    classifier = pipeline(model=model, feature_extractor=both, task="music-genre-classification")
+    assert len(classifier(raw_rows)) == len(raw_rows)
+    paper = GenreFeatureExtractor().fit(raw_rows)  # 24 columns for a model that takes 35
+    mismatched = pipeline(model=model, feature_extractor=paper, task="music-genre-classification")
+    with pytest.raises(ValueError, match="input_features has 24 columns but this model takes 35"):
+        mismatched(raw_rows[0])
+
+
 # Runs with the project unimportable, as on a Hub user's machine.
 REMOTE_LOAD = r"""
 import importlib.abc, json, sys

@@ -180,9 +180,17 @@ def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(sl
     batch = trainer.train_dataset.__getitems__(list(range(8)))
     assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch) > 0
     # A search swaps in a new model per trial: the count follows it.
-    trainer.model = build_model(Hyperparameters(hidden_sizes=[32, 8], num_members=2), None)
+    trainer.model = build_model(Hyperparameters(hidden_sizes=[32, 8], num_members=2), None, extractor.encoded_size)
     assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch)
     trainer.train()
     assert trainer.state.total_flos == 6 * len(prepared.labels["train"]) * batch["input_features"].shape[1] * (
         trainer.model.num_parameters()
     )
+
+
+def test_cli_encodings_and_default_agree_with_the_extractor_and_the_run():
+    from modeling.feature_extraction_genre_ffn import ENCODINGS
+    from training import cli
+    from training.run import RunOptions
+
+    assert cli.ENCODINGS == ENCODINGS and cli.DEFAULT_ENCODING == RunOptions.encoding

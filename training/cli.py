@@ -9,6 +9,11 @@ from pathlib import Path
 
 from training.data import SPLIT_MODES
 
+# As in modeling.feature_extraction_genre_ffn.ENCODINGS and RunOptions.encoding (this module imports neither, to start
+# fast; tests/test_run.py checks they agree).
+ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
+DEFAULT_ENCODING = "quantile-normal+log-standard"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="music-genre", description=__doc__)
@@ -24,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--storage", help="an Optuna storage URL shared by workers (default: a file in the run)")
     train.add_argument("--workers", type=int, default=1, help="search processes, one torch thread each")
     train.add_argument(
-        "--encoding", choices=("log-standard", "quantile-normal"), default="quantile-normal",
-        help="numeric encoding: the paper's clip+log+standardise, or quantile-normal (the default; see bench/)",
+        "--encoding",
+        choices=ENCODINGS,
+        default=DEFAULT_ENCODING,
+        help="numeric encoding: the paper's clip+log+standardise, quantile-normal, or both side by side (see bench/)",
     )
     train.add_argument("--members", type=int, default=3, help="networks averaged in the final model (search: 1)")
     train.add_argument("--max-epochs", type=int, default=25, help="upper bound of the epochs the search samples")

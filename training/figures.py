@@ -44,7 +44,7 @@ def log_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, name: 
 
 def extractor_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, name: str) -> tuple[np.ndarray, str]:
     """The extractor's own transform of one feature before scaling, and a label saying which transform it is."""
-    if extractor.numeric_encoding == "quantile-normal":
+    if "log-standard" not in extractor.numeric_views:
         clipped = np.clip(np.asarray(values, dtype=np.float64), extractor.clip_low[name], extractor.clip_high[name])
         return _quantile_normal(clipped, extractor.quantiles[name]), "quantile-normal"
     if name in extractor.log_features:
@@ -71,8 +71,10 @@ def plot_log_transforms(frame: pd.DataFrame, extractor: GenreFeatureExtractor, p
             axis.set_yscale("log")
             axis.set_ylabel("tracks (log scale)")
     title = f"Skewed features before and after the feature extractor's transform ({len(frame):,} training rows)"
-    if extractor.numeric_encoding == "quantile-normal":
+    if "log-standard" not in extractor.numeric_views:
         title += "\nthis extractor uses the quantile-normal encoding, not the paper's log transform"
+    elif "quantile-normal" in extractor.numeric_views:
+        title += "\nthis extractor also gives the network a quantile-normal map of every numeric feature"
     figure.suptitle(title)
     return _save(figure, path)
 

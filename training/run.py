@@ -45,7 +45,7 @@ class RunOptions:
     timeout: float | None = None
     storage: str | None = None
     workers: int = 1
-    encoding: str = "quantile-normal"
+    encoding: str = "quantile-normal+log-standard"
     members: int = 3
     max_epochs: int = 25
 

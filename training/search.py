@@ -135,11 +135,11 @@ def run_worker(
     def model_init(trial: optuna.Trial | None):
         objective.reset()
         if trial is None:  # Trainer builds one model before the search starts
-            return build_model(Hyperparameters(), class_weights)
+            return build_model(Hyperparameters(), class_weights, extractor.encoded_size)
         set_seed(trial_seed(settings.seed, trial.number))
         trial.set_user_attr("worker", worker)
         architecture = sample_architecture(trial)
-        return build_model(Hyperparameters(**architecture), class_weights)
+        return build_model(Hyperparameters(**architecture), class_weights, extractor.encoded_size)
 
     trainer = make_trainer(
         prepared,

@@ -61,9 +61,11 @@ def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_model(
-    hyperparameters: Hyperparameters, class_weights: list[float] | None
+    hyperparameters: Hyperparameters, class_weights: list[float] | None, input_size: int
 ) -> GenreFFNForSequenceClassification:
+    """A freshly initialised network for `input_size`-wide encoded rows (the extractor's `encoded_size`)."""
     config = GenreFFNConfig(
+        input_size=input_size,
         hidden_sizes=hyperparameters.hidden_sizes,
         dropout=hyperparameters.dropout,
         num_members=hyperparameters.num_members,
@@ -136,7 +138,7 @@ def make_trainer(
     class_weights = balanced_class_weights(prepared.labels["train"])
     if model_init is None:
         set_seed(seed)
-        model = build_model(hyperparameters, class_weights)
+        model = build_model(hyperparameters, class_weights, extractor.encoded_size)
     else:
         model = None
     trainer = trainer_class(

@@ -60,6 +60,11 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        if input_features.shape[-1] != self.config.input_size:
+            raise ValueError(
+                f"input_features has {input_features.shape[-1]} columns but this model takes {self.config.input_size}: "
+                "encode raw rows with the feature extractor saved with the model"
+            )
         member_logits = [self._run_member(member, input_features) for member in self.members]
         if len(member_logits) == 1:
             logits = member_logits[0]
