@@ -284,10 +284,8 @@ def run(args: argparse.Namespace) -> Report:
     if ratio < TARGETS["training"]:
         profiles["Training, Trainer path"] = profile(lambda: trainer_path(prepared, extractor, hyperparameters, 0))
         training_recommendation = (
-            "Training, in `training/trainer.py`: the Trainer's own per-step work is what the bare loop lacks. "
-            "Per step it calls `model.floating_point_ops(inputs)` for its FLOPs log, which walks every module "
-            "through `num_parameters()`: override `floating_point_ops` with a parameter count computed once (on "
-            "the model, or a `Trainer` subclass passed as `trainer_class`). Gradient clipping "
+            "Training, in `training/trainer.py`: the Trainer's own per-step work is what the bare loop lacks "
+            "(`GenreTrainer` already counts the parameters for the FLOP log once per model). Gradient clipping "
             "(`TrainingArguments.max_grad_norm`, 1.0 by default) goes through accelerate's `clip_grad_norm_`, "
             "which lists the parameters and checks the torch version (an `importlib` lookup) every step; "
             "`max_grad_norm=0` drops it but changes training (the paper does not clip), so only with a new run. "
