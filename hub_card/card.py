@@ -152,7 +152,7 @@ def render_model_card(run: RunFolder, repo_id: str | None = None, dataset_repo_i
         dataset_repo_id=dataset_repo_id,
         task=TASK,
         genres=GENRES,
-        example_row=json.dumps(EXAMPLE_ROW, indent=4),
+        example_row=_python_dict(EXAMPLE_ROW),
         misread=_share(1 - metrics["tuned"]["accuracy"], 1),
         tuned={key: _metric(metrics["tuned"][key]) for key in SUMMARY_METRICS},
         run=run.training_run,
@@ -187,6 +187,11 @@ def render_template(name: str, **values) -> str:
     environment.filters["setting"] = _setting
     environment.filters["metric"] = _metric
     return environment.get_template(name).render(**values)
+
+
+def _python_dict(row: dict) -> str:
+    """`row` as the card's Python code shows it: one key per line, with the trailing comma a formatter adds."""
+    return json.dumps(row, indent=4).removesuffix("\n}") + ",\n}"
 
 
 # One raw row in the public CSV's format: `?` tempo and a pitch-name key, as a user would paste it.

@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,19 @@ def test_card_usage_code_runs_on_the_model_folder(card_path, run_dir):
     exec(blocks[1].replace(REPO_ID, str(run_dir / "model")), batch)
     assert tuple(batch["probabilities"].shape) == (1, len(GENRES))
     assert one_row["top"][0]["label"] == GENRES[int(batch["probabilities"].argmax())]
+
+
+def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
+    """Code a user copies from the card needs no reformatting (the project's ruff settings)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is in the dev extra")
+    for block in re.findall(r"```python\n(.*?)```", card_path.read_text(), re.S):
+        formatted = subprocess.run(
+            [ruff, "format", "--stdin-filename", "card_usage.py", "-"],
+            input=block, capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+        ).stdout  # fmt: skip
+        assert formatted == block
 
 
 def test_every_figure_the_card_links_is_in_the_staged_folder(run_dir, tmp_path):
