@@ -316,10 +316,15 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
     ]
     if meta.get("note"):
         lines.append(f"- Note: {meta['note']}")
+    planned = len(meta.get("seeds", seeds)) * len(meta.get("modes", modes))
+    finished = len({(r["mode"], r["seed"]) for r in results})
+    if finished < planned:
+        lines.append(f"- **Partial: {finished} of {planned} splits finished**; the run is still going or was stopped")
     for mode in modes:
+        mode_seeds = sorted({r["seed"] for r in results if r["mode"] == mode})
         lines += [
             "",
-            f"## {mode} split: test figures, mean ± std over {len(seeds)} seed(s)",
+            f"## {mode} split: test figures, mean ± std over {len(mode_seeds)} seed(s)",
             "",
             "| model | " + " | ".join(label for _, label in METRICS) + " | seconds per split |",
             "|---|" + "---|" * (len(METRICS) + 1),

@@ -80,6 +80,33 @@ def test_quality_targets_compare_means_with_lightgbm_and_the_paper():
     assert lines[4].startswith("- Stretch") and lines[4].endswith("**met**")
 
 
+def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_partial():
+    quality = load_bench("quality")
+    figures = {"accuracy": 0.6, "f1_weighted": 0.6, "roc_auc_macro": 0.93, "seconds": 1.0}
+    done = [("stratified", 0), ("stratified", 1), ("stratified", 2), ("group", 0)]
+    results = [{"model": m, "mode": mode, "seed": s, **figures} for mode, s in done for m in quality.MODELS]
+    meta = {
+        "date": "2026-11-25",
+        "command": "python bench/quality.py",
+        "seeds": [0, 1, 2],
+        "modes": ["stratified", "group"],
+        "data_source": "music_genre.csv",
+        "data_sha256": "0" * 64,
+        "rows": 50000,
+        "lgbm_trials": 30,
+        "config_source": "bench/tuned_config.json",
+        "config": {"encoding": "e", "hyperparameters": {}},
+        "machine": "m",
+    }
+    report = quality.markdown_report(meta, results, ["stratified", "group"])
+    assert "## stratified split: test figures, mean ± std over 3 seed(s)" in report
+    assert "## group split: test figures, mean ± std over 1 seed(s)" in report
+    assert "**Partial: 4 of 6 splits finished**" in report
+    meta["seeds"] = [0]
+    meta["modes"] = ["group"]
+    assert "Partial" not in quality.markdown_report(meta, results[-len(quality.MODELS) :], ["group"])
+
+
 def test_quick_quality_run_scores_every_model_on_the_same_split(csv_path, tmp_path):
     quality = load_bench("quality")
     quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path)])
