@@ -316,7 +316,7 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
     ]
     if meta.get("note"):
         lines.append(f"- Note: {meta['note']}")
-    planned = len(meta.get("seeds", seeds)) * len(meta.get("modes", modes))
+    planned = len(meta["seeds"]) * len(meta["modes"])
     finished = len({(r["mode"], r["seed"]) for r in results})
     if finished < planned:
         lines.append(f"- **Partial: {finished} of {planned} splits finished**; the run is still going or was stopped")

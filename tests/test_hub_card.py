@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 
 from hub_card.card import FIGURES, write_model_card
 from modeling import GENRES
+from tests.conftest import REPO
 
 REPO_ID = "someone/music-genre-ffn"
 DATASET_REPO_ID = "someone/music-genre-data"
@@ -99,9 +100,14 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, run
     assert f"{len(trials)} trials ({completed} completed, {pruned} pruned)" in text
 
 
+def python_blocks(card_path: Path) -> list[str]:
+    """The card's Python code blocks, as a user copies them."""
+    return re.findall(r"```python\n(.*?)```", card_path.read_text(), re.S)
+
+
 def test_card_usage_code_runs_on_the_model_folder(card_path, run_dir):
     """The two Python snippets a user copies from the card, pointed at the run's model folder."""
-    blocks = re.findall(r"```python\n(.*?)```", card_path.read_text(), re.S)
+    blocks = python_blocks(card_path)
     assert len(blocks) == 2
     one_row = {}
     exec(blocks[0].replace(REPO_ID, str(run_dir / "model")).replace("classifier(\n", "top = classifier(\n"), one_row)
@@ -117,10 +123,10 @@ def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is in the dev extra")
-    for block in re.findall(r"```python\n(.*?)```", card_path.read_text(), re.S):
+    for block in python_blocks(card_path):
         formatted = subprocess.run(
             [ruff, "format", "--stdin-filename", "card_usage.py", "-"],
-            input=block, capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+            input=block, capture_output=True, text=True, check=True, cwd=REPO,
         ).stdout  # fmt: skip
         assert formatted == block
 
