@@ -7,6 +7,11 @@ read once per model and split.
 
     TQDM_DISABLE=1 python bench/quality.py --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
     TQDM_DISABLE=1 python bench/quality.py --quick        # 1 seed, stratified, 3 trials, 3 epochs (bench/output/)
+
+LightGBM's searches take nine tenths of the wall time and are deterministic (seeded sampler, seeded boosting, one
+thread), so a run that changes only the network may take them from an earlier `quality.json` of the same data and
+trial count (`--reuse-lightgbm bench/quality.json`). HistGradientBoosting is then rerun on every split and has to
+match that file's figures exactly, which checks that the splits and the peers' code are the ones it was made with.
 """
 
 import os
@@ -124,11 +129,14 @@ def run_network(
     _check_same_split(prepared.indices, split)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as output_dir:
         trainer = fit(prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True)
+    # Scored as the bundled model serves (bfloat16 where the run saves it so), not only as it trains.
+    trainer.model.config.inference_dtype = config.get("inference_dtype", "float32")
     probabilities = predict_probabilities(trainer.model, prepared.features["test"])
     evaluations = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
     best_epoch = next(e["epoch"] for e in evaluations if e["eval_accuracy"] == trainer.state.best_metric)
     return probabilities, {
         "encoding": config["encoding"],
+        "inference_dtype": trainer.model.config.inference_dtype,
         "hyperparameters": hyperparameters.to_dict(),
         "epochs_run": len(evaluations),
         "best_epoch": best_epoch,
@@ -231,6 +239,15 @@ def run_logistic_regression(
     return model.predict_proba(prepared.features["test"]), {"encoding": "log-standard", "C": 1.0}
 
 
+def _check_reproduced(cached: dict, figures: dict, mode: str, seed: int) -> None:
+    differ = {key: (cached[key], figures[key]) for key, _ in METRICS if cached[key] != figures[key]}
+    if differ:
+        raise RuntimeError(
+            f"{mode} seed {seed}: HistGradientBoosting gave {differ} (cached, now): the reused file was made with "
+            "other splits or code, so its LightGBM figures cannot be reused; run without --reuse-lightgbm"
+        )
+
+
 def _check_same_split(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
     if any(not np.array_equal(first[name], second[name]) for name in ("train", "validation", "test")):
         raise RuntimeError("prepare_splits and split_indices disagree on the split")
@@ -307,13 +324,21 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
         f"- Split seeds: {', '.join(map(str, seeds))}; split modes: {', '.join(modes)} "
         "(80/10/10, `training.data.split_indices`; `group` keeps every artist/track pair on one side)",
         f"- Data: `{meta['data_source']}` (sha256 `{meta['data_sha256'][:12]}...`, {meta['rows']} rows after cleaning)",
-        f"- Network configuration ({meta['config_source']}): encoding `{meta['config']['encoding']}`, "
+        f"- Network configuration ({meta['config_source']}): encoding `{meta['config']['encoding']}`, inference "
+        f"dtype `{meta['config'].get('inference_dtype', 'float32')}`, "
         f"`{json.dumps(meta['config']['hyperparameters'])}`",
         f"- LightGBM: Optuna TPE (seeded by the split seed), {meta['lgbm_trials']} trials on validation accuracy, "
         f"early stopping on validation multi_logloss ({LGBM_PATIENCE} rounds), test at the best iteration",
         f"- Machine: {meta['machine']}",
         f"- Wall time: {meta.get('wall_minutes', float('nan')):.1f} min",
     ]
+    if meta.get("reused_lightgbm"):
+        reused = meta["reused_lightgbm"]
+        lines.append(
+            f"- LightGBM's figures are reused from `{reused['file']}` (run {reused['date']}, `{reused['command']}`): "
+            "its searches are deterministic, and HistGradientBoosting, rerun here on every split, reproduced that "
+            "file's figures exactly; its seconds per split are that run's"
+        )
     if meta.get("note"):
         lines.append(f"- Note: {meta['note']}")
     planned = len(meta["seeds"]) * len(meta["modes"])
@@ -366,6 +391,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="splits run at once, each in a one-thread process")
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument("--quick", action="store_true", help="1 seed, stratified, 3 LightGBM trials, 3 epochs")
+    parser.add_argument(
+        "--reuse-lightgbm",
+        type=Path,
+        default=None,
+        metavar="QUALITY_JSON",
+        help="take LightGBM's results from an earlier quality.json (same data and trials); see above",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -387,8 +419,24 @@ def _init_worker(data_path: str | None, config: dict, lgbm_trials: int, epochs: 
     _WORKER.update(data=load_data(data_path), config=config, lgbm_trials=lgbm_trials, epochs=epochs)
 
 
-def run_split(mode: str, seed: int) -> list[dict]:
-    """The four models on one split; returns one result per model."""
+def load_reused(path: Path, data_sha256: str, lgbm_trials: int, quick: bool) -> tuple[dict, dict]:
+    """LightGBM and HistGradientBoosting results per (mode, seed) from an earlier `quality.json`, and its meta."""
+    earlier = json.loads(path.read_text())
+    meta = earlier["meta"]
+    if meta["data_sha256"] != data_sha256:
+        raise ValueError(f"{path} was measured on data sha256 {meta['data_sha256'][:12]}..., not {data_sha256[:12]}")
+    if meta["lgbm_trials"] != lgbm_trials or meta["quick"] != quick:
+        raise ValueError(f"{path} ran {meta['lgbm_trials']} LightGBM trials (quick {meta['quick']}), not {lgbm_trials}")
+    cached: dict[tuple[str, int], dict] = {}
+    for result in earlier["results"]:
+        if result["model"] in (LIGHTGBM, HIST_GB):
+            cached.setdefault((result["mode"], result["seed"]), {})[result["model"]] = result
+    return cached, meta
+
+
+def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
+    """The four models on one split; returns one result per model. `reused`: this split's cached LightGBM and
+    HistGradientBoosting results (see `load_reused`); LightGBM's is taken, HistGradientBoosting's must be matched."""
     data, config = _WORKER["data"], _WORKER["config"]
     runners: dict[str, Callable[[dict], tuple[np.ndarray, dict]]] = {
         NETWORK: lambda split: run_network(data, split, seed, mode, config, _WORKER["epochs"]),
@@ -400,10 +448,17 @@ def run_split(mode: str, seed: int) -> list[dict]:
     test_labels = data.labels[split["test"]]
     results = []
     for model, runner in runners.items():
+        if reused is not None and model == LIGHTGBM:
+            result = {**reused[LIGHTGBM], "reused": True}
+            results.append(result)
+            log(f"{mode:<10} seed {seed}  {model:<36} accuracy {result['accuracy']:.4f}  (reused)")
+            continue
         tick = time.time()
         probabilities, details = runner(split)
         figures = summary_metrics(test_labels, np.asarray(probabilities, dtype=np.float64))
         seconds = time.time() - tick
+        if reused is not None and model == HIST_GB:
+            _check_reproduced(reused[HIST_GB], figures, mode, seed)
         results.append({"model": model, "mode": mode, "seed": seed, **figures, "seconds": seconds, "details": details})
         log(
             f"{mode:<10} seed {seed}  {model:<36} accuracy {figures['accuracy']:.4f}  "
@@ -436,6 +491,13 @@ def main(argv: list[str] | None = None) -> None:
         "note": args.note,
         "paper": PAPER,
     }
+    cached: dict[tuple[str, int], dict] = {}
+    if args.reuse_lightgbm is not None:
+        cached, earlier = load_reused(args.reuse_lightgbm, data.sha256, args.lgbm_trials, args.quick)
+        absent = [key for key in ((m, s) for m in args.modes for s in args.seeds) if len(cached.get(key, {})) < 2]
+        if absent:
+            raise SystemExit(f"--reuse-lightgbm {args.reuse_lightgbm}: no LightGBM or HistGB results for {absent}")
+        meta["reused_lightgbm"] = {"file": str(args.reuse_lightgbm)} | {k: earlier[k] for k in ("date", "command")}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     splits = [(mode, seed) for mode in args.modes for seed in args.seeds]
     log(f"quality benchmark: seeds {args.seeds}, modes {args.modes}, {args.jobs} job(s), config {config_source}")
@@ -449,13 +511,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.jobs == 1:
         for key in splits:
-            finished(key, run_split(*key))
+            finished(key, run_split(*key, cached.get(key)))
     else:
         # Each worker is a fresh (spawned) process with one thread, like the run's search workers.
         context = multiprocessing.get_context("spawn")
         initargs = (args.data, config, args.lgbm_trials, epochs)
         with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-            futures = {pool.submit(run_split, *key): key for key in splits}
+            futures = {pool.submit(run_split, *key, cached.get(key)): key for key in splits}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
     meta["wall_minutes"] = (time.time() - started) / 60

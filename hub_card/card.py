@@ -260,6 +260,7 @@ def _architecture(run: RunFolder) -> dict:
         "dropout": config["dropout"],
         "num_members": config.get("num_members", 1),
         "label_smoothing": config.get("label_smoothing", 0.0),
+        "inference_dtype": config.get("inference_dtype", "float32"),
         "class_weights": config.get("class_weights"),
         "num_labels": len(config["id2label"]),
         "parameters": parameters,

@@ -2,8 +2,13 @@
 
 With `num_members > 1` the model is an ensemble of independent networks served as
 one: each member sees the same inputs, is trained on its own cross-entropy, and
-the output logits are the log of the members' mean probabilities.
+the output logits are the log of the members' mean probabilities. With
+`config.inference_dtype = "bfloat16"` the members run under bfloat16 autocast in
+eval mode where the hardware has native bfloat16 (see `native_bfloat16`).
 """
+
+from contextlib import nullcontext
+from functools import cache
 
 import torch
 from torch import nn
@@ -65,7 +70,8 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
                 f"input_features has {input_features.shape[-1]} columns but this model takes {self.config.input_size}: "
                 "encode raw rows with the feature extractor saved with the model"
             )
-        member_logits = [self._run_member(member, input_features) for member in self.members]
+        with self._inference_autocast(input_features.device):
+            member_logits = [self._run_member(member, input_features).float() for member in self.members]
         if len(member_logits) == 1:
             logits = member_logits[0]
         else:
@@ -82,12 +88,33 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
             return (loss, logits) if loss is not None else (logits,)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+    def _inference_autocast(self, device: torch.device):
+        if self.training or self.config.inference_dtype != "bfloat16" or not native_bfloat16(device.type):
+            return nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
     def _run_member(self, member: GenreFFNNetwork, input_features: torch.Tensor) -> torch.Tensor:
         if self.training or len(input_features) <= INFERENCE_CHUNK:
             return member(input_features)
         # Eval rows are independent (BatchNorm uses its running statistics), so slicing changes no result.
         folded = _fold_batch_norm(member)
         return torch.cat([folded(chunk) for chunk in input_features.split(INFERENCE_CHUNK)])
+
+
+@cache
+def native_bfloat16(device_type: str) -> bool:
+    """Whether this machine computes bfloat16 matrix products natively on `device_type` ("cpu" or "cuda").
+
+    Without it (e.g. a CPU with AVX2 only) bfloat16 is emulated and slower than float32, so the model stays in float32.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
 
 
 def _fold_batch_norm(member: GenreFFNNetwork) -> nn.Sequential:

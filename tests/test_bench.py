@@ -107,13 +107,30 @@ def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_par
     assert "Partial" not in quality.markdown_report(meta, results[-len(quality.MODELS) :], ["group"])
 
 
-def test_quick_quality_run_scores_every_model_on_the_same_split(csv_path, tmp_path):
+def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_lightgbm(csv_path, tmp_path):
     quality = load_bench("quality")
-    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path)])
-    report = json.loads((tmp_path / "quality.json").read_text())
-    assert {r["model"] for r in report["results"]} == set(quality.MODELS)
-    for result in report["results"]:
+    earlier = tmp_path / "first" / "quality.json"
+    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(earlier.parent)])
+    first = json.loads(earlier.read_text())
+    assert {r["model"] for r in first["results"]} == set(quality.MODELS)
+    for result in first["results"]:
         assert (result["mode"], result["seed"]) == ("stratified", 0)
         # Far above the 0.1 of chance, even with 3 epochs and 3 LightGBM trials.
         assert 0.45 < result["accuracy"] < 0.7 and 0.85 < result["roc_auc_macro"] < 0.96
-    assert "## stratified split" in (tmp_path / "quality.md").read_text()
+    assert "## stratified split" in (earlier.parent / "quality.md").read_text()
+
+    # A second run takes LightGBM from the first, once HistGradientBoosting has reproduced the first's figures.
+    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-lightgbm", str(earlier)])
+    second = json.loads((tmp_path / "quality.json").read_text())
+    old, new = ({r["model"]: r for r in run["results"]} for run in (first, second))
+    assert new[quality.LIGHTGBM] == {**old[quality.LIGHTGBM], "reused": True}
+    assert new[quality.HIST_GB]["accuracy"] == old[quality.HIST_GB]["accuracy"] and "reused" not in new[quality.HIST_GB]
+    assert "LightGBM's figures are reused from" in (tmp_path / "quality.md").read_text()
+
+    # Figures HistGradientBoosting does not reproduce mean other splits or code: nothing is reused.
+    cached, _ = quality.load_reused(earlier, first["meta"]["data_sha256"], 3, quick=True)
+    cached[("stratified", 0)][quality.HIST_GB]["roc_auc_macro"] += 0.01
+    with pytest.raises(RuntimeError, match="cannot be reused"):
+        quality.run_split("stratified", 0, cached[("stratified", 0)])
+    with pytest.raises(ValueError, match="LightGBM trials"):
+        quality.load_reused(earlier, first["meta"]["data_sha256"], 30, quick=False)

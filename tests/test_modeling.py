@@ -174,3 +174,37 @@ def test_large_tables_are_classified_in_folded_slices_with_the_same_result():
     torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-5)
     model.train()
     assert model(input_features=x[:64], labels=torch.zeros(64, dtype=torch.long)).loss.requires_grad
+
+
+def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_path, monkeypatch):
+    import modeling.modeling_genre_ffn as modeling_module
+
+    with pytest.raises(ValueError, match="inference_dtype must be one of"):
+        GenreFFNConfig(inference_dtype="float16")
+    fp32 = make_model(num_members=3)
+    bf16 = make_model(num_members=3, inference_dtype="bfloat16")
+    x = torch.randn(2048, fp32.config.input_size)
+    bf16.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["inference_dtype"] == "bfloat16"
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.inference_dtype == "bfloat16"
+
+    monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: True)
+    with torch.no_grad():
+        exact, low = fp32(input_features=x).logits, reloaded(input_features=x).logits
+    assert low.dtype == torch.float32 and not torch.equal(low, exact)  # autocast really ran
+    torch.testing.assert_close(low, exact, rtol=0.05, atol=0.05)
+    assert (low.argmax(-1) == exact.argmax(-1)).float().mean() > 0.97
+    # Training computes in float32 whatever the setting: same loss as the float32 model.
+    reloaded.train(), fp32.train()
+    y = torch.arange(64) % 10
+    torch.manual_seed(1)
+    train_loss = reloaded(input_features=x[:64], labels=y).loss
+    torch.manual_seed(1)
+    torch.testing.assert_close(train_loss, fp32(input_features=x[:64], labels=y).loss, rtol=0, atol=0)
+
+    # Without native bfloat16 the setting falls back to float32, bit for bit (both saw the same training batch).
+    reloaded.eval(), fp32.eval()
+    monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: False)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_features=x).logits, fp32(input_features=x).logits, rtol=0, atol=0)

@@ -81,6 +81,9 @@ def test_run_writes_every_file(run_dir, slice_csv):
     assert report["sha256"] == load_data(slice_csv).sha256
     assert report["split_sizes"] == {"train": 1600, "validation": 200, "test": 200}
     assert not (run_dir / "checkpoints").exists()
+    # The saved model serves in bfloat16 (the run's default), and its test figures were measured that way.
+    assert json.loads((run_dir / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
+    assert "--inference-dtype bfloat16" in json.loads((run_dir / "model" / "training_run.json").read_text())["command"]
 
 
 def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_csv, capsys):
@@ -188,9 +191,11 @@ def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(sl
     )
 
 
-def test_cli_encodings_and_default_agree_with_the_extractor_and_the_run():
+def test_cli_choices_and_defaults_agree_with_the_extractor_the_config_and_the_run():
+    from modeling.configuration_genre_ffn import INFERENCE_DTYPES
     from modeling.feature_extraction_genre_ffn import ENCODINGS
     from training import cli
     from training.run import RunOptions
 
     assert cli.ENCODINGS == ENCODINGS and cli.DEFAULT_ENCODING == RunOptions.encoding
+    assert cli.INFERENCE_DTYPES == INFERENCE_DTYPES and cli.DEFAULT_INFERENCE_DTYPE == RunOptions.inference_dtype

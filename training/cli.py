@@ -13,6 +13,9 @@ from training.data import SPLIT_MODES
 # fast; tests/test_run.py checks they agree).
 ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
 DEFAULT_ENCODING = "quantile-normal+log-standard"
+# As in modeling.configuration_genre_ffn.INFERENCE_DTYPES and RunOptions.inference_dtype.
+INFERENCE_DTYPES = ("float32", "bfloat16")
+DEFAULT_INFERENCE_DTYPE = "bfloat16"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ENCODING,
         help="numeric encoding: the paper's clip+log+standardise, quantile-normal, or both side by side (see bench/)",
     )
-    train.add_argument("--members", type=int, default=3, help="networks averaged in the final model (search: 1)")
+    train.add_argument("--members", type=int, default=5, help="networks averaged in the final model (search: 1)")
     train.add_argument("--max-epochs", type=int, default=25, help="upper bound of the epochs the search samples")
+    train.add_argument(
+        "--inference-dtype",
+        choices=INFERENCE_DTYPES,
+        default=DEFAULT_INFERENCE_DTYPE,
+        help="how the saved model computes at inference: bfloat16 autocast where the hardware has it (see bench/)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test figures on its run's split")
     evaluate.add_argument("--model", type=Path, required=True, help="a model folder written by train")
@@ -85,6 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             encoding=args.encoding,
             members=args.members,
             max_epochs=args.max_epochs,
+            inference_dtype=args.inference_dtype,
         )
         train_run(options)
     elif args.command == "evaluate":

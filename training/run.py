@@ -46,14 +46,16 @@ class RunOptions:
     storage: str | None = None
     workers: int = 1
     encoding: str = "quantile-normal+log-standard"
-    members: int = 3
+    members: int = 5
     max_epochs: int = 25
+    inference_dtype: str = "bfloat16"
 
     def command(self) -> str:
         """The exact command that reproduces this run."""
         parts = ["music-genre", "train", "--data", str(self.data), "--output", str(self.output)]
         parts += ["--seed", str(self.seed), "--split", self.split, "--n-trials", str(self.n_trials)]
         parts += ["--encoding", self.encoding, "--members", str(self.members), "--max-epochs", str(self.max_epochs)]
+        parts += ["--inference-dtype", self.inference_dtype]
         if self.timeout is not None:
             parts += ["--timeout", str(self.timeout)]
         if self.storage is not None:
@@ -106,6 +108,8 @@ def train_run(options: RunOptions) -> Path:
 
     logger.info("final model: best trial %d, %s", study.best_trial.number, best.to_dict())
     tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed)
+    # How the saved model computes at inference; its test figures below are measured that way.
+    tuned.model.config.inference_dtype = options.inference_dtype
     save_model_folder(tuned.model, extractor, out / "model")
     run_info = {
         "seed": options.seed,
