@@ -53,9 +53,10 @@ class GenreFFNConfig(PreTrainedConfig):
         num_members (`int`): networks in the ensemble; their probabilities are averaged.
         class_weights (`list[float]`, *optional*): per-genre weights of the cross-entropy loss.
         label_smoothing (`float`): label smoothing of the cross-entropy loss.
-        inference_dtype (`str`): `"float32"`, or `"bfloat16"` to run the members under `torch.autocast` in
-            bfloat16 at inference (eval mode) where the hardware computes it natively (a CPU with AVX-512 BF16 or
-            AMX, a GPU that supports it); elsewhere, and always in training, the model computes in float32.
+        inference_dtype (`str`): `"float32"`, or `"bfloat16"` to run the members in bfloat16 at inference (eval
+            mode: BatchNorm folded into the Linear layers, weights and activations in bfloat16, logits returned in
+            float32) where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a GPU that supports
+            it); elsewhere, and always in training, the model computes in float32.
     """
 
     model_type = "genre_ffn"

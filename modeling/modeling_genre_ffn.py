@@ -3,11 +3,11 @@
 With `num_members > 1` the model is an ensemble of independent networks served as
 one: each member sees the same inputs, is trained on its own cross-entropy, and
 the output logits are the log of the members' mean probabilities. With
-`config.inference_dtype = "bfloat16"` the members run under bfloat16 autocast in
-eval mode where the hardware has native bfloat16 (see `native_bfloat16`).
+`config.inference_dtype = "bfloat16"` the members compute in bfloat16 in eval mode
+where the hardware has native bfloat16 (see `native_bfloat16`), in float32 otherwise.
 """
 
-from contextlib import nullcontext
+import copy
 from functools import cache
 
 import torch
@@ -70,8 +70,7 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
                 f"input_features has {input_features.shape[-1]} columns but this model takes {self.config.input_size}: "
                 "encode raw rows with the feature extractor saved with the model"
             )
-        with self._inference_autocast(input_features.device):
-            member_logits = [self._run_member(member, input_features).float() for member in self.members]
+        member_logits = [self._run_member(member, input_features) for member in self.members]
         if len(member_logits) == 1:
             logits = member_logits[0]
         else:
@@ -88,17 +87,19 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
             return (loss, logits) if loss is not None else (logits,)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def _inference_autocast(self, device: torch.device):
+    def _compute_dtype(self, device: torch.device) -> torch.dtype:
         if self.training or self.config.inference_dtype != "bfloat16" or not native_bfloat16(device.type):
-            return nullcontext()
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+            return torch.float32
+        return torch.bfloat16
 
     def _run_member(self, member: GenreFFNNetwork, input_features: torch.Tensor) -> torch.Tensor:
-        if self.training or len(input_features) <= INFERENCE_CHUNK:
+        dtype = self._compute_dtype(input_features.device)
+        if self.training or (dtype == torch.float32 and len(input_features) <= INFERENCE_CHUNK):
             return member(input_features)
         # Eval rows are independent (BatchNorm uses its running statistics), so slicing changes no result.
-        folded = _fold_batch_norm(member)
-        return torch.cat([folded(chunk) for chunk in input_features.split(INFERENCE_CHUNK)])
+        folded = _fold_batch_norm(member, dtype)
+        chunks = input_features.to(dtype).split(INFERENCE_CHUNK)
+        return torch.cat([folded(chunk) for chunk in chunks]).float()
 
 
 @cache
@@ -117,16 +118,22 @@ def native_bfloat16(device_type: str) -> bool:
     return False
 
 
-def _fold_batch_norm(member: GenreFFNNetwork) -> nn.Sequential:
-    """The eval-mode network with each BatchNorm folded into the Linear before it and Dropout (an identity) left out.
+def _fold_batch_norm(member: GenreFFNNetwork, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """The eval-mode network with each BatchNorm folded into the Linear before it, Dropout (an identity) left out,
+    and the weights in `dtype`.
 
-    Built per call from the current weights, so it can never go stale; it costs microseconds against a large table.
+    Built per call from the current weights, so it can never go stale, and the member itself is never modified;
+    it costs microseconds against a large table.
     """
     layers, modules = [], list(member)
     for i, module in enumerate(modules):
         if isinstance(module, nn.BatchNorm1d | nn.Dropout):
             continue
-        if isinstance(module, nn.Linear) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm1d):
-            module = fuse_linear_bn_eval(module, modules[i + 1])
+        if isinstance(module, nn.Linear):
+            if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm1d):
+                module = fuse_linear_bn_eval(module, modules[i + 1])  # a new Linear
+            elif module.weight.dtype != dtype:
+                module = copy.deepcopy(module)
+            module = module.to(dtype)
         layers.append(module)
     return nn.Sequential(*layers)

@@ -99,7 +99,7 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, run
     completed, pruned = (int((trials["state"] == state).sum()) for state in ("COMPLETE", "PRUNED"))
     assert f"{len(trials)} trials ({completed} completed, {pruned} pruned)" in text
     assert json.loads((run_dir / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
-    assert "run under `torch.autocast` in bfloat16" in text
+    assert "the networks compute in bfloat16" in text
 
 
 def python_blocks(card_path: Path) -> list[str]:

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ENCODING,
         help="numeric encoding: the paper's clip+log+standardise, quantile-normal, or both side by side (see bench/)",
     )
-    train.add_argument("--members", type=int, default=5, help="networks averaged in the final model (search: 1)")
+    train.add_argument("--members", type=int, default=3, help="networks averaged in the final model (search: 1)")
     train.add_argument("--max-epochs", type=int, default=25, help="upper bound of the epochs the search samples")
     train.add_argument(
         "--inference-dtype",

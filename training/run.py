@@ -46,7 +46,7 @@ class RunOptions:
     storage: str | None = None
     workers: int = 1
     encoding: str = "quantile-normal+log-standard"
-    members: int = 5
+    members: int = 3
     max_epochs: int = 25
     inference_dtype: str = "bfloat16"
 
