@@ -305,7 +305,13 @@ def run(args: argparse.Namespace) -> Report:
         )
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     folder_extractor = AutoFeatureExtractor.from_pretrained(folder)
-    notes.append(f"Inference model: {model_source}.")
+    dtype = model.config.inference_dtype if hasattr(model.config, "inference_dtype") else "float32"
+    native = getattr(sys.modules.get(type(model).__module__), "native_bfloat16", lambda device_type: False)("cpu")
+    computes = "bfloat16" if dtype == "bfloat16" and native else "float32"
+    notes.append(
+        f"Inference model: {model_source}; inference dtype `{dtype}` in its config, so it computes in {computes} on "
+        f"this CPU ({'with' if native else 'without'} native bfloat16)."
+    )
 
     # Batch inference.
     frame = read_raw_rows(default_csv() if args.data is None else Path(args.data), INFERENCE_ROWS)

@@ -212,3 +212,25 @@ def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_
     monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: False)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_features=x).logits, fp32(input_features=x).logits)
+
+
+def test_the_folded_inference_copy_follows_every_change_to_the_weights(tmp_path):
+    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+
+    model = make_model(num_members=2)
+    x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)  # large enough for the folded path
+    with torch.no_grad():
+        before = model(input_features=x).logits
+        model.members[0][0].weight.mul_(2.0)  # in place: a new version of the same tensor
+        after = model(input_features=x).logits
+        expected = torch.stack([m(x).softmax(-1) for m in model.members]).mean(0)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after.softmax(-1), expected, rtol=1e-4, atol=1e-5)
+    # Loading other weights, or training a step, is seen the same way; the cache is never saved.
+    other = make_model(num_members=2)
+    torch.nn.init.normal_(other.members[1][4].weight)
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_features=x).logits, other(input_features=x).logits)
+    model.save_pretrained(tmp_path)
+    assert set(model.state_dict()) == set(other.state_dict())

@@ -97,9 +97,24 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         if self.training or (dtype == torch.float32 and len(input_features) <= INFERENCE_CHUNK):
             return member(input_features)
         # Eval rows are independent (BatchNorm uses its running statistics), so slicing changes no result.
-        folded = _fold_batch_norm(member, dtype)
+        folded = self._folded(member, dtype)
         chunks = input_features.to(dtype).split(INFERENCE_CHUNK)
         return torch.cat([folded(chunk) for chunk in chunks]).float()
+
+    def _folded(self, member: GenreFFNNetwork, dtype: torch.dtype) -> nn.Sequential:
+        """The member folded for inference, rebuilt whenever one of its tensors has been replaced or changed in place
+        (the key holds each tensor's storage and version counter), so it can never go stale."""
+        # The member's layers hold their tensors directly (no nested modules): read them without a module walk.
+        tensors = [t for layer in member for t in (*layer._parameters.values(), *layer._buffers.values())]
+        try:
+            key = (dtype, *((t.data_ptr(), t._version) for t in tensors if t is not None))
+        except RuntimeError:  # inference tensors (a model built under torch.inference_mode) have no version counter
+            return _fold_batch_norm(member, dtype)
+        cache = self.__dict__.setdefault("_folded_members", {})  # a plain dict: never saved, never a submodule
+        cached = cache.get(id(member))
+        if cached is None or cached[0] != key:
+            cached = cache[id(member)] = (key, _fold_batch_norm(member, dtype))
+        return cached[1]
 
 
 @cache
@@ -122,8 +137,7 @@ def _fold_batch_norm(member: GenreFFNNetwork, dtype: torch.dtype = torch.float32
     """The eval-mode network with each BatchNorm folded into the Linear before it, Dropout (an identity) left out,
     and the weights in `dtype`.
 
-    Built per call from the current weights, so it can never go stale, and the member itself is never modified;
-    it costs microseconds against a large table.
+    Built from the current weights (`_folded` caches it until they change); the member itself is never modified.
     """
     layers, modules = [], list(member)
     for i, module in enumerate(modules):
