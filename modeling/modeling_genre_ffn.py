@@ -110,10 +110,10 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
             key = (dtype, *((t.data_ptr(), t._version) for t in tensors if t is not None))
         except RuntimeError:  # inference tensors (a model built under torch.inference_mode) have no version counter
             return _fold_batch_norm(member, dtype)
-        cache = self.__dict__.setdefault("_folded_members", {})  # a plain dict: never saved, never a submodule
-        cached = cache.get(id(member))
+        folded_members = self.__dict__.setdefault("_folded_members", {})  # a plain dict: never saved or a submodule
+        cached = folded_members.get(id(member))
         if cached is None or cached[0] != key:
-            cached = cache[id(member)] = (key, _fold_batch_norm(member, dtype))
+            cached = folded_members[id(member)] = (key, _fold_batch_norm(member, dtype))
         return cached[1]
 
 

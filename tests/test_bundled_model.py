@@ -39,6 +39,7 @@ def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_figures_in_float
     monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: False)
     stated, _ = stated_figures()
     recomputed = evaluate_folder(BUNDLED, str(csv_path))
+    assert recomputed["roc_auc_macro"] != stated["roc_auc"]  # float32 really ran: other probabilities
     assert stated["accuracy"] == pytest.approx(recomputed["accuracy"], abs=0.003)
     assert stated["f1"] == pytest.approx(recomputed["f1_weighted"], abs=0.003)
     assert stated["roc_auc"] == pytest.approx(recomputed["roc_auc_macro"], abs=5e-4)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "--inference-dtype",
         choices=INFERENCE_DTYPES,
         default=DEFAULT_INFERENCE_DTYPE,
-        help="how the saved model computes at inference: bfloat16 autocast where the hardware has it (see bench/)",
+        help="how the saved model computes at inference: bfloat16 where the hardware has it natively (see bench/)",
     )
 
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test figures on its run's split")
