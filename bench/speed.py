@@ -58,6 +58,7 @@ for _path in (REPO, BENCH):  # the project's packages, and quality.py beside thi
 from quality import CATEGORICAL, DEFAULT_CONFIG, load_config, raw_features  # noqa: E402
 
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder  # noqa: E402
+from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
 from training.data import balanced_class_weights, default_csv, load_data, prepare_splits  # noqa: E402
 from training.trainer import Hyperparameters, build_model, make_trainer  # noqa: E402
 
@@ -305,8 +306,8 @@ def run(args: argparse.Namespace) -> Report:
         )
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     folder_extractor = AutoFeatureExtractor.from_pretrained(folder)
-    dtype = model.config.inference_dtype if hasattr(model.config, "inference_dtype") else "float32"
-    native = getattr(sys.modules.get(type(model).__module__), "native_bfloat16", lambda device_type: False)("cpu")
+    dtype = getattr(model.config, "inference_dtype", "float32")
+    native = native_bfloat16("cpu")
     computes = "bfloat16" if dtype == "bfloat16" and native else "float32"
     notes.append(
         f"Inference model: {model_source}; inference dtype `{dtype}` in its config, so it computes in {computes} on "

@@ -196,7 +196,7 @@ def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_
     assert low.dtype == torch.float32 and not torch.equal(low, exact)  # bfloat16 really ran
     torch.testing.assert_close(low, exact, rtol=0.05, atol=0.05)
     assert (low.argmax(-1) == exact.argmax(-1)).float().mean() > 0.97
-    # The members are left in float32: bfloat16 copies are made per call.
+    # The members are left in float32: inference uses folded bfloat16 copies of them.
     assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
     # Training computes in float32 whatever the setting: same loss as the float32 model.
     reloaded.train(), fp32.train()
