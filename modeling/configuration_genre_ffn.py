@@ -5,6 +5,8 @@ This module is the one place that knows the 13 Spotify audio features and the
 them from here.
 """
 
+import math
+
 from transformers import PreTrainedConfig
 
 # The paper's 13 model features, in the order of the public CSV.
@@ -41,6 +43,8 @@ NUMERIC_FEATURES = tuple(name for name in FEATURE_NAMES if name not in ("key", "
 # 11 numeric features, a one-hot key and a 0/1 mode.
 ENCODED_SIZE = len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
 INFERENCE_DTYPES = ("float32", "bfloat16")
+# Coverage levels whose conformal thresholds a calibrated config stores; other levels come from its stored scores.
+COVERAGE_LEVELS = (0.8, 0.9, 0.95)
 
 
 class GenreFFNConfig(PreTrainedConfig):
@@ -57,6 +61,11 @@ class GenreFFNConfig(PreTrainedConfig):
             mode: BatchNorm folded into the Linear layers, weights and activations in bfloat16, logits returned in
             float32) where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a GPU that supports
             it); elsewhere, and always in training, the model computes in float32.
+        temperature (`float`): the ensemble's logits are divided by it outside training (fitted on the validation
+            split after training, so probabilities are calibrated; it changes no argmax). 1.0 leaves them as they are.
+        conformal (`dict`, *optional*): split conformal calibration of genre sets (see `conformal_threshold`):
+            `method` ("aps"), `score` (what the nonconformity score is), `n_calibration`, `thresholds` per coverage
+            level and the sorted calibration `scores`, from which any other level is computed.
     """
 
     model_type = "genre_ffn"
@@ -71,10 +80,14 @@ class GenreFFNConfig(PreTrainedConfig):
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
         inference_dtype: str = "float32",
+        temperature: float = 1.0,
+        conformal: dict | None = None,
         **kwargs,
     ):
         if inference_dtype not in INFERENCE_DTYPES:
             raise ValueError(f"inference_dtype must be one of {INFERENCE_DTYPES}, got {inference_dtype!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         kwargs.setdefault("id2label", dict(enumerate(GENRES)))
         kwargs.setdefault("label2id", {name: i for i, name in enumerate(GENRES)})
         self.feature_names = list(feature_names or FEATURE_NAMES)
@@ -85,4 +98,27 @@ class GenreFFNConfig(PreTrainedConfig):
         self.class_weights = list(class_weights) if class_weights is not None else None
         self.label_smoothing = label_smoothing
         self.inference_dtype = inference_dtype
+        self.temperature = float(temperature)
+        self.conformal = conformal
         super().__init__(**kwargs)
+
+    def conformal_threshold(self, coverage: float) -> float:
+        """The split conformal threshold q_hat for a coverage level: the ceil((n + 1) * coverage)-th smallest of the
+        n calibration scores (infinite, i.e. every genre, when n is too small for that level).
+
+        A genre enters a row's set when its score (the probability mass ranked above it) is at most q_hat, which
+        covers the true genre with probability at least `coverage` for rows exchangeable with the calibration rows.
+        """
+        if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 < coverage < 1:
+            raise ValueError(f"coverage must be a number strictly between 0 and 1, got {coverage!r}")
+        if not self.conformal:
+            raise ValueError("this model has no conformal calibration: coverage sets need a calibrated model")
+        stored = self.conformal.get("thresholds", {}).get(f"{coverage:g}")
+        if stored is not None:
+            return float(stored)
+        scores = self.conformal.get("scores")
+        if not scores:
+            levels = ", ".join(self.conformal.get("thresholds", {}))
+            raise ValueError(f"coverage {coverage!r} is not calibrated for this model; stored levels: {levels}")
+        rank = math.ceil((len(scores) + 1) * coverage - 1e-9)  # (n + 1) * coverage may land a hair above an integer
+        return float(scores[rank - 1]) if rank <= len(scores) else math.inf

@@ -90,6 +90,18 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         """Width of `input_features`: every view of the numeric features, the one-hot key, then mode."""
         return len(self.numeric_views) * len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
 
+    @property
+    def column_features(self) -> tuple[str, ...]:
+        """The raw feature behind each column of `input_features`, in column order."""
+        numeric = tuple(name for _ in self.numeric_views for name in NUMERIC_FEATURES)
+        return (*numeric, *(["key"] * len(KEY_NAMES)), "mode")
+
+    def reference_row(self) -> dict[str, Any]:
+        """The typical training row: the training median of every numeric feature, the most frequent key and mode."""
+        if not self.is_fitted:
+            raise ValueError("This GenreFeatureExtractor is not fitted yet: call .fit(training_rows) first.")
+        return {**self.medians, "key": self.key_fill, "mode": self.mode_fill}
+
     def fit(self, rows: Any) -> "GenreFeatureExtractor":
         """Learn every statistic from raw training rows; returns self."""
         numeric, key, mode = parse_rows(rows)

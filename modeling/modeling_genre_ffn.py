@@ -48,6 +48,7 @@ class GenreFFNPreTrainedModel(PreTrainedModel):
 
 # Rows per slice when a large table is classified: each activation then stays in the CPU cache.
 INFERENCE_CHUNK = 1024
+EXPLAIN_NEEDS_CAPTUM = "explain=True needs captum (Integrated Gradients): pip install captum"
 
 
 class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
@@ -71,11 +72,10 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
                 "encode raw rows with the feature extractor saved with the model"
             )
         member_logits = [self._run_member(member, input_features) for member in self.members]
-        if len(member_logits) == 1:
-            logits = member_logits[0]
-        else:
-            log_probs = torch.stack([torch.log_softmax(z, dim=-1) for z in member_logits])
-            logits = torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(member_logits))))
+        logits = _ensemble_logits(member_logits)
+        if not self.training and self.config.temperature != 1.0:
+            # Calibration fitted after training: the loss never sees it, and dividing by T > 0 keeps every argmax.
+            logits = logits / self.config.temperature
 
         loss = None
         if labels is not None:
@@ -86,6 +86,37 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         if return_dict is False:
             return (loss, logits) if loss is not None else (logits,)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def integrated_gradients(
+        self, input_features: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor, n_steps: int = 64
+    ) -> torch.Tensor:
+        """Integrated Gradients (captum) of each row's probability of genre `targets[i]`, per encoded column, along
+        the straight path from `reference` (one encoded row) to the row; they sum to p(row) - p(reference).
+
+        Computed in float32 on the members themselves in eval mode (never the folded bfloat16 copies, which carry
+        no gradients), with the model's temperature.
+        """
+        try:
+            from captum.attr import IntegratedGradients
+        except ImportError:
+            raise ImportError(EXPLAIN_NEEDS_CAPTUM) from None
+
+        def probability(features: torch.Tensor) -> torch.Tensor:
+            logits = _ensemble_logits([member(features) for member in self.members])
+            return (logits / self.config.temperature).softmax(dim=-1)
+
+        if self.training:
+            raise ValueError("integrated_gradients explains the eval-mode model: call model.eval() first")
+        features = input_features.detach().float()
+        baseline = reference.detach().float().reshape(1, -1).expand_as(features)
+        with torch.enable_grad():
+            return IntegratedGradients(probability).attribute(
+                features,
+                baselines=baseline,
+                target=targets.long(),
+                n_steps=n_steps,
+                internal_batch_size=INFERENCE_CHUNK * 8,
+            )
 
     def _compute_dtype(self, device: torch.device) -> torch.dtype:
         if self.training or self.config.inference_dtype != "bfloat16" or not native_bfloat16(device.type):
@@ -115,6 +146,14 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         if cached is None or cached[0] != key:
             cached = folded_members[id(member)] = (key, _fold_batch_norm(member, dtype))
         return cached[1]
+
+
+def _ensemble_logits(member_logits: list[torch.Tensor]) -> torch.Tensor:
+    """One member's logits as they are; several members' as the log of their mean probabilities."""
+    if len(member_logits) == 1:
+        return member_logits[0]
+    log_probs = torch.stack([torch.log_softmax(z, dim=-1) for z in member_logits])
+    return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(member_logits))))
 
 
 @cache

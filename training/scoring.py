@@ -90,3 +90,25 @@ def test_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
 
 
 test_metrics.__test__ = False  # a metric function, not a pytest test
+
+
+# Equal-width confidence bins of the top-label expected calibration error (Guo et al., 2017).
+ECE_BINS = 15
+
+
+def calibration_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """How far the probabilities can be taken at their word: top-label expected calibration error (15 equal-width
+    bins), negative log-likelihood (natural log) and multiclass Brier score (squared error summed over genres)."""
+    labels, probabilities = _checked(labels, probabilities)
+    rows = np.arange(len(labels))
+    confidence, correct = probabilities.max(axis=-1), probabilities.argmax(axis=-1) == labels
+    # Bin b holds confidences in (b/15, (b+1)/15]; a confidence of exactly 0 cannot occur (the top of 10 is >= 0.1).
+    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+    gaps = np.zeros(ECE_BINS)
+    np.add.at(gaps, bins, confidence - correct)
+    ece = float(np.abs(gaps).sum() / len(labels))
+    nll = float(-np.log(np.clip(probabilities[rows, labels], np.finfo(np.float64).tiny, None)).mean())
+    one_hot = np.zeros_like(probabilities)
+    one_hot[rows, labels] = 1.0
+    brier = float(((probabilities - one_hot) ** 2).sum(axis=-1).mean())
+    return {"ece": ece, "nll": nll, "brier": brier}

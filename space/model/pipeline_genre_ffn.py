@@ -21,11 +21,21 @@ class GenreClassificationPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, top_k: int | None = None, **kwargs):
-        postprocess_params = {}
+    def _sanitize_parameters(
+        self, top_k: int | None = None, coverage: float | None = None, explain: bool | None = None, **kwargs
+    ):
+        forward_params, postprocess_params = {}, {}
         if top_k is not None:
             postprocess_params["top_k"] = top_k
-        return {}, {}, postprocess_params
+        if coverage is not None:
+            if top_k is not None:
+                raise ValueError("give top_k or coverage, not both: a coverage set has its own size for each row")
+            postprocess_params["threshold"] = self.model.config.conformal_threshold(coverage)
+        if explain is not None:
+            if not isinstance(explain, bool):
+                raise ValueError(f"explain must be True or False, got {explain!r}")
+            forward_params["explain"] = postprocess_params["explain"] = explain
+        return {}, forward_params, postprocess_params
 
     def __call__(self, rows: Any, **kwargs) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         single = isinstance(rows, Mapping)
@@ -36,18 +46,33 @@ class GenreClassificationPipeline(Pipeline):
     def preprocess(self, inputs: "_Rows") -> dict[str, torch.Tensor]:
         return self.feature_extractor(inputs.rows, return_tensors="pt")
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"logits": self.model(**model_inputs).logits}
+    def _forward(self, model_inputs: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
+        outputs = {"logits": self.model(**model_inputs).logits}
+        if explain:  # Integrated Gradients runs in postprocess, once the genres to explain are known
+            outputs["input_features"] = model_inputs["input_features"]
+        return outputs
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor], top_k: int | None = None) -> list[list[dict]]:
+    def postprocess(
+        self,
+        model_outputs: dict[str, torch.Tensor],
+        top_k: int | None = None,
+        threshold: float | None = None,
+        explain: bool = False,
+    ) -> list[list[dict]]:
         probabilities = model_outputs["logits"].float().softmax(dim=-1)
-        k = min(top_k or probabilities.shape[-1], probabilities.shape[-1])
-        scores, ids = probabilities.topk(k, dim=-1)
+        if threshold is not None:
+            scores, ids = genre_sets(probabilities, threshold)
+        else:
+            k = min(top_k or probabilities.shape[-1], probabilities.shape[-1])
+            scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
         id2label = self.model.config.id2label
-        return [
+        results = [
             [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(row_scores, row_ids)]
-            for row_scores, row_ids in zip(scores.tolist(), ids.tolist())
+            for row_scores, row_ids in zip(scores, ids)
         ]
+        if explain:
+            add_attributions(results, ids, model_outputs["input_features"], self.model, self.feature_extractor)
+        return results
 
 
 class _Rows:
@@ -55,3 +80,44 @@ class _Rows:
 
     def __init__(self, rows: Any):
         self.rows = rows
+
+
+def ranked_mass(probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's genres from most to least probable, and the probability mass ranked above each of them (float64):
+    the nonconformity score of the adaptive prediction sets, so the top genre scores 0."""
+    sorted_probabilities, order = probabilities.double().sort(dim=-1, descending=True, stable=True)
+    return order, sorted_probabilities.cumsum(dim=-1) - sorted_probabilities
+
+
+def genre_sets(probabilities: torch.Tensor, threshold: float) -> tuple[list[list[float]], list[list[int]]]:
+    """Split conformal sets (APS, not randomised): the genres whose mass ranked above is at most the calibrated
+    threshold, most probable first; never empty, since the top genre has none above it."""
+    order, mass_above = ranked_mass(probabilities)
+    sizes = (mass_above <= threshold).sum(dim=-1).clamp(min=1).tolist()
+    ids = [row[:size] for row, size in zip(order.tolist(), sizes)]
+    table = probabilities.tolist()
+    return [[table[r][i] for i in row] for r, row in enumerate(ids)], ids
+
+
+def add_attributions(
+    results: list[list[dict]], ids: list[list[int]], input_features: torch.Tensor, model, feature_extractor
+) -> None:
+    """Add to each returned genre the attributions of its score to the raw features (see `feature_attributions`)."""
+    names = list(model.config.feature_names)
+    for rank in range(max(len(row) for row in ids)):
+        rows = [r for r, row in enumerate(ids) if len(row) > rank]
+        targets = torch.tensor([ids[r][rank] for r in rows])
+        attributions = feature_attributions(model, feature_extractor, input_features[rows], targets)
+        for r, values in zip(rows, attributions.tolist()):
+            results[r][rank]["attributions"] = dict(zip(names, values))
+
+
+def feature_attributions(model, feature_extractor, input_features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Integrated Gradients of each row's probability of genre `targets[i]` against the extractor's reference row
+    (training medians), the encoded columns of each raw feature summed: shape (rows, 13), in config order."""
+    reference = torch.as_tensor(feature_extractor(feature_extractor.reference_row())["input_features"][0])
+    names = list(model.config.feature_names)
+    columns_to_features = torch.zeros(len(feature_extractor.column_features), len(names))
+    for column, name in enumerate(feature_extractor.column_features):
+        columns_to_features[column, names.index(name)] = 1.0
+    return model.integrated_gradients(input_features, reference, targets) @ columns_to_features

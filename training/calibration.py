@@ -1,0 +1,117 @@
+"""Calibration after training: a temperature for the probabilities and split conformal genre sets.
+
+`calibrate` fits both on the validation split and stores them in the model's config (so the saved folder serves
+them); `calibration_report` measures them on the test split for `metrics.json` and the benchmarks.
+
+The temperature is the one that minimises validation negative log-likelihood (Guo et al., 2017); dividing the
+logits by it changes no argmax. The sets are adaptive prediction sets (Romano, Sesia and Candes, 2020) without
+randomisation: a genre's score is the probability mass the model ranks above it, and q_hat is the
+ceil((n + 1) * level)-th smallest of the n validation scores, so a test row exchangeable with the validation rows
+has its true genre in its set with probability at least `level` (and at most level + 1 / (n + 1) without ties).
+"""
+
+import math
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from modeling import GENRES, GenreFFNForSequenceClassification
+from modeling.configuration_genre_ffn import COVERAGE_LEVELS
+from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
+from training.scoring import calibration_metrics, softmax
+from training.trainer import predict_probabilities
+
+# Scores are stored rounded up to this step: q_hat can only grow, so the coverage guarantee holds.
+SCORE_STEP = 1e-6
+# log T is searched in this range: T from about 0.05 to 20.
+LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
+
+
+def model_logits(model: GenreFFNForSequenceClassification, features: np.ndarray) -> np.ndarray:
+    """The eval-mode logits the model serves (its temperature applied), float64."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_features=torch.as_tensor(features, dtype=torch.float32)).logits
+    return logits.double().numpy()
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T > 0 minimising the negative log-likelihood of softmax(logits / T)."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        raise ValueError("fit_temperature needs at least one labelled row")
+
+    def nll(log_temperature: float) -> float:
+        return calibration_metrics(labels, softmax(logits / math.exp(log_temperature)))["nll"]
+
+    result = minimize_scalar(nll, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(result.x))
+
+
+def conformity_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's score of its true genre: the probability mass the model ranks above it."""
+    order, mass_above = ranked_mass(torch.as_tensor(probabilities))
+    rank = (order == torch.as_tensor(labels).reshape(-1, 1)).double().argmax(dim=-1, keepdim=True)
+    return mass_above.gather(-1, rank).squeeze(-1).numpy()
+
+
+def conformal_config(scores: np.ndarray, levels: tuple[float, ...] = COVERAGE_LEVELS) -> dict:
+    """What the config stores: the sorted calibration scores (rounded up) and q_hat for each level."""
+    stored = np.sort(np.ceil(np.asarray(scores, dtype=np.float64) / SCORE_STEP) * SCORE_STEP).round(6)
+    config = {
+        "method": "aps",
+        "randomized": False,
+        "score": "probability mass of the genres ranked above the true genre",
+        "n_calibration": len(stored),
+        "scores": stored.tolist(),
+    }
+    thresholds = {}
+    for level in levels:
+        rank = math.ceil((len(stored) + 1) * level - 1e-9)
+        if rank <= len(stored):  # too few scores for this level: computed (as every genre) at call time instead
+            thresholds[f"{level:g}"] = float(stored[rank - 1])
+    return {**config, "thresholds": thresholds}
+
+
+def calibrate(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:
+    """Fit the temperature, then the conformal sets on the calibrated probabilities, on validation rows; both go into
+    `model.config`. Returns what was stored."""
+    model.config.temperature, model.config.conformal = 1.0, None
+    logits = model_logits(model, features)
+    model.config.temperature = fit_temperature(logits, labels)
+    # Scored on the probabilities the pipeline will serve (float32 softmax of the divided logits), not a re-derivation.
+    model.config.conformal = conformal_config(conformity_scores(predict_probabilities(model, features), labels))
+    return {"temperature": model.config.temperature, "conformal": model.config.conformal}
+
+
+def set_coverage(
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float
+) -> tuple[float, float, dict[str, float]]:
+    """Empirical coverage, mean set size and coverage per true genre of the sets `threshold` gives."""
+    _, ids = genre_sets(torch.as_tensor(probabilities), threshold)
+    covered = np.asarray([label in row for label, row in zip(labels.tolist(), ids)])
+    per_genre = {genre: float(covered[labels == g].mean()) for g, genre in enumerate(GENRES) if (labels == g).any()}
+    return float(covered.mean()), float(np.mean([len(row) for row in ids])), per_genre
+
+
+def calibration_report(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:
+    """The calibrated model's figures on (test) rows: ECE, NLL and Brier before and after the temperature, and the
+    coverage and mean size of the conformal sets at each stored level."""
+    labels = np.asarray(labels, dtype=np.int64)
+    temperature = model.config.temperature
+    before = softmax(model_logits(model, features) * temperature)  # the served logits are already divided by T
+    after = predict_probabilities(model, features)
+    report = {
+        "calibration": {
+            "temperature": temperature,
+            "before": calibration_metrics(labels, before),
+            "after": calibration_metrics(labels, after),
+        }
+    }
+    if model.config.conformal:
+        report["conformal"] = {}
+        for level in model.config.conformal["thresholds"]:
+            coverage, size, per_genre = set_coverage(after, labels, model.config.conformal_threshold(float(level)))
+            report["conformal"][level] = {"coverage": coverage, "mean_set_size": size, "per_genre_coverage": per_genre}
+    return report
