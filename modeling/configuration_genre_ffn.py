@@ -61,8 +61,9 @@ class GenreFFNConfig(PreTrainedConfig):
             mode: BatchNorm folded into the Linear layers, weights and activations in bfloat16, logits returned in
             float32) where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a GPU that supports
             it); elsewhere, and always in training, the model computes in float32.
-        temperature (`float`): the ensemble's logits are divided by it outside training (fitted on the validation
-            split after training, so probabilities are calibrated; it changes no argmax). 1.0 leaves them as they are.
+        calibration_temperature (`float`): the ensemble's logits are divided by it outside training (fitted on the
+            validation split after training, so probabilities are calibrated; it changes no argmax). 1.0: unchanged.
+            (Not `temperature`, which transformers reserves for generation.)
         conformal (`dict`, *optional*): split conformal calibration of genre sets (see `conformal_threshold`):
             `method` ("aps"), `score` (what the nonconformity score is), `n_calibration`, `thresholds` per coverage
             level and the sorted calibration `scores`, from which any other level is computed.
@@ -80,14 +81,17 @@ class GenreFFNConfig(PreTrainedConfig):
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
         inference_dtype: str = "float32",
-        temperature: float = 1.0,
+        calibration_temperature: float = 1.0,
         conformal: dict | None = None,
         **kwargs,
     ):
         if inference_dtype not in INFERENCE_DTYPES:
             raise ValueError(f"inference_dtype must be one of {INFERENCE_DTYPES}, got {inference_dtype!r}")
+        temperature = calibration_temperature
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+            raise ValueError(
+                f"calibration_temperature must be a positive finite number, got {calibration_temperature!r}"
+            )
         kwargs.setdefault("id2label", dict(enumerate(GENRES)))
         kwargs.setdefault("label2id", {name: i for i, name in enumerate(GENRES)})
         self.feature_names = list(feature_names or FEATURE_NAMES)
@@ -98,7 +102,7 @@ class GenreFFNConfig(PreTrainedConfig):
         self.class_weights = list(class_weights) if class_weights is not None else None
         self.label_smoothing = label_smoothing
         self.inference_dtype = inference_dtype
-        self.temperature = float(temperature)
+        self.calibration_temperature = float(calibration_temperature)
         self.conformal = conformal
         super().__init__(**kwargs)
 

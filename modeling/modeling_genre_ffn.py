@@ -73,9 +73,9 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
             )
         member_logits = [self._run_member(member, input_features) for member in self.members]
         logits = _ensemble_logits(member_logits)
-        if not self.training and self.config.temperature != 1.0:
+        if not self.training and self.config.calibration_temperature != 1.0:
             # Calibration fitted after training: the loss never sees it, and dividing by T > 0 keeps every argmax.
-            logits = logits / self.config.temperature
+            logits = logits / self.config.calibration_temperature
 
         loss = None
         if labels is not None:
@@ -103,7 +103,7 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
 
         def probability(features: torch.Tensor) -> torch.Tensor:
             logits = _ensemble_logits([member(features) for member in self.members])
-            return (logits / self.config.temperature).softmax(dim=-1)
+            return (logits / self.config.calibration_temperature).softmax(dim=-1)
 
         if self.training:
             raise ValueError("integrated_gradients explains the eval-mode model: call model.eval() first")

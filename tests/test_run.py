@@ -29,6 +29,8 @@ FIGURES = {
     "roc_curves.png",
     "confusion_matrix.png",
     "optimization_history.png",
+    "reliability_diagram.png",
+    "permutation_importance.png",
 }
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from modeling import GENRES, GenreFFNForSequenceClassification
+from modeling import GENRES, GenreFFNConfig, GenreFFNForSequenceClassification
 from modeling.configuration_genre_ffn import COVERAGE_LEVELS
 from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from training.scoring import calibration_metrics, softmax
+from training.scoring import calibration_metrics, softmax, summary_metrics
 from training.trainer import predict_probabilities
 
 # Scores are stored rounded up to this step: q_hat can only grow, so the coverage guarantee holds.
@@ -66,23 +66,20 @@ def conformal_config(scores: np.ndarray, levels: tuple[float, ...] = COVERAGE_LE
         "n_calibration": len(stored),
         "scores": stored.tolist(),
     }
-    thresholds = {}
-    for level in levels:
-        rank = math.ceil((len(stored) + 1) * level - 1e-9)
-        if rank <= len(stored):  # too few scores for this level: computed (as every genre) at call time instead
-            thresholds[f"{level:g}"] = float(stored[rank - 1])
-    return {**config, "thresholds": thresholds}
+    thresholds = {f"{level:g}": GenreFFNConfig(conformal=config).conformal_threshold(level) for level in levels}
+    # A level needing more scores than there are is left to call time (every genre), as JSON has no infinity.
+    return {**config, "thresholds": {level: q for level, q in thresholds.items() if math.isfinite(q)}}
 
 
 def calibrate(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:
     """Fit the temperature, then the conformal sets on the calibrated probabilities, on validation rows; both go into
     `model.config`. Returns what was stored."""
-    model.config.temperature, model.config.conformal = 1.0, None
+    model.config.calibration_temperature, model.config.conformal = 1.0, None
     logits = model_logits(model, features)
-    model.config.temperature = fit_temperature(logits, labels)
+    model.config.calibration_temperature = fit_temperature(logits, labels)
     # Scored on the probabilities the pipeline will serve (float32 softmax of the divided logits), not a re-derivation.
     model.config.conformal = conformal_config(conformity_scores(predict_probabilities(model, features), labels))
-    return {"temperature": model.config.temperature, "conformal": model.config.conformal}
+    return {"temperature": model.config.calibration_temperature, "conformal": model.config.conformal}
 
 
 def set_coverage(
@@ -95,23 +92,62 @@ def set_coverage(
     return float(covered.mean()), float(np.mean([len(row) for row in ids])), per_genre
 
 
+def probability_figures(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """ECE, NLL, Brier and the one-vs-rest AUC, which a temperature can move slightly (accuracy it cannot)."""
+    return {
+        **calibration_metrics(labels, probabilities),
+        "roc_auc_macro": summary_metrics(labels, probabilities)["roc_auc_macro"],
+    }
+
+
+def coverage_by_level(probabilities: np.ndarray, labels: np.ndarray, config: GenreFFNConfig) -> dict:
+    """Coverage, mean set size and per-genre coverage of the config's conformal sets at each stored level."""
+    return {
+        level: dict(
+            zip(
+                ("coverage", "mean_set_size", "per_genre_coverage"),
+                set_coverage(probabilities, labels, config.conformal_threshold(float(level))),
+            )
+        )
+        for level in config.conformal["thresholds"]
+    }
+
+
 def calibration_report(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:
     """The calibrated model's figures on (test) rows: ECE, NLL and Brier before and after the temperature, and the
     coverage and mean size of the conformal sets at each stored level."""
     labels = np.asarray(labels, dtype=np.int64)
-    temperature = model.config.temperature
+    temperature = model.config.calibration_temperature
     before = softmax(model_logits(model, features) * temperature)  # the served logits are already divided by T
     after = predict_probabilities(model, features)
     report = {
         "calibration": {
             "temperature": temperature,
-            "before": calibration_metrics(labels, before),
-            "after": calibration_metrics(labels, after),
+            "before": probability_figures(labels, before),
+            "after": probability_figures(labels, after),
         }
     }
     if model.config.conformal:
-        report["conformal"] = {}
-        for level in model.config.conformal["thresholds"]:
-            coverage, size, per_genre = set_coverage(after, labels, model.config.conformal_threshold(float(level)))
-            report["conformal"][level] = {"coverage": coverage, "mean_set_size": size, "per_genre_coverage": per_genre}
+        report["conformal"] = coverage_by_level(after, labels, model.config)
     return report
+
+
+def calibration_figures(
+    validation_logits: np.ndarray, validation_labels: np.ndarray, test_logits: np.ndarray, test_labels: np.ndarray
+) -> dict:
+    """The same figures as `calibration_report` for any classifier, from its logits (log-probabilities for a peer
+    such as LightGBM): temperature and conformal sets fitted on validation, measured on test."""
+    validation_logits, test_logits = np.asarray(validation_logits), np.asarray(test_logits)
+    temperature = fit_temperature(validation_logits, validation_labels)
+    scores = conformity_scores(softmax(validation_logits / temperature), np.asarray(validation_labels))
+    config = GenreFFNConfig(calibration_temperature=temperature, conformal=conformal_config(scores))
+    test_labels = np.asarray(test_labels, dtype=np.int64)
+    after = softmax(test_logits / temperature)
+    return {
+        "calibration": {
+            "temperature": temperature,
+            "before": probability_figures(test_labels, softmax(test_logits)),
+            "after": probability_figures(test_labels, after),
+        },
+        "conformal": coverage_by_level(after, test_labels, config),
+    }

@@ -16,6 +16,8 @@ from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, GenreFFNForSe
 from modeling.pipeline_genre_ffn import feature_attributions
 from training.trainer import predict_probabilities
 
+PERMUTATION_REPEATS = 5
+
 
 def faithfulness(
     model: GenreFFNForSequenceClassification,
@@ -78,7 +80,7 @@ def permutation_importances(
     extractor: GenreFeatureExtractor,
     rows: pd.DataFrame,
     labels: np.ndarray,
-    n_repeats: int = 5,
+    n_repeats: int = PERMUTATION_REPEATS,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of the accuracy lost when each raw feature's column is shuffled."""

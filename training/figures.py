@@ -20,6 +20,7 @@ from sklearn.metrics import auc, roc_curve  # noqa: E402
 
 from modeling import GENRES, GenreFeatureExtractor  # noqa: E402
 from modeling.feature_extraction_genre_ffn import _quantile_normal  # noqa: E402
+from training.scoring import calibration_metrics, reliability_bins  # noqa: E402
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
 COLOURS = plt.get_cmap("tab10").colors  # one fixed colour per genre, in GENRES order
@@ -233,4 +234,47 @@ def plot_optimization_history(trials: pd.DataFrame, path: str | Path) -> Path:
     axis.set_xlabel("trial number")
     axis.set_ylabel("objective: best validation accuracy")
     axis.set_title(f"Optuna search: {len(complete)} completed, {int((states == 'PRUNED').sum())} pruned{suffix}")
+    return _save(figure, path)
+
+
+def plot_reliability_diagram(
+    labels: np.ndarray, before: np.ndarray, after: np.ndarray, temperature: float, path: str | Path
+) -> Path:
+    """Accuracy against top-label confidence per bin, before and after the temperature, with the rows per bin."""
+    figure, (axis, counts_axis) = plt.subplots(
+        2, 1, figsize=(7, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect calibration")
+    for name, probabilities, colour in (("before", before, RAW_COLOUR), ("after", after, TRANSFORMED_COLOUR)):
+        bins = reliability_bins(labels, probabilities)
+        filled = bins["counts"] > 0
+        ece = calibration_metrics(labels, probabilities)["ece"]
+        label = f"{name} temperature (ECE {ece:.4f})" if name == "before" else f"T = {temperature:.3f} (ECE {ece:.4f})"
+        axis.plot(bins["confidence"][filled], bins["accuracy"][filled], marker="o", color=colour, label=label)
+        centres = (bins["edges"][:-1] + bins["edges"][1:]) / 2
+        width = np.diff(bins["edges"]) * 0.4
+        offset = -width / 2 if name == "before" else width / 2
+        counts_axis.bar(centres + offset, bins["counts"], width=width, color=colour)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("accuracy in the bin")
+    axis.set_title(f"Reliability diagram ({len(labels):,} test rows, {len(bins['counts'])} equal-width bins)")
+    axis.legend(loc="upper left")
+    counts_axis.set_xlabel("top-label confidence")
+    counts_axis.set_ylabel("rows")
+    return _save(figure, path)
+
+
+def plot_permutation_importance(importances: dict[str, dict[str, float]], path: str | Path) -> Path:
+    """Test accuracy lost when each raw feature is shuffled (mean and std over repeats), largest on top."""
+    ranked = sorted(importances.items(), key=lambda item: item[1]["mean"])
+    figure, axis = plt.subplots(figsize=(7.5, 5.5))
+    positions = np.arange(len(ranked))
+    axis.barh(
+        positions, [v["mean"] for _, v in ranked], xerr=[v["std"] for _, v in ranked], color=RAW_COLOUR, capsize=3
+    )
+    axis.set_yticks(positions, [name for name, _ in ranked])
+    axis.axvline(0, color="grey", linewidth=0.8)
+    axis.set_xlabel("drop in test accuracy when the feature is shuffled")
+    axis.set_title("Permutation importance of the 13 raw features (test split)")
     return _save(figure, path)

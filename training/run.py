@@ -19,10 +19,12 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
 from training import figures
+from training.calibration import calibrate
 from training.data import GenreData, load_data, prepare_splits, split_indices
 from training.scoring import test_metrics
 from training.search import SearchSettings, hyperparameters_from, run_search
 from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
+from training.trust import trust_report
 
 logger = logging.getLogger("music_genre")
 
@@ -110,6 +112,8 @@ def train_run(options: RunOptions) -> Path:
     tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed)
     # How the saved model computes at inference; its test figures below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
+    # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
+    calibrate(tuned.model, prepared.features["validation"], prepared.labels["validation"])
     save_model_folder(tuned.model, extractor, out / "model")
     run_info = {
         "seed": options.seed,
@@ -135,6 +139,7 @@ def train_run(options: RunOptions) -> Path:
         },
         "initial": {**initial_metrics, "hyperparameters": initial_settings.to_dict()},
         "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
+        **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / "figures", options.seed),
         "paper": PAPER,
     }
     _write_json(out / "metrics.json", metrics)

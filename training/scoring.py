@@ -96,17 +96,29 @@ test_metrics.__test__ = False  # a metric function, not a pytest test
 ECE_BINS = 15
 
 
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows, mean top-label confidence and accuracy per equal-width confidence bin ((b/15, (b+1)/15]; empty bins
+    give NaN means)."""
+    labels, probabilities = _checked(labels, probabilities)
+    confidence, correct = probabilities.max(axis=-1), probabilities.argmax(axis=-1) == labels
+    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+    counts = np.bincount(bins, minlength=ECE_BINS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=ECE_BINS) / counts
+        accuracy = np.bincount(bins, weights=correct.astype(np.float64), minlength=ECE_BINS) / counts
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    return {"edges": edges, "counts": counts, "confidence": mean_confidence, "accuracy": accuracy}
+
+
 def calibration_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """How far the probabilities can be taken at their word: top-label expected calibration error (15 equal-width
     bins), negative log-likelihood (natural log) and multiclass Brier score (squared error summed over genres)."""
     labels, probabilities = _checked(labels, probabilities)
+    bins = reliability_bins(labels, probabilities)
+    filled = bins["counts"] > 0
+    gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    ece = float((bins["counts"][filled] * gaps).sum() / len(labels))
     rows = np.arange(len(labels))
-    confidence, correct = probabilities.max(axis=-1), probabilities.argmax(axis=-1) == labels
-    # Bin b holds confidences in (b/15, (b+1)/15]; a confidence of exactly 0 cannot occur (the top of 10 is >= 0.1).
-    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
-    gaps = np.zeros(ECE_BINS)
-    np.add.at(gaps, bins, confidence - correct)
-    ece = float(np.abs(gaps).sum() / len(labels))
     nll = float(-np.log(np.clip(probabilities[rows, labels], np.finfo(np.float64).tiny, None)).mean())
     one_hot = np.zeros_like(probabilities)
     one_hot[rows, labels] = 1.0
