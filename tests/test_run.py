@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from transformers import Trainer
 
-from modeling import GENRES, GenreFeatureExtractor
+from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
 from tests.test_modeling import HUB_FOLDER_FILES
 from training.cli import main
 from training.data import load_data, prepare_splits
@@ -103,6 +103,22 @@ def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_
     assert recomputed == {k: v for k, v in metrics["tuned"].items() if k != "hyperparameters"}
     assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(slice_csv)]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["tuned"]["accuracy"]
+
+
+def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_test(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["calibration_temperature"] == metrics["calibration"]["temperature"] > 0
+    assert config["conformal"]["n_calibration"] == 200  # the validation split
+    for stage in ("before", "after"):
+        figures = metrics["calibration"][stage]
+        assert 0 <= figures["ece"] <= 1 and figures["nll"] > 0 and 0 <= figures["brier"] <= 2
+    assert metrics["calibration"]["after"]["roc_auc_macro"] == pytest.approx(metrics["tuned"]["roc_auc_macro"])
+    assert set(metrics["conformal"]) == {"0.8", "0.9", "0.95"}
+    for figures in metrics["conformal"].values():
+        assert 0 <= figures["coverage"] <= 1 and 1 <= figures["mean_set_size"] <= 10
+        assert set(figures["per_genre_coverage"]) == set(GENRES)
+    assert list(metrics["permutation_importance"]["features"]) == list(FEATURE_NAMES)
 
 
 def test_evaluate_refuses_other_data(run_dir, slice_csv, tmp_path, capsys):

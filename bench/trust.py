@@ -1,0 +1,165 @@
+"""Trust benchmark of the bundled model (`space/model/`): calibration, conformal coverage and how faithful its
+explanations are, on the split its own run recorded (`training_run.json`) of the real CSV.
+
+    python bench/trust.py                   # bench/trust.md: 1,000 test rows explained, every test row calibrated
+    python bench/trust.py --rows 200 --output bench/output/trust.md
+
+The bundled folder was saved before calibration existed (temperature 1.0, no conformal scores), so this fits both
+on the run's validation split, exactly as `music-genre train` now does before saving, and measures them on its test
+split; the folder itself is left unchanged. Faithfulness (issue 16): on each of the first `--rows` test rows,
+setting the 3 most-attributed raw features (Integrated Gradients of the predicted genre's probability, against the
+training-median reference row) to the reference should lower that probability more than setting 3 random
+features does; the target is at least 80 % of rows.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as `python bench/trust.py` from anywhere
+    sys.path.insert(0, str(REPO))
+
+from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification  # noqa: E402
+from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
+from training.calibration import calibrate, calibration_report, ece_if_calibrated  # noqa: E402
+from training.data import load_data, split_indices  # noqa: E402
+from training.explanation import faithfulness, permutation_importances  # noqa: E402
+from training.trainer import predict_probabilities  # noqa: E402
+
+BUNDLED = REPO / "space" / "model"
+FAITHFULNESS_TARGET = 0.8
+RANDOM_SEEDS = (0, 1, 2, 3, 4)  # draws of the 3 random features: the figure should not hang on one draw
+
+
+def measure(data_source: str | None, folder: Path, rows: int) -> dict:
+    torch.set_num_threads(1)
+    model = GenreFFNForSequenceClassification.from_pretrained(folder).eval()
+    extractor = GenreFeatureExtractor.from_pretrained(folder)
+    run = json.loads((folder / "training_run.json").read_text())
+    data = load_data(data_source)
+    if data.sha256 != run["data_sha256"]:
+        raise SystemExit(f"the CSV's sha256 {data.sha256} is not the bundled run's {run['data_sha256']}")
+    splits = split_indices(data, run["seed"], run["split_mode"])
+    features = {name: extractor(data.frame.iloc[part])["input_features"] for name, part in splits.items()}
+    labels = {name: data.labels[part] for name, part in splits.items()}
+
+    calibrate(model, features["validation"], labels["validation"])
+    report = calibration_report(model, features["test"], labels["test"])
+    report["ece_if_calibrated"] = ece_if_calibrated(predict_probabilities(model, features["test"]))
+
+    explained = features["test"][:rows]
+    start = time.perf_counter()
+    report["faithfulness"] = [faithfulness(model, extractor, explained, seed=seed) for seed in RANDOM_SEEDS]
+    report["faithfulness_seconds"] = (time.perf_counter() - start) / len(RANDOM_SEEDS)
+    report["permutation_importance"] = permutation_importances(
+        model, extractor, data.frame.iloc[splits["test"]], labels["test"]
+    )
+    report["context"] = {
+        "rows": {name: len(part) for name, part in splits.items()},
+        "compute": "bfloat16 (native)"
+        if model.config.inference_dtype == "bfloat16" and native_bfloat16("cpu")
+        else "float32",
+        "seed": run["seed"],
+        "split_mode": run["split_mode"],
+    }
+    return report
+
+
+def markdown(report: dict, command: str) -> str:
+    context, calibration = report["context"], report["calibration"]
+    floor = report["ece_if_calibrated"]
+    lines = [
+        "# Trust benchmark of the bundled model (`space/model/`)",
+        "",
+        f"`{command}` on {datetime.date.today():%Y-%m-%d}; the run's {context['split_mode']} split (seed "
+        f"{context['seed']}): {context['rows']['validation']:,} validation rows calibrate, "
+        f"{context['rows']['test']:,} test rows measure; the model computes in {context['compute']}.",
+        "",
+        "## Calibration (temperature fitted on validation, measured on test)",
+        "",
+        f"Temperature T = {calibration['temperature']:.4f}.",
+        "",
+        "| test split | ECE (15 bins) | NLL | Brier | macro AUC |",
+        "|---|---|---|---|---|",
+    ]
+    for stage in ("before", "after"):
+        figures = calibration[stage]
+        lines.append(
+            f"| {stage} temperature | {figures['ece']:.4f} | {figures['nll']:.4f} | {figures['brier']:.4f} "
+            f"| {figures['roc_auc_macro']:.4f} |"
+        )
+    lines += [
+        "",
+        f"A perfectly calibrated model with these probabilities would still show an ECE of {floor['mean']:.4f} on "
+        f"{context['rows']['test']:,} rows (mean of {floor['draws']} draws of the genres from its own "
+        f"probabilities; 95th percentile {floor['p95']:.4f}): the measured ECE is read against that floor.",
+        "",
+        "## Conformal genre sets (APS, calibrated on validation, measured on test)",
+        "",
+        "| level | coverage | mean set size | lowest per-genre coverage |",
+        "|---|---|---|---|",
+    ]
+    for level, figures in report["conformal"].items():
+        genre, lowest = min(figures["per_genre_coverage"].items(), key=lambda item: item[1])
+        lines.append(
+            f"| {level} | {figures['coverage']:.4f} | {figures['mean_set_size']:.3f} | {lowest:.3f} ({genre}) |"
+        )
+    runs = report["faithfulness"]
+    fractions = [run["fraction_top_beats_random"] for run in runs]
+    verdict = "meets" if min(fractions) >= FAITHFULNESS_TARGET else "misses"
+    lines += [
+        "",
+        f"## Faithfulness of the explanations ({runs[0]['rows']:,} test rows)",
+        "",
+        f"Setting the {runs[0]['n_features']} most-attributed features to the reference row lowers the predicted "
+        f"genre's probability more than setting {runs[0]['n_features']} random ones on "
+        f"**{np.mean(fractions):.1%}** of rows (mean over {len(runs)} random draws, from {min(fractions):.1%} to "
+        f"{max(fractions):.1%}); target at least {FAITHFULNESS_TARGET:.0%}: {verdict} it. Mean probability drop "
+        f"{np.mean([run['mean_drop_top'] for run in runs]):.3f} (top 3) against "
+        f"{np.mean([run['mean_drop_random'] for run in runs]):.3f} (random 3). Explaining {runs[0]['rows']:,} rows "
+        f"(Integrated Gradients, 64 steps, float32) and scoring both edits took "
+        f"{report['faithfulness_seconds']:.1f} s.",
+        "",
+        "## Permutation importance (test accuracy lost when a feature is shuffled, 5 repeats)",
+        "",
+        "| feature | mean | std |",
+        "|---|---|---|",
+    ]
+    ranked = sorted(report["permutation_importance"].items(), key=lambda item: -item[1]["mean"])
+    lines += [f"| {name} | {value['mean']:.4f} | {value['std']:.4f} |" for name, value in ranked]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=None, help="the real CSV (default: MUSIC_GENRE_CSV or ../shared/data)")
+    parser.add_argument("--model", type=Path, default=BUNDLED, help="a model folder with its training_run.json")
+    parser.add_argument("--rows", type=int, default=1000, help="test rows explained for the faithfulness check")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "trust.md")
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "bench/trust.py", *(sys.argv[1:] if argv is None else argv)])
+    report = measure(args.data, args.model, args.rows)
+    text = markdown(report, command)
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.output.with_name(args.output.name + ".partial")
+    partial.write_text(text)
+    partial.replace(args.output)  # atomic: a killed run never leaves half a report
+
+
+if __name__ == "__main__":
+    main()
