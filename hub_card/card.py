@@ -45,6 +45,8 @@ FIGURES = {
     "roc_curves.png": "One-vs-rest ROC curves of the tuned model on the test split.",
     "confusion_matrix.png": "Confusion matrix of the tuned model on the test split.",
     "optimization_history.png": "Optuna optimisation history: the validation objective of every trial.",
+    "reliability_diagram.png": "Reliability diagram on the test split, before and after the calibration temperature.",
+    "permutation_importance.png": "Permutation importance of the 13 raw features on the test split (accuracy lost).",
 }
 # Genre pairs whose songs share audio features in the public CSV (see ../shared/data/README.md).
 LOOKALIKE_GENRES = (("Rap", "Hip-Hop"), ("Alternative", "Rock"), ("Country", "Rock"), ("Electronic", "Jazz"))

@@ -27,8 +27,9 @@ def faithfulness(
     seed: int = 0,
 ) -> dict:
     """The deletion check on encoded rows: the fraction of rows where referencing the `n_features` most-attributed
-    features lowers the predicted genre's probability more than referencing `n_features` random ones (one random
-    draw per row), and the mean drops. Probabilities are the ones the model serves."""
+    features (largest signed attributions: those pushing the predicted genre up) lowers the predicted genre's
+    probability more than referencing `n_features` random ones (one random draw per row), and the mean drops.
+    Probabilities are the ones the model serves."""
     features = np.asarray(features, dtype=np.float32)
     rows = np.arange(len(features))
     probabilities = predict_probabilities(model, features)

@@ -93,8 +93,8 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         """Integrated Gradients (captum) of each row's probability of genre `targets[i]`, per encoded column, along
         the straight path from `reference` (one encoded row) to the row; they sum to p(row) - p(reference).
 
-        Computed in float32 on the members themselves in eval mode (never the folded bfloat16 copies, which carry
-        no gradients), with the model's temperature.
+        Computed in float32 on the members themselves in eval mode (never the folded bfloat16 copies, whose coarse
+        gradients would break the completeness above), with the model's temperature, on the model's device.
         """
         try:
             from captum.attr import IntegratedGradients
@@ -107,13 +107,13 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
 
         if self.training:
             raise ValueError("integrated_gradients explains the eval-mode model: call model.eval() first")
-        features = input_features.detach().float()
-        baseline = reference.detach().float().reshape(1, -1).expand_as(features)
+        features = input_features.detach().float().to(self.device)
+        baseline = reference.detach().float().to(self.device).reshape(1, -1).expand_as(features)
         with torch.enable_grad():
             return IntegratedGradients(probability).attribute(
                 features,
                 baselines=baseline,
-                target=targets.long(),
+                target=targets.long().to(self.device),
                 n_steps=n_steps,
                 internal_batch_size=INFERENCE_CHUNK * 8,
             )

@@ -124,4 +124,4 @@ def feature_attributions(model, feature_extractor, input_features: torch.Tensor,
     columns_to_features = torch.zeros(len(feature_extractor.column_features), len(names))
     for column, name in enumerate(feature_extractor.column_features):
         columns_to_features[column, names.index(name)] = 1.0
-    return model.integrated_gradients(input_features, reference, targets) @ columns_to_features
+    return model.integrated_gradients(input_features, reference, targets).cpu() @ columns_to_features
