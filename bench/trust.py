@@ -33,7 +33,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python bench/trust.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification  # noqa: E402
+from modeling import (  # noqa: E402
+    FEATURE_NAMES,
+    TASK,
+    GenreClassificationPipeline,
+    GenreFeatureExtractor,
+    GenreFFNForSequenceClassification,
+)
 from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
 from training.calibration import calibrate, calibration_report, ece_if_calibrated  # noqa: E402
 from training.data import load_data, split_indices  # noqa: E402
@@ -68,6 +74,13 @@ def measure(data_source: str | None, folder: Path, rows: int) -> dict:
     report["permutation_importance"] = permutation_importances(
         model, extractor, data.frame.iloc[splits["test"]], labels["test"]
     )
+    classifier = GenreClassificationPipeline(model=model, feature_extractor=extractor, task=TASK)
+    song = data.frame.iloc[splits["test"][0]][list(FEATURE_NAMES)].to_dict()
+    report["one_song_ms"] = {
+        name: _median_ms(lambda keywords=keywords: classifier(song, **keywords))
+        for name, keywords in (("top_k=3", {"top_k": 3}), ("coverage=0.9", {"coverage": 0.9}),
+                               ("top_k=3, explain=True", {"top_k": 3, "explain": True}))
+    }  # fmt: skip
     report["context"] = {
         "rows": {name: len(part) for name, part in splits.items()},
         "compute": "bfloat16 (native)"
@@ -77,6 +90,16 @@ def measure(data_source: str | None, folder: Path, rows: int) -> dict:
         "split_mode": run["split_mode"],
     }
     return report
+
+
+def _median_ms(call, repeats: int = 30) -> float:
+    call()  # warm-up: the first call builds the folded copies
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
 
 
 def markdown(report: dict, command: str) -> str:
@@ -133,6 +156,10 @@ def markdown(report: dict, command: str) -> str:
         f"{np.mean([run['mean_drop_random'] for run in runs]):.3f} (random 3). Explaining {runs[0]['rows']:,} rows "
         f"(Integrated Gradients, 64 steps, float32) and scoring both edits took "
         f"{report['faithfulness_seconds']:.1f} s.",
+        "",
+        "One song through the pipeline (median of 30 calls, one thread): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in report["one_song_ms"].items())
+        + ".",
         "",
         "## Permutation importance (test accuracy lost when a feature is shuffled, 5 repeats)",
         "",
