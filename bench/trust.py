@@ -179,8 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "trust.md")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "bench/trust.py", *(sys.argv[1:] if argv is None else argv)])
+    load_before = os.getloadavg()[0]
     report = measure(args.data, args.model, args.rows)
     text = markdown(report, command)
+    text += f"\nMachine load (timings are wall clock): 1-minute load average {load_before:.2f} at the start, "
+    text += f"{os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs.\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     partial = args.output.with_name(args.output.name + ".partial")
