@@ -132,6 +132,7 @@ def test_conformal_thresholds_come_from_stored_levels_or_scores_and_refuse_what_
     assert config.conformal_threshold(0.9) == pytest.approx(0.9, abs=2e-6)
     assert config.conformal_threshold(0.5) == pytest.approx(0.5, abs=2e-6)  # computed: the 51st
     assert config.conformal_threshold(0.995) == math.inf  # needs a 101st score: every genre
+    assert config.conformal_threshold(np.float32(0.9)) == config.conformal_threshold(0.9)  # a numpy number is fine
     for bad in (1.5, 0.0, True, "0.9"):
         with pytest.raises(ValueError, match="coverage must be a number strictly between 0 and 1"):
             config.conformal_threshold(bad)

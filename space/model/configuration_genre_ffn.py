@@ -6,6 +6,7 @@ them from here.
 """
 
 import math
+from numbers import Real
 
 from transformers import PreTrainedConfig
 
@@ -88,7 +89,7 @@ class GenreFFNConfig(PreTrainedConfig):
         if inference_dtype not in INFERENCE_DTYPES:
             raise ValueError(f"inference_dtype must be one of {INFERENCE_DTYPES}, got {inference_dtype!r}")
         temperature = calibration_temperature
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 < temperature < math.inf:
             raise ValueError(
                 f"calibration_temperature must be a positive finite number, got {calibration_temperature!r}"
             )
@@ -113,7 +114,7 @@ class GenreFFNConfig(PreTrainedConfig):
         A genre enters a row's set when its score (the probability mass ranked above it) is at most q_hat, which
         covers the true genre with probability at least `coverage` for rows exchangeable with the calibration rows.
         """
-        if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 < coverage < 1:
+        if isinstance(coverage, bool) or not isinstance(coverage, Real) or not 0 < coverage < 1:
             raise ValueError(f"coverage must be a number strictly between 0 and 1, got {coverage!r}")
         if not self.conformal:
             raise ValueError("this model has no conformal calibration: coverage sets need a calibrated model")
