@@ -17,6 +17,7 @@ os.environ.update(
 
 from pathlib import Path  # noqa: E402
 
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -43,6 +44,16 @@ def real_data(csv_path):
     from training.data import load_data
 
     return load_data(csv_path)
+
+
+@pytest.fixture(scope="session")
+def slice_csv(csv_path, tmp_path_factory):
+    """200 raw rows per genre of the real CSV, written at test time (never kept in the repo)."""
+    frame = pd.read_csv(csv_path, dtype={"tempo": str})
+    frame = frame.dropna(how="all").groupby("music_genre", group_keys=False).sample(200, random_state=0)
+    path = tmp_path_factory.mktemp("slice") / "slice.csv"
+    frame.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture

@@ -1,11 +1,6 @@
 """The reproducible run end to end on a small real slice of the CSV (a few trials, two epochs)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import optuna
@@ -18,7 +13,7 @@ from tests.test_modeling import HUB_FOLDER_FILES
 from training.cli import main
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
-from training.search import FINISHED, SearchSettings, load_study, run_search
+from training.search import SearchSettings, load_study
 from training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
 
 FIGURES = {
@@ -33,16 +28,6 @@ FIGURES = {
     "permutation_importance.png",
 }
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
-
-
-@pytest.fixture(scope="module")
-def slice_csv(csv_path, tmp_path_factory):
-    """200 raw rows per genre of the real CSV, written at test time (never kept in the repo)."""
-    frame = pd.read_csv(csv_path, dtype={"tempo": str})
-    frame = frame.dropna(how="all").groupby("music_genre", group_keys=False).sample(200, random_state=0)
-    path = tmp_path_factory.mktemp("slice") / "slice.csv"
-    frame.sample(frac=1.0, random_state=1).to_csv(path, index=False)
-    return path
 
 
 def train_args(data, output, n_trials: int = 3) -> list[str]:
@@ -142,46 +127,6 @@ def test_same_seed_gives_identical_metrics(run_dir, slice_csv, tmp_path):
     again = tmp_path / "again"
     assert main(train_args(slice_csv, again)) == 0
     assert (again / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
-
-
-def test_killed_search_resumes_and_keeps_finished_trials(slice_csv, tmp_path):
-    output, n_trials = tmp_path / "run", 8
-    command = [sys.executable, "-m", "training.cli", *train_args(slice_csv, output, n_trials)]
-    settings = SearchSettings(n_trials, 5, str(output / "optuna-study.journal"), "genre-ffn-stratified-seed5")
-    with open(tmp_path / "first.log", "wb") as log:
-        process = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
-        deadline, finished = time.time() + 240, []
-        while time.time() < deadline and process.poll() is None and len(finished) < 2:
-            time.sleep(0.3)
-            if (output / "optuna-study.journal").exists():
-                finished = load_study(settings).get_trials(states=FINISHED)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert len(finished) >= 2, (tmp_path / "first.log").read_text()[-2000:]
-    before = {t.number: (t.params, t.value, t.state) for t in load_study(settings).get_trials(states=FINISHED)}
-    assert len(before) < n_trials
-
-    assert main(train_args(slice_csv, output, n_trials)) == 0
-    after = load_study(settings).get_trials()
-    done = [t for t in after if t.state in FINISHED]
-    assert len(done) == n_trials
-    assert {t.number: (t.params, t.value, t.state) for t in done if t.number in before} == before
-    assert len({t.number for t in after}) == len(after)
-    assert len(pd.read_csv(output / "trials.csv").query("state != 'FAIL'")) == n_trials
-
-
-def test_two_workers_share_one_study(slice_csv, tmp_path):
-    data = load_data(slice_csv)
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(data, extractor, seed=1).only("train", "validation")
-    settings = SearchSettings(
-        n_trials=4, seed=1, storage=str(tmp_path / "study.journal"), study_name="two", workers=2, max_epochs=1
-    )
-    study = run_search(prepared, extractor, settings, tmp_path / "work", local_storage=True)
-    trials = study.get_trials()
-    assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert {t.user_attrs["worker"] for t in trials} == {0, 1}
 
 
 def test_eda_writes_the_data_figures(slice_csv, tmp_path):

@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--storage", help="an Optuna storage URL shared by workers (default: a file in the run)")
     train.add_argument("--workers", type=int, default=1, help="search processes, one torch thread each")
     train.add_argument(
+        "--trial-batch",
+        type=int,
+        default=8,
+        help="trials per synchronous batch of the search: each sees the trials of earlier batches only, so the result "
+        "does not depend on --workers (a run setting, part of the study's identity)",
+    )
+    train.add_argument(
         "--encoding",
         choices=ENCODINGS,
         default=DEFAULT_ENCODING,
@@ -91,6 +98,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             storage=args.storage,
             workers=args.workers,
+            trial_batch=args.trial_batch,
             encoding=args.encoding,
             members=args.members,
             max_epochs=args.max_epochs,

@@ -22,7 +22,7 @@ from training import figures
 from training.calibration import calibrate
 from training.data import GenreData, load_data, prepare_splits, split_indices
 from training.scoring import test_metrics
-from training.search import SearchSettings, hyperparameters_from, run_search
+from training.search import SearchSettings, best_trial, hyperparameters_from, run_search, slot_of, trials_frame
 from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
 from training.trust import trust_report
 
@@ -47,6 +47,7 @@ class RunOptions:
     timeout: float | None = None
     storage: str | None = None
     workers: int = 1
+    trial_batch: int = 8
     encoding: str = "quantile-normal+log-standard"
     members: int = 3
     max_epochs: int = 25
@@ -62,7 +63,7 @@ class RunOptions:
             parts += ["--timeout", str(self.timeout)]
         if self.storage is not None:
             parts += ["--storage", self.storage]
-        parts += ["--workers", str(self.workers)]
+        parts += ["--trial-batch", str(self.trial_batch), "--workers", str(self.workers)]
         return shlex.join(parts)
 
 
@@ -94,6 +95,7 @@ def train_run(options: RunOptions) -> Path:
         timeout=options.timeout,
         workers=options.workers,
         max_epochs=options.max_epochs,
+        trial_batch=options.trial_batch,
     )
     logger.info("search: %d trials, %d worker(s), study %s", options.n_trials, options.workers, settings.storage)
     # The search sees train and validation only: its objective can never read the test split.
@@ -104,11 +106,12 @@ def train_run(options: RunOptions) -> Path:
         out / "checkpoints" / "search",
         options.storage is None,
     )
-    trials = study.trials_dataframe()
+    trials = trials_frame(study)
     trials.to_csv(out / "trials.csv", index=False)
-    best = hyperparameters_from(study.best_trial.params, options.members)
+    chosen = best_trial(study)
+    best = hyperparameters_from(chosen.params, options.members)
 
-    logger.info("final model: best trial %d, %s", study.best_trial.number, best.to_dict())
+    logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed)
     # How the saved model computes at inference; its test figures below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
@@ -133,8 +136,8 @@ def train_run(options: RunOptions) -> Path:
         "best_hyperparameters": best.to_dict(),
         "search": {
             "n_trials": options.n_trials,
-            "best_trial": study.best_trial.number,
-            "best_validation": study.best_trial.value,
+            "best_trial": slot_of(chosen),
+            "best_validation": chosen.value,
             "objective": f"best validation {SELECTION_METRIC} of the trial",
         },
         "initial": {**initial_metrics, "hyperparameters": initial_settings.to_dict()},

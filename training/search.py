@@ -3,16 +3,33 @@
 The study lives in storage (a journal file in the run folder by default, or any
 Optuna storage URL), so a killed search started again continues the same study,
 and several processes, here or on other machines, can work on it at once.
-Every trial is seeded by its number and scored on the validation split only.
+
+The search is batch-synchronous, so its result does not depend on how many
+workers run it or on their timing. The study holds one trial per *slot*
+0..n_trials-1, queued up front. Slots run in batches of `trial_batch`: slot s's
+parameters come from a TPE sampler seeded by (seed, s) that sees exactly the
+finished trials of the batches before s's, its pruner compares it with those
+trials only, and a batch starts once the batch before it has finished. Every
+trial is seeded by its slot and scored on the validation split only. A trial cut
+off by a kill is marked FAIL and its slot queued again, so a resumed search ends
+as an uninterrupted one would.
 """
 
+import logging
 import multiprocessing
 import os
+import socket
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
+import pandas as pd
+import sqlalchemy
 import torch
 import transformers
 from tqdm.auto import tqdm
@@ -27,6 +44,17 @@ from training.trainer import SELECTION_METRIC, GenreTrainer, Hyperparameters, bu
 WIDTHS = [64, 128, 256, 512]
 BATCH_SIZES = [32, 64, 128, 256]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+# Trials per synchronous batch: a run setting, never derived from the worker count. 8 divides among 1, 2, 4 or 8
+# workers and equals TPE's random start-up trials, so the first batch is exactly the random phase.
+TRIAL_BATCH = 8
+TPE_STARTUP_TRIALS = 8
+# A trial's user attributes: its slot, and why a trial was set aside (a second trial for a taken slot, or one
+# created when every slot was already taken).
+SLOT = "slot"
+SET_ASIDE = "set_aside"
+WAIT_POLL_S = 0.5
+
+logger = logging.getLogger("music_genre")
 
 
 @dataclass
@@ -38,6 +66,7 @@ class SearchSettings:
     timeout: float | None = None
     workers: int = 1
     max_epochs: int = 25
+    trial_batch: int = TRIAL_BATCH
 
 
 def sample_architecture(trial: optuna.Trial) -> dict:
@@ -53,12 +82,12 @@ def hp_space(trial: optuna.Trial, seed: int, max_epochs: int) -> dict:
         "per_device_train_batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
         "num_train_epochs": trial.suggest_int("epochs", min(5, max_epochs), max_epochs),
-        "seed": trial_seed(seed, trial.number),
+        "seed": trial_seed(seed, slot_of(trial)),
     }
 
 
-def trial_seed(seed: int, number: int) -> int:
-    return seed * 1000 + number
+def trial_seed(seed: int, slot: int) -> int:
+    return seed * 1000 + slot
 
 
 def hyperparameters_from(params: dict, num_members: int) -> Hyperparameters:
@@ -95,21 +124,178 @@ class EpochReportingTrainer(GenreTrainer):
         super()._report_to_hp_search(trial, round(self.state.epoch or 0), metrics)
 
 
-def make_storage(storage: str) -> optuna.storages.BaseStorage | str:
-    if "://" in storage:
-        return storage
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+def make_storage(storage: str) -> optuna.storages.BaseStorage:
+    """A journal file for a path; for a database URL, an RDB storage whose heartbeat fails a dead worker's trial after
+    2 minutes without a beat, so that the other machines run its slot again."""
+    if "://" not in storage:
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=120)
+        except sqlalchemy.exc.IntegrityError:
+            # Machines that start at once race to create Optuna's tables in an empty database; the loser retries.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
-def study_arguments(settings: SearchSettings, worker: int = 0) -> dict:
+def slot_of(trial: optuna.trial.FrozenTrial | optuna.Trial) -> int | None:
+    value = trial.user_attrs.get(SLOT)
+    return int(value) if value is not None else None
+
+
+def slot_trials(trials: list[optuna.trial.FrozenTrial]) -> dict[int, optuna.trial.FrozenTrial]:
+    """The trial that stands for each slot: the lowest-numbered one that has not failed and was not set aside."""
+    chosen: dict[int, optuna.trial.FrozenTrial] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        slot = slot_of(trial)
+        if slot is None or SET_ASIDE in trial.user_attrs or trial.state == optuna.trial.TrialState.FAIL:
+            continue
+        chosen.setdefault(slot, trial)
+    return chosen
+
+
+def work_through_slots(
+    load: Callable[[], optuna.Study],
+    run_one_trial: Callable[[], object],
+    n_trials: int,
+    trial_batch: int,
+    timeout: float | None = None,
+) -> None:
+    """A worker's loop: run queued slots one trial at a time; once none is queued, queue the slots still missing from
+    the first unfinished batch, or wait for the trials other workers are running in it. Only that batch is ever
+    queued, so no worker holds a trial that waits for a slot queued behind it."""
+    started = time.monotonic()
+    while timeout is None or time.monotonic() - started < timeout:
+        study = load()
+        chosen = slot_trials(study.get_trials(deepcopy=False))
+        unfinished = [slot for slot in range(n_trials) if slot not in chosen or chosen[slot].state not in FINISHED]
+        if not unfinished:
+            return
+        if any(trial.state == optuna.trial.TrialState.WAITING for trial in chosen.values()):
+            run_one_trial()
+            continue
+        start = unfinished[0] - unfinished[0] % trial_batch
+        missing = [slot for slot in range(start, min(start + trial_batch, n_trials)) if slot not in chosen]
+        for slot in missing:
+            study.enqueue_trial({}, user_attrs={SLOT: slot})
+        if not missing:  # the batch's last trials run elsewhere; a dead machine's trial fails by its heartbeat
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            time.sleep(WAIT_POLL_S)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The completed slot with the highest value; a tie goes to the lowest slot, whatever the trial numbers."""
+    complete = [
+        t for t in slot_trials(study.get_trials(deepcopy=False)).values() if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    if not complete:
+        raise RuntimeError("the search completed no trial; raise --n-trials or --timeout")
+    return max(complete, key=lambda t: (t.value, -slot_of(t)))
+
+
+def search_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The search as the run reports it: one trial per slot, in slot order."""
+    return [trial for _, trial in sorted(slot_trials(study.get_trials(deepcopy=False)).items())]
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """`trials.csv`: one row per slot, numbered by slot (a slot run again after a kill keeps its number)."""
+    slots = optuna.create_study(direction="maximize")
+    slots.add_trials(search_trials(study))
+    return slots.trials_dataframe()
+
+
+def history_before(study: optuna.Study, slot: int, trial_batch: int) -> optuna.Study | None:
+    """An in-memory study of the finished trials of the batches before `slot`'s, or None while one is unfinished."""
+    start = slot - slot % trial_batch
+    chosen = slot_trials(study.get_trials(deepcopy=False))
+    earlier = [chosen.get(s) for s in range(start)]
+    if any(t is None or t.state not in FINISHED for t in earlier):
+        return None
+    history = optuna.create_study(direction="maximize")
+    history.add_trials(earlier)
+    return history
+
+
+class BatchSynchronousSampler(optuna.samplers.BaseSampler):
+    """TPE, made independent of the worker count: slot s is sampled by a TPE sampler seeded by (seed, s) that sees
+    the finished trials of the batches before s's, and waits until they have all finished."""
+
+    def __init__(self, seed: int, trial_batch: int = TRIAL_BATCH, n_startup_trials: int = TPE_STARTUP_TRIALS):
+        self._seed, self._trial_batch, self._n_startup_trials = seed, trial_batch, n_startup_trials
+        self._current: dict[int, tuple[optuna.samplers.TPESampler, optuna.Study]] = {}
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        slot = slot_of(trial)
+        chosen = slot_trials(study.get_trials(deepcopy=False)).get(slot) if slot is not None else None
+        if chosen is None or chosen.number != trial.number:
+            return  # set aside before it samples anything (see `claim_slot`)
+        waited = 0.0
+        while (history := history_before(study, slot, self._trial_batch)) is None:
+            if waited and waited % 60 < WAIT_POLL_S:
+                logger.info("slot %d waits for the batch before it to finish", slot)
+            time.sleep(WAIT_POLL_S)
+            waited += WAIT_POLL_S
+        seed = int(np.random.SeedSequence([self._seed, slot]).generate_state(1)[0])
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self._n_startup_trials)
+        self._current[trial.number] = (sampler, history)
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name: str, param_distribution) -> Any:
+        if trial.number not in self._current:  # a trial set aside: any value, it never trains
+            return optuna.samplers.RandomSampler(seed=0).sample_independent(
+                study, trial, param_name, param_distribution
+            )
+        sampler, history = self._current[trial.number]
+        return sampler.sample_independent(history, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._current.pop(trial.number, None)
+
+
+class BatchSynchronousPruner(optuna.pruners.BasePruner):
+    """A pruner that compares slot s with the finished trials of the batches before s's only."""
+
+    def __init__(self, pruner: optuna.pruners.BasePruner, trial_batch: int = TRIAL_BATCH):
+        self._pruner, self._trial_batch = pruner, trial_batch
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        slot = slot_of(trial)
+        history = history_before(study, slot, self._trial_batch) if slot is not None else None
+        return history is not None and self._pruner.prune(history, trial)
+
+
+def claim_slot(trial: optuna.Trial) -> int:
+    """The slot `trial` runs; a trial that has no slot of its own is set aside (pruned before it trains)."""
+    slot = slot_of(trial)
+    chosen = slot_trials(trial.study.get_trials(deepcopy=False)).get(slot) if slot is not None else None
+    if chosen is None or chosen.number != trial.number:
+        reason = "every slot was taken" if slot is None else f"slot {slot} already has trial {chosen.number}"
+        trial.set_user_attr(SET_ASIDE, reason)
+        raise optuna.TrialPruned(reason)
+    return slot
+
+
+def study_arguments(settings: SearchSettings) -> dict:
     """What `optuna.create_study` gets, here and through `Trainer.hyperparameter_search`."""
     return {
         "study_name": settings.study_name,
         "storage": make_storage(settings.storage),
         "load_if_exists": True,
-        "sampler": optuna.samplers.TPESampler(seed=settings.seed + worker, n_startup_trials=8),
-        "pruner": optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2),
+        "sampler": BatchSynchronousSampler(settings.seed, settings.trial_batch),
+        "pruner": BatchSynchronousPruner(
+            optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2), settings.trial_batch
+        ),
     }
 
 
@@ -121,11 +307,10 @@ def run_worker(
     prepared: PreparedSplits,
     extractor: GenreFeatureExtractor,
     settings: SearchSettings,
-    n_trials: int,
     worker: int,
     output_dir: Path,
 ) -> None:
-    """One search process: `n_trials` trials of `Trainer.hyperparameter_search` on the shared study."""
+    """One search process: queued slots through `Trainer.hyperparameter_search`, a trial a call, until none is left."""
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     transformers.logging.set_verbosity_error()
@@ -136,8 +321,10 @@ def run_worker(
         objective.reset()
         if trial is None:  # Trainer builds one model before the search starts
             return build_model(Hyperparameters(), class_weights, extractor.encoded_size)
-        set_seed(trial_seed(settings.seed, trial.number))
+        # model_init runs first in a trial, so a trial without a slot of its own never samples or trains.
+        set_seed(trial_seed(settings.seed, claim_slot(trial)))
         trial.set_user_attr("worker", worker)
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         architecture = sample_architecture(trial)
         return build_model(Hyperparameters(**architecture), class_weights, extractor.encoded_size)
 
@@ -152,14 +339,19 @@ def run_worker(
         model_init=model_init,
         trainer_class=EpochReportingTrainer,
     )
-    trainer.hyperparameter_search(
-        hp_space=lambda trial: hp_space(trial, settings.seed, settings.max_epochs),
-        compute_objective=objective,
-        n_trials=n_trials,
-        direction="maximize",
-        backend="optuna",
-        timeout=settings.timeout,
-        **study_arguments(settings, worker),
+    work_through_slots(
+        lambda: optuna.load_study(study_name=settings.study_name, storage=make_storage(settings.storage)),
+        lambda: trainer.hyperparameter_search(
+            hp_space=lambda trial: hp_space(trial, settings.seed, settings.max_epochs),
+            compute_objective=objective,
+            n_trials=1,
+            direction="maximize",
+            backend="optuna",
+            **study_arguments(settings),
+        ),
+        settings.n_trials,
+        settings.trial_batch,
+        settings.timeout,
     )
 
 
@@ -170,48 +362,45 @@ def run_search(
     output_dir: Path,
     local_storage: bool,
 ) -> optuna.Study:
-    """Run the trials the study still lacks over `settings.workers` processes; returns the study."""
+    """Run the slots the study still lacks over `settings.workers` processes; returns the study."""
     study = load_study(settings)
     if local_storage:
-        # Only this run uses its own storage, so a trial still RUNNING there was cut off by a kill.
+        # Only this run uses its own storage, so a trial still RUNNING there was cut off by a kill: it fails and its
+        # slot is queued again (a database study shared by machines does the same through the heartbeat).
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, optuna.trial.TrialState.RUNNING)))
-    remaining = max(settings.n_trials - taken, 0)
-    if remaining:
-        shares = [remaining // settings.workers + (i < remaining % settings.workers) for i in range(settings.workers)]
+    done = sum(t.state in FINISHED for t in slot_trials(study.get_trials(deepcopy=False)).values())
+    if done < settings.n_trials:
         context = multiprocessing.get_context("spawn")
         environment = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "TQDM_DISABLE": None}
         os.environ["OMP_NUM_THREADS"] = "1"
-        processes = [
-            context.Process(
-                target=run_worker, args=(prepared, extractor, settings, share, worker, output_dir), daemon=False
-            )
-            for worker, share in enumerate(shares)
-            if share
-        ]
-        for process in processes:
-            process.start()
-        for name, value in environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _follow(study, processes, settings.n_trials, taken)
+        try:
+            processes = [
+                context.Process(target=run_worker, args=(prepared, extractor, settings, worker, output_dir))
+                for worker in range(settings.workers)
+            ]
+            for process in processes:
+                process.start()
+        finally:
+            for name, value in environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        _follow(study, processes, settings.n_trials, done)
         failed = [p.exitcode for p in processes if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
-    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        raise RuntimeError("the search completed no trial; raise --n-trials or --timeout")
+    best_trial(study)  # raises when no slot completed
     return study
 
 
 def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -> None:
-    """A progress bar over the study's finished trials while the workers run."""
+    """A progress bar over the study's finished slots while the workers run."""
     with tqdm(total=n_trials, initial=already, desc="search trials", unit="trial") as bar:
         while any(p.is_alive() for p in processes):
             time.sleep(1.0)
-            finished = study.get_trials(deepcopy=False, states=FINISHED)
+            finished = [t for t in slot_trials(study.get_trials(deepcopy=False)).values() if t.state in FINISHED]
             bar.n = min(len(finished), n_trials)
             best = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
             if best:
@@ -219,5 +408,3 @@ def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -
             bar.refresh()
         for process in processes:
             process.join()
-        bar.n = min(len(study.get_trials(deepcopy=False, states=FINISHED)), n_trials)
-        bar.refresh()
