@@ -130,8 +130,18 @@ def default_dataset_repo_id(repo_id: str) -> str:
 
 
 def without_machine_paths(command: str) -> str:
-    """`command` with each absolute path cut to its last part: a published file names no folder of this machine."""
-    return shlex.join(Path(part).name if Path(part).is_absolute() else part for part in shlex.split(command))
+    """`command` as published: each absolute path cut to its last part, the data source to its file name and a
+    storage URL (which may hold a host and password) to its scheme, so it names nothing of the machine that ran it."""
+    parts = shlex.split(command)
+    for i, part in enumerate(parts):
+        option = parts[i - 1] if i else ""
+        if option == "--data":
+            parts[i] = source_name(part)
+        elif option == "--storage":
+            parts[i] = f"{part.split('://')[0]}://..." if "://" in part else Path(part).name
+        elif Path(part).is_absolute():
+            parts[i] = Path(part).name
+    return shlex.join(parts)
 
 
 def source_name(source: str) -> str:

@@ -201,3 +201,18 @@ def test_every_figure_the_card_links_is_in_the_staged_folder(run_dir, tmp_path):
     assert sorted(local) == sorted(f"figures/{name}" for name in FIGURES)
     for link in local:
         assert (staged / link).read_bytes() == (run_dir / link).read_bytes()
+
+
+def test_published_command_names_no_folder_host_or_password():
+    command = (
+        "music-genre train --data /home/me/data/music_genre.csv --output /home/me/runs/w2 "
+        "--storage postgresql://me:secret@db.example/optuna --workers 2"
+    )
+    assert without_machine_paths(command) == (
+        "music-genre train --data music_genre.csv --output w2 --storage postgresql://... --workers 2"
+    )
+    relative = "music-genre train --data ../shared/data/music_genre.csv --output runs/w2"
+    assert without_machine_paths(relative) == "music-genre train --data music_genre.csv --output runs/w2"
+    assert without_machine_paths("music-genre train --data someone/music-genre-data") == (
+        "music-genre train --data someone/music-genre-data"
+    )

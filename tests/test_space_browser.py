@@ -31,15 +31,21 @@ def find_chromium() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser():
+def require_chromium() -> Path:
+    """The browser, else a skip, or under `CI=true` a failure: CI must run every test."""
     chromium = find_chromium()
     if chromium is None or not chromium.is_file():
         where = f"{CHROMIUM_VARIABLE}={chromium}" if chromium else f"none of {', '.join(CHROMIUM_NAMES)} on PATH"
         message = f"no Chromium to drive ({where}): `apt-get install chromium` or set {CHROMIUM_VARIABLE}"
         if os.environ.get("CI") == "true":
-            pytest.fail(message)  # CI must run every test: a missing browser is a failure there, not a skip
+            pytest.fail(message)
         pytest.skip(message)
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -107,17 +113,16 @@ def test_the_browser_is_found_by_variable_or_on_path(tmp_path, monkeypatch):
     assert find_chromium() == tmp_path / "chrome"
 
 
-def test_under_ci_a_missing_browser_fails_instead_of_skipping(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    env = dict(os.environ, CI="true", PATH=str(tmp_path), PYTHONPATH=str(REPO))
-    env.pop(CHROMIUM_VARIABLE, None)
-    test = "tests/test_space_browser.py::test_one_song_and_a_csv_in_the_browser"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 1 and "no Chromium to drive" in run.stdout and " skipped" not in run.stdout
+def test_under_ci_a_missing_browser_fails_instead_of_skipping(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHROMIUM_VARIABLE, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no Chromium to drive"):
+        require_chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no Chromium to drive"):
+        require_chromium()
+    monkeypatch.setenv(CHROMIUM_VARIABLE, str(tmp_path / "missing-chrome"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CHROMIUM_PATH="):
+        require_chromium()

@@ -97,7 +97,7 @@ def space_url(staged_space, space_python, tmp_path_factory):
     finally:
         app.terminate()
         try:
-            app.wait(timeout=30)
+            app.wait(timeout=5)
         except subprocess.TimeoutExpired:
             app.kill()
         log.close()
