@@ -8,6 +8,7 @@ the Jinja template `templates/model_card.md`.
 """
 
 import json
+import shlex
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -24,6 +25,18 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 LICENSE = "apache-2.0"
 KAGGLE_DATASET = "vicsuperman/prediction-of-music-genre"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
+# The dataset repo a push stages by default, under the model repo's owner.
+DEFAULT_DATASET_NAME = "prediction-of-music-genre-cleaned"
+# The paper this model reproduces. Only its title is recorded: fill in the other fields from the paper itself, never
+# from memory (the card leaves out what is None).
+PAPER_SOURCE = {
+    "title": "Music Genre Classification Using Enhanced Feedforward Neural Networks and Hyperparameter Optimization",
+    "authors": None,
+    "year": None,
+    "url": None,
+    "code": None,
+    "model": None,
+}
 SUMMARY_METRICS = {
     "accuracy": "accuracy",
     "precision_weighted": "weighted precision",
@@ -99,30 +112,64 @@ def read_run(run_dir: str | Path) -> RunFolder:
 
 
 def write_model_card(
-    run_dir: str | Path, output_path: str | Path, repo_id: str | None = None, dataset_repo_id: str | None = None
+    run_dir: str | Path,
+    output_path: str | Path,
+    repo_id: str | None = None,
+    dataset_repo_id: str | None = None,
+    space_repo_id: str | None = None,
 ) -> ModelCard:
     """Render the run's model card to `output_path` (a README.md) and return it."""
     run = read_run(run_dir)
-    card = ModelCard(render_model_card(run, repo_id, dataset_repo_id))
+    card = ModelCard(render_model_card(run, repo_id, dataset_repo_id, space_repo_id))
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     card.save(output_path)
     return card
 
 
+def default_dataset_repo_id(repo_id: str) -> str:
+    """The dataset repo a push of `repo_id` stages unless told otherwise: the same owner, a fixed name."""
+    return f"{repo_id.split('/')[0]}/{DEFAULT_DATASET_NAME}"
+
+
+def without_machine_paths(command: str) -> str:
+    """`command` as published: each absolute path cut to its last part, the data source to its file name and a
+    storage URL (which may hold a host and password) to its scheme, so it names nothing of the machine that ran it."""
+    parts = shlex.split(command)
+    for i, part in enumerate(parts):
+        option = parts[i - 1] if i else ""
+        if option == "--data":
+            parts[i] = source_name(part)
+        elif option == "--storage":
+            parts[i] = f"{part.split('://')[0]}://..." if "://" in part else Path(part).name
+        elif Path(part).is_absolute():
+            parts[i] = Path(part).name
+    return shlex.join(parts)
+
+
+def source_name(source: str) -> str:
+    """What a card says the run read: a file's name, or a Hub dataset id as it is."""
+    return Path(source).name if Path(source).is_absolute() or source.endswith(".csv") else source
+
+
 def card_data(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None) -> ModelCardData:
-    """The card's YAML: license, library, tags, dataset, pipeline tag and the test figures as a model-index."""
+    """The card's YAML: license, library, tags, dataset, pipeline tag and the test figures as a model-index.
+
+    The model-index and `datasets:` name a Hub dataset id: `dataset_repo_id`, else the default under `repo_id`'s
+    owner. Without either no Hub dataset can be named, so the card carries no model-index.
+    """
     tuned = run.metrics["tuned"]
+    dataset_repo_id = dataset_repo_id or (default_dataset_repo_id(repo_id) if repo_id else None)
     dataset_name = (
         f"Prediction of Music Genre (Spotify, cleaned), {run.training_run['split_mode']} split, "
         f"seed {run.training_run['seed']}"
     )
     eval_results = [
         EvalResult(
-            task_type="tabular-classification",
+            task_type=TASK,
             task_name="Music genre classification",
-            dataset_type=dataset_repo_id or KAGGLE_DATASET,
+            dataset_type=dataset_repo_id,
             dataset_name=dataset_name,
-            dataset_config="default" if dataset_repo_id else None,
+            dataset_config="default",
             dataset_split="test",
             metric_type=metric_type,
             metric_value=tuned[key],
@@ -130,28 +177,41 @@ def card_data(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str |
             metric_args=args,
         )
         for key, metric_type, args, name in EVAL_METRICS
+        if dataset_repo_id
     ]
     return ModelCardData(
         license=LICENSE,
         library_name="transformers",
-        pipeline_tag="tabular-classification",
+        pipeline_tag=TASK,
         tags=["tabular-classification", "music", "genre-classification", "spotify", "pytorch", "custom_code"],
         datasets=[dataset_repo_id] if dataset_repo_id else None,
         metrics=["accuracy", "f1", "roc_auc"],
         model_name=repo_id.split("/")[-1] if repo_id else "music-genre-ffn",
-        eval_results=eval_results,
+        eval_results=eval_results or None,
     )
 
 
-def render_model_card(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None) -> str:
+def render_model_card(
+    run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
+) -> str:
     """The whole README.md: YAML front matter and the templated body."""
     metrics, report = run.metrics, run.data_report
+    data = card_data(run, repo_id, dataset_repo_id)
     return render_template(
         "model_card.md",
-        card_data=card_data(run, repo_id, dataset_repo_id).to_yaml(),
+        card_data=data.to_yaml(),
+        model_name=data.model_name,
+        license=LICENSE,
         model_ref=repo_id or "path/to/this/folder",
         repo_id=repo_id,
-        dataset_repo_id=dataset_repo_id,
+        dataset_repo_id=(data.datasets or [None])[0],
+        space_repo_id=space_repo_id,
+        paper_source=PAPER_SOURCE,
+        source_name=source_name(report["source"]),
+        command=without_machine_paths(run.training_run["command"]),
+        evaluation=metrics.get("evaluation"),
+        compute=metrics.get("compute"),
+        software=metrics.get("software"),
         task=TASK,
         genres=GENRES,
         example_row=_python_dict(EXAMPLE_ROW),
@@ -188,6 +248,7 @@ def render_template(name: str, **values) -> str:
     environment.filters["num"] = _number
     environment.filters["setting"] = _setting
     environment.filters["metric"] = _metric
+    environment.filters["duration"] = _duration
     return environment.get_template(name).render(**values)
 
 
@@ -400,6 +461,16 @@ def _number(value) -> str:
 def _metric(value: float) -> str:
     """A test figure: always four decimals, so tables line up and 0 reads as a score."""
     return f"{float(value):.4f}"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as the card reads them: 1 h 02 min, 4 min 16 s, 12.3 s."""
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{seconds:.1f} s"
 
 
 def _setting(value) -> str:

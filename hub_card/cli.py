@@ -17,7 +17,11 @@ def add_push_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     parser.add_argument("--run", type=Path, required=True, help="the run folder written by `music-genre train`")
     parser.add_argument("--repo-id", required=True, help="the model repo, OWNER/NAME")
-    parser.add_argument("--dataset-repo-id", help="also publish the run's cleaned, split data to this dataset repo")
+    parser.add_argument(
+        "--dataset-repo-id",
+        help="the dataset repo for the run's cleaned, split data, which the card's model-index names "
+        "(default: OWNER/prediction-of-music-genre-cleaned, under the model repo's owner)",
+    )
     parser.add_argument("--space-repo-id", help="also publish the Gradio Space to this Space repo")
     parser.add_argument("--private", action="store_true", help="create the repos as private")
     parser.add_argument(

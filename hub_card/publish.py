@@ -12,11 +12,13 @@ import ast
 import json
 import logging
 import shutil
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import datasets
 import httpx2  # huggingface_hub's HTTP client: refused connections and timeouts surface as its errors
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
@@ -29,8 +31,11 @@ from hub_card.card import (
     LICENSE,
     MODEL_FILES,
     RunFolder,
+    default_dataset_repo_id,
     read_run,
     render_template,
+    source_name,
+    without_machine_paths,
     write_model_card,
 )
 from modeling import FEATURE_NAMES, GENRES
@@ -49,6 +54,36 @@ REMOTE_CODE = (
 # Packages of this project: a Space or a model repo that imports them would not run on the Hub.
 PROJECT_PACKAGES = frozenset({"modeling", "training", "hub_card", "space"})
 REPO_KINDS = ("model", "dataset", "space")
+# Binary files go through Git LFS, so a staged folder can also be pushed with plain git (the Hub refuses them else).
+GITATTRIBUTES = "".join(
+    f"*.{extension} filter=lfs diff=lfs merge=lfs -text\n" for extension in ("safetensors", "parquet", "png")
+)
+# The source's placeholder for an unknown artist: published as a missing value.
+EMPTY_ARTIST = "empty_field"
+# What each published column means and its unit, after Spotify's audio-feature definitions.
+COLUMN_MEANINGS = {
+    "popularity": "Spotify's popularity of the track when collected, from its plays and their recency; 0 to 100",
+    "acousticness": "confidence that the track is acoustic; 0 to 1",
+    "danceability": "how suitable the track is for dancing (tempo, rhythm, beat strength, regularity); 0 to 1",
+    "duration_ms": "length of the track in milliseconds; null where the source has -1",
+    "energy": "perceptual intensity and activity; 0 to 1",
+    "instrumentalness": "likelihood that the track has no vocals; 0 to 1",
+    "key": "the track's key as a pitch-class name (C, C#, ..., B)",
+    "liveness": "likelihood that the track was performed live (an audience in the recording); 0 to 1",
+    "loudness": "overall loudness of the track in decibels (dB), mostly between -60 and 0",
+    "mode": "modality, `Major` or `Minor`",
+    "speechiness": "presence of spoken words; 0 to 1",
+    "tempo": "estimated tempo in beats per minute (BPM); null where the source has `?`",
+    "valence": "musical positiveness (happy, cheerful against sad, angry); 0 to 1",
+    "genre": "the genre the source files the track under (its `music_genre` column); the label",
+    "artist_name": "the artist, as the source spells it; null where the source has the placeholder `empty_field`",
+    "track_name": "the track's title, as the source spells it",
+}
+# Source columns the published table leaves out, and why.
+DROPPED_COLUMNS = {
+    "instance_id": "the source's row id, not a property of the song",
+    "obtained_date": "when the row was collected (5 values such as `4-Apr`, one malformed): collection metadata",
+}
 
 
 class PublishError(RuntimeError):
@@ -65,13 +100,15 @@ def stage(
     data: str | None = None,
     space_dir: str | Path = SPACE_DIR,
 ) -> dict[str, Path]:
-    """Write `out_dir/model` (and `dataset`, `space` when their repo ids are given); returns the folders by kind.
+    """Write `out_dir/model`, `out_dir/dataset` (by default for the repo `default_dataset_repo_id(repo_id)`) and
+    `out_dir/space` when its repo id is given; returns the folders by kind.
 
     `data` overrides the CSV the run recorded (its sha256 must still be the run's).
     """
     run = _read_run(run_dir)
     out = Path(out_dir)
-    staged = {"model": stage_model(run, repo_id, dataset_repo_id, out / "model")}
+    dataset_repo_id = dataset_repo_id or default_dataset_repo_id(repo_id)  # the model-index names a Hub dataset
+    staged = {"model": stage_model(run, repo_id, dataset_repo_id, out / "model", space_repo_id)}
     if dataset_repo_id:
         staged["dataset"] = stage_dataset(run, dataset_repo_id, out / "dataset", data)
     if space_repo_id:
@@ -134,11 +171,14 @@ def push(
     return staged
 
 
-def stage_model(run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path) -> Path:
+def stage_model(
+    run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_repo_id: str | None = None
+) -> Path:
     """The model folder as the run saved it, its card as README.md, and the run's figures."""
     folder = _fresh(folder)
     _copy_model_files(run, folder)
-    write_model_card(run.path, folder / "README.md", repo_id, dataset_repo_id)
+    write_model_card(run.path, folder / "README.md", repo_id, dataset_repo_id, space_repo_id)
+    (folder / ".gitattributes").write_text(GITATTRIBUTES)
     if run.figures:
         (folder / "figures").mkdir()
         for name in run.figures:
@@ -182,12 +222,14 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
             )
 
     folder = _fresh(folder)
+    (folder / ".gitattributes").write_text(GITATTRIBUTES)
     (folder / "data").mkdir()
     features = dataset_features()
     files, infos = {}, {}
     for name in SPLITS:
         rows = loaded.frame.iloc[positions[name]][list(KEPT_COLUMNS)].reset_index(drop=True)
         rows["genre"] = rows["genre"].map(GENRES.index)
+        rows["artist_name"] = rows["artist_name"].mask(rows["artist_name"] == EMPTY_ARTIST)
         table = pa.Table.from_pandas(rows, schema=features.arrow_schema, preserve_index=False)
         files[name] = f"data/{name}-00000-of-00001.parquet"
         pq.write_table(table, folder / files[name])
@@ -195,7 +237,10 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
 
     total = sum(info.num_examples for info in infos.values())
     card_data = DatasetCardData(
+        # The source states no license in this project's records: its terms are those of its Kaggle page.
         license="other",
+        license_name="prediction-of-music-genre-source-terms",
+        license_link=KAGGLE_URL,
         pretty_name="Prediction of Music Genre, cleaned and split",
         task_categories=["tabular-classification"],
         tags=["music", "genre", "spotify", "audio-features", "tabular"],
@@ -217,8 +262,11 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
         card_data=card_data.to_yaml(),
         dataset_repo_id=dataset_repo_id,
         sha256=loaded.sha256,
-        source_name=Path(source).name,
+        source_name=source_name(str(source)),
         run=run.training_run,
+        columns=[(name, _type_name(feature), COLUMN_MEANINGS[name]) for name, feature in features.items()],
+        dropped_columns=_dropped_columns(source),
+        empty_artists=int((loaded.frame["artist_name"] == EMPTY_ARTIST).sum()),
         report=loaded.report,
         splits={name: info.num_examples for name, info in infos.items()},
         features=[(name, _type_name(feature)) for name, feature in features.items()],
@@ -254,6 +302,7 @@ def stage_space(
     for name in SPACE_FILES:
         shutil.copy2(space_dir / name, folder / name)
     shutil.copytree(model_folder, folder / "model")
+    (folder / ".gitattributes").write_text(GITATTRIBUTES)
     card_data = SpaceCardData(
         title="Music genre classifier",
         emoji="🎵",
@@ -261,6 +310,8 @@ def stage_space(
         colorTo="pink",
         sdk="gradio",
         sdk_version=gradio_version,
+        # The Hub's default Python cannot install the requirements; this is the version the tests run them on.
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         app_file="app.py",
         license=LICENSE,
         models=[repo_id],
@@ -288,6 +339,10 @@ def _copy_model_files(run: RunFolder, folder: Path) -> None:
         raise PublishError(f"model folder {run.model_dir} lacks its remote code: {', '.join(missing)}")
     for name in (*MODEL_FILES, *REMOTE_CODE):
         shutil.copy2(run.model_dir / name, folder / name)
+    # The published run record names files, never a folder of the machine that made it.
+    published = dict(run.training_run, command=without_machine_paths(run.training_run["command"]))
+    published["data_source"] = source_name(str(published["data_source"]))
+    (folder / "training_run.json").write_text(json.dumps(published, indent=2) + "\n")
 
 
 def _fresh(folder: Path) -> Path:
@@ -306,6 +361,15 @@ def _project_imports(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             roots.add(node.module.split(".")[0])
     return sorted(roots & PROJECT_PACKAGES)
+
+
+def _dropped_columns(source: str) -> list[tuple[str, str]]:
+    """The source CSV's columns the published table leaves out, with the reason (none for a published dataset)."""
+    if not Path(source).is_file():
+        return []
+    header = pd.read_csv(source, nrows=0).columns
+    kept = {*KEPT_COLUMNS, "music_genre"}  # music_genre is published as `genre`
+    return [(name, DROPPED_COLUMNS.get(name, "not a model input")) for name in header if name not in kept]
 
 
 def _size_category(rows: int) -> str:

@@ -19,7 +19,9 @@ from .feature_extraction_genre_ffn import GenreFeatureExtractor, parse_rows
 from .modeling_genre_ffn import GenreFFNForSequenceClassification
 from .pipeline_genre_ffn import GenreClassificationPipeline
 
-TASK = "music-genre-classification"
+# The Hub's task for this model (the card's `pipeline_tag`); the name the first releases used is still accepted.
+TASK = "tabular-classification"
+TASK_ALIASES = ("music-genre-classification",)
 
 AutoConfig.register(GenreFFNConfig.model_type, GenreFFNConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(GenreFFNConfig, GenreFFNForSequenceClassification, exist_ok=True)
@@ -27,12 +29,15 @@ AutoFeatureExtractor.register(GenreFFNConfig, GenreFeatureExtractor, exist_ok=Tr
 GenreFFNConfig.register_for_auto_class()
 GenreFFNForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 GenreFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
-PIPELINE_REGISTRY.register_pipeline(
-    TASK,
-    pipeline_class=GenreClassificationPipeline,
-    pt_model=AutoModelForSequenceClassification,
-    type="multimodal",
-)
+# TASK last: the pipeline class remembers the last task registered, and a saved folder's config.json names that one
+# only, so `pipeline(model=folder, trust_remote_code=True)` can still infer its task.
+for registered_task in (*TASK_ALIASES, TASK):
+    PIPELINE_REGISTRY.register_pipeline(
+        registered_task,
+        pipeline_class=GenreClassificationPipeline,
+        pt_model=AutoModelForSequenceClassification,
+        type="multimodal",
+    )
 
 
 def save_model_folder(
@@ -50,6 +55,7 @@ __all__ = [
     "GENRES",
     "KEY_NAMES",
     "TASK",
+    "TASK_ALIASES",
     "GenreClassificationPipeline",
     "GenreFFNConfig",
     "GenreFFNForSequenceClassification",

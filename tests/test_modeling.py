@@ -108,9 +108,10 @@ model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_
 extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
 logits = model(**extractor(rows, return_tensors="pt")).logits
 classifier = pipeline(model=folder, trust_remote_code=True)
+by_task = pipeline("tabular-classification", model=folder, trust_remote_code=True)  # the card's pipeline_tag
 assert not any(name.split(".")[0] in BLOCKED for name in sys.modules)
 print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "pipeline": classifier(rows, top_k=2),
-                  "model_class": type(model).__module__}))
+                  "pipeline_by_task": by_task(rows, top_k=2), "model_class": type(model).__module__}))
 """
 
 
@@ -143,6 +144,9 @@ def test_remote_code_folder_loads_without_the_project(tmp_path, raw_rows):
     local_pipeline = pipeline(model=model, feature_extractor=extractor, task="music-genre-classification")
     expected = local_pipeline(raw_rows, top_k=2)
     assert [[g["label"] for g in row] for row in remote["pipeline"]] == [[g["label"] for g in row] for row in expected]
+    assert remote["pipeline_by_task"] == remote["pipeline"]
+    # One task in config.json, so a task-less `pipeline(model=...)` can infer it; the old name works in-process.
+    assert json.loads((tmp_path / "config.json").read_text())["custom_pipelines"].keys() == {"tabular-classification"}
     assert AutoFeatureExtractor.from_pretrained(tmp_path).to_dict()["quantiles"] == extractor.quantiles
 
 

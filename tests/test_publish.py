@@ -2,10 +2,12 @@
 
 import argparse
 import base64
+import fnmatch
 import json
 import logging
 import re
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from huggingface_hub import SpaceCard
+from huggingface_hub import DatasetCard, SpaceCard
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
 from hub_card.cli import add_push_parser
@@ -63,7 +65,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
 def test_staged_model_loads_without_the_project_and_predicts_as_in_process(staged, run_dir, raw_rows):
     folder = staged["model"]
     figures = {f"figures/{p.name}" for p in (run_dir / "figures").iterdir()}
-    assert set(files_under(folder)) == MODEL_FILES | {"README.md"} | figures
+    assert set(files_under(folder)) == MODEL_FILES | {"README.md", ".gitattributes"} | figures
     remote = load_in_clean_process(folder, raw_rows)
     assert remote["model_class"].startswith("transformers_modules.")
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model").eval()
@@ -91,9 +93,60 @@ def test_staged_dataset_loads_with_the_runs_split(staged, run_dir):
     reloaded = load_data(str(staged["dataset"]))
     assert reloaded.sha256 == run_info["data_sha256"]
     fixed = split_indices(reloaded, seed=123, mode="group")
+    unknown_artists = 0
     for name in ("train", "validation", "test"):
         expected = original.frame.iloc[positions[name]].reset_index(drop=True)
+        # The source's placeholder artist is published as a missing value.
+        placeholder = expected["artist_name"] == "empty_field"
+        unknown_artists += int(placeholder.sum())
+        expected["artist_name"] = expected["artist_name"].mask(placeholder)
         pd.testing.assert_frame_equal(reloaded.frame.iloc[fixed[name]].reset_index(drop=True), expected)
+    assert unknown_artists > 0  # the slice holds some, so the check above means something
+    assert sum(published[name]["artist_name"].count(None) for name in published) == unknown_artists
+
+
+def test_dataset_card_states_license_source_columns_and_what_was_dropped(staged):
+    from hub_card.publish import COLUMN_MEANINGS
+
+    card = DatasetCard.load(staged["dataset"] / "README.md")
+    assert card.data.license == "other"
+    assert card.data.license_name and card.data.license_link.startswith("https://www.kaggle.com/datasets/")
+    text = card.text
+    for name, meaning in COLUMN_MEANINGS.items():
+        assert re.search(rf"^\| `{name}` \| [^|]+ \| {re.escape(meaning)} \|$", text, re.M), name
+    assert "| `instance_id` |" in text and "| `obtained_date` |" in text
+    assert "@misc{prediction_of_music_genre," in text
+
+
+def machine_paths(run_dir: Path) -> set[str]:
+    """Absolute paths of the machine that made a run: its folder, its data and where both live."""
+    from tests.conftest import REPO
+
+    run_info = json.loads((run_dir / "model" / "training_run.json").read_text())
+    data = Path(run_info["data_source"]).resolve()
+    paths = {run_dir, run_dir.resolve(), data, data.parent, run_dir.parent.resolve(), REPO}
+    return {str(path) for path in paths if path.is_absolute() and len(path.parts) > 2}
+
+
+def test_no_staged_file_holds_a_path_of_the_machine(staged, run_dir):
+    paths = machine_paths(run_dir)
+    assert str(run_dir.resolve()) in paths and len(paths) >= 4
+    for kind, folder in staged.items():
+        for name, content in files_under(folder).items():
+            for path in paths:
+                assert path.encode() not in content, f"{kind}/{name} holds {path}"
+    published = json.loads((staged["model"] / "training_run.json").read_text())
+    assert published["data_source"] == "slice.csv" and "--data slice.csv --output run " in published["command"]
+
+
+def test_every_staged_repo_sends_its_binary_files_through_lfs(staged):
+    for kind, folder in staged.items():
+        patterns = [line.split()[0] for line in (folder / ".gitattributes").read_text().splitlines()]
+        assert all("filter=lfs" in line for line in (folder / ".gitattributes").read_text().splitlines())
+        binary = [path for path in folder.rglob("*") if path.suffix in (".safetensors", ".parquet", ".png")]
+        assert binary, kind
+        for path in binary:
+            assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), f"{kind}: {path.name}"
 
 
 def test_staged_space_bundles_the_model_its_app_loads_by_default(staged, space_dir):
@@ -106,6 +159,8 @@ def test_staged_space_bundles_the_model_its_app_loads_by_default(staged, space_d
     assert bundled == files_under(staged["model"])
     card = SpaceCard.load(folder / "README.md").data
     assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", version("gradio"), "app.py")
+    # The Hub's default Python (3.10) cannot install the requirements: the card names the one the tests use.
+    assert card.python_version == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert card.models == [REPO_ID] and card.datasets == [DATASET_REPO_ID]
 
 
@@ -126,6 +181,12 @@ def test_the_projects_own_space_app_stages_by_default(run_dir, tmp_path):
     folder = stage(run_dir, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID)["space"]
     for name in ("app.py", "requirements.txt"):
         assert (folder / name).read_bytes() == (REPO / "space" / name).read_bytes()
+    requirements = [line.split("#")[0].strip() for line in (folder / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in requirements if line]
+    # The CPU build of torch, pinned; gradio left to the Hub, which installs gradio==sdk_version itself.
+    assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert f"torch=={version('torch').split('+')[0]}" in requirements
+    assert not [line for line in requirements if line.startswith("gradio")]
     weights = "model/model.safetensors"
     assert (folder / weights).read_bytes() == (run_dir / weights).read_bytes()
 

@@ -6,6 +6,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 from transformers import Trainer
 
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
@@ -126,7 +127,27 @@ def test_search_objective_is_a_validation_figure(run_dir):
 def test_same_seed_gives_identical_metrics(run_dir, slice_csv, tmp_path):
     again = tmp_path / "again"
     assert main(train_args(slice_csv, again)) == 0
-    assert (again / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
+    first, second = (json.loads((folder / "metrics.json").read_text()) for folder in (run_dir, again))
+    # Everything but the wall-clock timings is identical.
+    assert first.pop("compute").keys() == second.pop("compute").keys()
+    assert first == second
+
+
+def test_metrics_record_how_the_test_figures_were_computed_and_the_runs_compute_and_software(run_dir):
+    from modeling.modeling_genre_ffn import native_bfloat16
+    from training.environment import SOFTWARE
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    evaluation = metrics["evaluation"]
+    assert evaluation["split"] == "test" and evaluation["rows"] == 200 and evaluation["device"] == "cpu"
+    # The run's model is set to bfloat16; it computes so only where this CPU does bfloat16 natively.
+    assert evaluation["dtype"] == ("bfloat16" if native_bfloat16("cpu") else "float32")
+    assert evaluation["hardware"].endswith("native bfloat16")
+    compute = metrics["compute"]
+    assert compute["wall_seconds"] >= compute["search_seconds"] + compute["final_training_seconds"] > 0
+    assert compute["workers"] == 1 and compute["torch_threads"] == 1
+    assert set(metrics["software"]) == {"python", *SOFTWARE}
+    assert metrics["software"]["torch"] == torch.__version__
 
 
 def test_eda_writes_the_data_figures(slice_csv, tmp_path):

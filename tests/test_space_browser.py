@@ -1,6 +1,7 @@
 """The Space in a real browser: Debian's chromium driven by Playwright, headless, on 127.0.0.1."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,23 +11,45 @@ from tests.test_space import free_port, local_pipeline, model_folder, songs, son
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
 
-CHROMIUM = Path("/usr/bin/chromium")
+# A Chromium (or Chrome) binary: this variable, else `chromium` or `chromium-browser` on PATH.
+CHROMIUM_VARIABLE = "CHROMIUM_PATH"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 
 
+def find_chromium() -> Path | None:
+    """The browser to drive: `CHROMIUM_PATH` if set (it must exist), else the first of CHROMIUM_NAMES on PATH."""
+    if os.environ.get(CHROMIUM_VARIABLE):
+        return Path(os.environ[CHROMIUM_VARIABLE])
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+def require_chromium() -> Path:
+    """The browser, else a skip, or under `CI=true` a failure: CI must run every test."""
+    chromium = find_chromium()
+    if chromium is None or not chromium.is_file():
+        where = f"{CHROMIUM_VARIABLE}={chromium}" if chromium else f"none of {', '.join(CHROMIUM_NAMES)} on PATH"
+        message = f"no Chromium to drive ({where}): `apt-get install chromium` or set {CHROMIUM_VARIABLE}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return chromium
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it)")
-        pytest.skip("no /usr/bin/chromium")
+    chromium = require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
@@ -74,3 +97,32 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, son
     for name in ("one_song.png", "many_songs.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     page.close()
+
+
+def test_the_browser_is_found_by_variable_or_on_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHROMIUM_VARIABLE, raising=False)
+    binary = tmp_path / "bin" / "chromium-browser"
+    binary.parent.mkdir()
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(binary.parent))
+    assert find_chromium() == binary
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_chromium() is None
+    monkeypatch.setenv(CHROMIUM_VARIABLE, str(tmp_path / "chrome"))
+    assert find_chromium() == tmp_path / "chrome"
+
+
+def test_under_ci_a_missing_browser_fails_instead_of_skipping(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHROMIUM_VARIABLE, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no Chromium to drive"):
+        require_chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no Chromium to drive"):
+        require_chromium()
+    monkeypatch.setenv(CHROMIUM_VARIABLE, str(tmp_path / "missing-chrome"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CHROMIUM_PATH="):
+        require_chromium()

@@ -10,6 +10,7 @@ import json
 import logging
 import shlex
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassific
 from training import figures
 from training.calibration import calibrate
 from training.data import GenreData, load_data, prepare_splits, split_indices
+from training.environment import compute_record, evaluation_record, software_versions
 from training.scoring import test_metrics
 from training.search import SearchSettings, best_trial, hyperparameters_from, run_search, slot_of, trials_frame
 from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
@@ -70,6 +72,7 @@ class RunOptions:
 def train_run(options: RunOptions) -> Path:
     """Run the whole method; returns the run folder."""
     torch.set_num_threads(1)
+    started = time.perf_counter()
     out = Path(options.output)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     logger.info("run folder: %s", out.resolve())
@@ -99,6 +102,7 @@ def train_run(options: RunOptions) -> Path:
     )
     logger.info("search: %d trials, %d worker(s), study %s", options.n_trials, options.workers, settings.storage)
     # The search sees train and validation only: its objective can never read the test split.
+    search_started = time.perf_counter()
     study = run_search(
         prepared.only("train", "validation"),
         extractor,
@@ -106,13 +110,16 @@ def train_run(options: RunOptions) -> Path:
         out / "checkpoints" / "search",
         options.storage is None,
     )
+    search_seconds = time.perf_counter() - search_started
     trials = trials_frame(study)
     trials.to_csv(out / "trials.csv", index=False)
     chosen = best_trial(study)
     best = hyperparameters_from(chosen.params, options.members)
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
+    final_started = time.perf_counter()
     tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed)
+    final_seconds = time.perf_counter() - final_started
     # How the saved model computes at inference; its test figures below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
     # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
@@ -144,6 +151,10 @@ def train_run(options: RunOptions) -> Path:
         "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
         **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / "figures", options.seed),
         "paper": PAPER,
+        # What the card reports of the run: how the test figures were computed, its timings and software.
+        "evaluation": evaluation_record(tuned.model, len(test_rows)),
+        "compute": compute_record(time.perf_counter() - started, search_seconds, final_seconds, options.workers),
+        "software": software_versions(),
     }
     _write_json(out / "metrics.json", metrics)
     write_run_figures(out / "figures", data, prepared, extractor, tuned, trials)
