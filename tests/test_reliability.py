@@ -327,6 +327,10 @@ def data_cases(slice_csv: Path, folder: Path) -> dict[str, tuple[str, str]]:
     header = slice_csv.read_text().splitlines()[0] + "\n"
     one_genre = folder / "one_genre.csv"
     frame[frame["music_genre"] == "Jazz"].to_csv(one_genre, index=False)
+    empty_folder = folder / "a_folder"
+    empty_folder.mkdir()
+    binary = folder / "binary.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
     unknown = folder / "unknown.csv"
     frame.assign(music_genre="Polka").to_csv(unknown, index=False)
     return {
@@ -337,6 +341,8 @@ def data_cases(slice_csv: Path, folder: Path) -> dict[str, tuple[str, str]]:
         "unknown genres only": (str(unknown), "no rows left in"),
         "missing columns": (str(write(folder / "columns.csv", "a,b\n1,2\n")), "missing column(s): popularity"),
         "unreachable Hub dataset": ("someone/no-such-dataset", "cannot load the dataset someone/no-such-dataset"),
+        "binary file": (str(binary), "is not a readable CSV"),
+        "a folder": (str(empty_folder), "is a folder holding no CSV nor published dataset"),
     }
 
 
@@ -346,6 +352,7 @@ def test_every_data_fault_is_one_line_and_status_2(slice_csv, tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.startswith("music-genre train: error: ") and message in error, (case, error)
         assert error.count("\n") == 1 and "Traceback" not in error, case
+        assert not (tmp_path / "run").exists(), case  # a failed first run leaves no folder behind
 
 
 def test_output_faults_and_wrong_arguments_are_one_line_and_status_2(slice_csv, tmp_path, capsys):

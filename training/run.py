@@ -23,6 +23,7 @@ from modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassific
 from training import figures
 from training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
 from training.run_folder import (
+    LOCK_FILE,
     MANIFEST,
     RunFolderError,
     commit,
@@ -94,16 +95,24 @@ def train_run(options: RunOptions) -> Path:
     torch.set_num_threads(1)
     _quiet_libraries()
     run_folder = Path(options.output)
+    created = not run_folder.exists()
     _make_run_folder(run_folder)
-    with run_lock(run_folder, options.command()):
-        for note in settle(run_folder):
-            logger.info("run folder: %s", note)
-        pending = new_pending(run_folder)
-        try:
-            _train_into(options, run_folder, pending)
-        except BaseException:
-            shutil.rmtree(pending, ignore_errors=True)  # ours, uncommitted: the previous state stays as it was
-            raise
+    try:
+        with run_lock(run_folder, options.command()):
+            for note in settle(run_folder):
+                logger.info("run folder: %s", note)
+            pending = new_pending(run_folder)
+            try:
+                _train_into(options, run_folder, pending)
+            except BaseException:
+                shutil.rmtree(pending, ignore_errors=True)  # ours, uncommitted: the previous state stays as it was
+                raise
+    except BaseException:
+        if created:  # a run that failed at once (bad data, say) leaves no empty folder behind
+            (run_folder / LOCK_FILE).unlink(missing_ok=True)
+            if not any(run_folder.iterdir()):
+                run_folder.rmdir()
+        raise
     return run_folder
 
 
