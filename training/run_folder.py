@@ -49,6 +49,17 @@ LEGACY_MODEL_FILES = (
 )
 
 
+LEGACY_FIGURES = (
+    "log_transform.png",
+    "pca.png",
+    "tsne.png",
+    "loss_curves.png",
+    "roc_curves.png",
+    "confusion_matrix.png",
+    "optimization_history.png",
+)
+
+
 class RunFolderError(RuntimeError):
     """A run folder that cannot be used as asked, in one line saying what to do."""
 
@@ -205,8 +216,8 @@ def _roll_forward(folder: Path, pending: Path) -> None:
             os.rename(source, target)
         else:
             os.replace(source, target)
-    os.replace(pending / MANIFEST, folder / MANIFEST)
-    _fsync_folder(folder)
+    # A copy: the pending manifest marks the commit as done-but-unsettled until the pending folder is gone.
+    write_bytes_atomic(folder / MANIFEST, (pending / MANIFEST).read_bytes())
     _carry_over(folder, replaced, manifest)
     shutil.rmtree(pending)
 
@@ -217,13 +228,12 @@ def _carry_over(folder: Path, replaced: Path, manifest: dict) -> None:
     if previous.is_file():
         ours = set(json.loads(previous.read_text()).get("files", {}))
     else:
-        ours = {f"model/{name}" for name in LEGACY_MODEL_FILES} | {"figures/*.png"}
+        ours = {f"model/{name}" for name in LEGACY_MODEL_FILES} | {f"figures/{name}" for name in LEGACY_FIGURES}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for old_folder in [p for p in replaced.iterdir() if p.is_dir()]:
         for file in sorted(p for p in old_folder.rglob("*") if p.is_file()):
             name = file.relative_to(replaced).as_posix()
-            legacy_png = "figures/*.png" in ours and name.startswith("figures/") and name.endswith(".png")
-            if name in ours or legacy_png:
+            if name in ours:
                 continue
             target = folder / name
             # Beside the new model, someone else's weights or configs would be loaded with it: moved aside.
