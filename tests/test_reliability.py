@@ -267,6 +267,20 @@ def test_the_run_records_no_path_of_the_machine_and_carries_a_model_card(one_mem
     assert verify(output)["files"]["model/README.md"]
 
 
+def test_evaluate_without_data_finds_the_recorded_file_by_name_and_checks_its_sha256(
+    one_member_run, slice_csv, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # the run recorded "slice.csv", which is not here
+    monkeypatch.setenv("MUSIC_GENRE_CSV", str(slice_csv))
+    assert main(["evaluate", "--model", str(one_member_run / "model"), "--json"]) == 0
+    metrics = json.loads((one_member_run / "metrics.json").read_text())
+    assert json.loads(capsys.readouterr().out)["tuned"]["accuracy"] == metrics["tuned"]["accuracy"]
+    other = write(tmp_path / "other.csv", slice_csv.read_text().replace("Major", "Minor", 1))
+    monkeypatch.setenv("MUSIC_GENRE_CSV", str(other))
+    assert main(["evaluate", "--model", str(one_member_run / "model")]) == 2
+    assert "pass --data with the run's slice.csv" in capsys.readouterr().err
+
+
 def test_a_rerun_failing_midway_leaves_the_previous_run_whole(one_member_run, slice_csv, monkeypatch, capsys):
     from training import run
 
@@ -407,3 +421,18 @@ def test_a_tuned_model_below_the_initial_one_is_warned_about(caplog):
     caplog.clear()
     _warn_if_tuned_is_worse({"initial": {"accuracy": 0.5}, "tuned": {"accuracy": 0.6}, "search": {"n_trials": 3}})
     assert not caplog.text
+
+
+def test_training_log_lines_hold_numbers_and_no_progress_bar_off_a_terminal(caplog, capsys):
+    from types import SimpleNamespace
+
+    from training.trainer import EpochProgressCallback
+
+    caplog.set_level("INFO", logger="music_genre")
+    callback, state = EpochProgressCallback("tuned"), SimpleNamespace(is_world_process_zero=True)
+    callback.on_train_begin(SimpleNamespace(num_train_epochs=2), state, None)
+    callback.on_log(None, state, None, logs={"loss": 1.234567, "epoch": 1.0, "total_flos": 5})
+    callback.on_epoch_end(None, state, None)
+    callback.on_train_end(None, state, None)
+    assert "tuned: {'loss': 1.235, 'epoch': 1.0}" in caplog.text
+    assert "\r" not in capsys.readouterr().err
