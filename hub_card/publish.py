@@ -295,9 +295,10 @@ def _read_run(run_dir: str | Path) -> RunFolder:
 
 def _is_run_folder(folder: Path) -> bool:
     """What train writes at a run folder's top (a staged model folder holds training_run.json too, one level down)."""
-    run_files = ("run.json", "metrics.json", "optuna-study.journal", "trials.csv", "splits.json")
     model_info = (folder / "model" / "training_run.json").is_file() and "model" not in _staged_folders(folder)
-    return model_info or any((folder / name).exists() for name in run_files)
+    metrics_and_model = (folder / "metrics.json").is_file() and (folder / "model").is_dir()
+    own_files = (folder / "run.json").is_file() or (folder / "optuna-study.journal").is_file()
+    return model_info or metrics_and_model or own_files
 
 
 def _staged_folders(out: Path) -> set[str]:
@@ -317,8 +318,10 @@ def _claim_staging_root(out: Path, kinds: list[str], run_path: Path) -> None:
     """Staging writes only into folders it made: a run folder, or a folder someone else filled, is refused."""
     if out.exists() and not out.is_dir():
         raise PublishError(f"cannot stage into {out}: it is a file, not a folder")
-    if _is_run_folder(out) or out.resolve() == run_path.resolve():
-        raise PublishError(f"cannot stage into {out}: it is a run folder; stage into a new or empty folder")
+    inside_run = [folder for folder in (out, *out.resolve().parents) if _is_run_folder(folder)]
+    if inside_run and out.resolve() != (run_path / "hub").resolve():  # RUN/hub is push's own default
+        where = "it is a run folder" if inside_run[0] == out else f"it lies inside the run folder {inside_run[0]}"
+        raise PublishError(f"cannot stage into {out}: {where}; stage into a new or empty folder")
     owned = _staged_folders(out)
     for kind in kinds:
         target = out / kind

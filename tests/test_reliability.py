@@ -73,6 +73,8 @@ def test_staging_never_touches_a_run_folder(small_run, tmp_path):
     before = files_under(run)
     with pytest.raises(PublishError, match="it is a run folder"):
         stage(run, run, REPO_ID)
+    with pytest.raises(PublishError, match="it lies inside the run folder"):
+        stage(run, run / "model", REPO_ID)
     assert files_under(run) == before
 
 
