@@ -304,6 +304,28 @@ def test_a_rerun_failing_midway_leaves_the_previous_run_whole(one_member_run, sl
     assert not list(output.glob(".pending-*"))
 
 
+def test_kill_9_after_the_new_model_is_trained_leaves_the_previous_run_whole(one_member_run, slice_csv, tmp_path):
+    output = Path(shutil.copytree(one_member_run, tmp_path / "run"))
+    before = files_under(output)
+    command = [sys.executable, "-m", "training.cli", *train_args(slice_csv, output, "--members", "2")]
+    log_path = tmp_path / "rerun.log"
+    with open(log_path, "wb") as log:
+        rerun = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
+    deadline = time.time() + 120
+    while time.time() < deadline and rerun.poll() is None and "final model:" not in log_path.read_text():
+        time.sleep(0.05)
+    rerun.kill()  # while the 2-member model is trained, saved, scored and drawn
+    rerun.wait()
+    assert "final model:" in log_path.read_text() and "done:" not in log_path.read_text(), log_path.read_text()[-2000:]
+    verify(output)
+    # The lock files and the study journal (Optuna appends a line each time it opens a study) aside, byte for byte.
+    unchanged = {name: data for name, data in before.items() if not name.startswith((".", "optuna-study"))}
+    assert {name: data for name, data in files_under(output).items() if name in unchanged} == unchanged
+    # New: only the killed run's hidden leftovers (pending folder, holder record), which the next run clears.
+    assert all(name.startswith((".pending-", ".run.lock")) for name in set(files_under(output)) - set(before))
+    assert json.loads((output / "model" / "config.json").read_text())["num_members"] == 1
+
+
 def test_a_study_made_under_other_settings_is_refused_and_fresh_study_keeps_the_old_one(
     one_member_run, slice_csv, tmp_path, capsys
 ):
