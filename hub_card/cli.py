@@ -1,16 +1,23 @@
-"""`music-genre push`: registered on the project's command by `add_push_parser`."""
+"""`music-genre push`: registered on the project's command by `add_push_parser`.
+
+Cheap to import: the publishing stack (datasets, huggingface_hub, transformers) is imported when push runs.
+"""
 
 import argparse
 import sys
 from pathlib import Path
 
-from hub_card.publish import PublishError, push
+# A fault's exit status, as every `music-genre` command's.
+FAULT_STATUS = 2
 
 
-def add_push_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_push_parser(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
     """Add `push` to a `music-genre` subparser set; the handler is stored as `args.handler`."""
     parser = subparsers.add_parser(
         "push",
+        parents=list(parents),
         help="publish a run: the model repo with its card, and optionally the dataset and the Space",
         description="Stage the model (card, figures), dataset and Space folders of a run, then upload them. "
         "The token comes from HF_TOKEN or the saved login (`hf auth login`).",
@@ -28,7 +35,7 @@ def add_push_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--stage-only",
         type=Path,
         metavar="DIR",
-        help="write the folders each repo would receive into DIR; upload nothing",
+        help="write the folders each repo would receive into DIR (new, empty, or staged before); upload nothing",
     )
     parser.add_argument("--endpoint", metavar="URL", help="the Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--data", help="the run's CSV, where it is no longer at the path the run recorded")
@@ -37,6 +44,8 @@ def add_push_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def run_push(args: argparse.Namespace) -> int:
+    from hub_card.publish import PublishError, push
+
     try:
         staged = push(
             args.run,
@@ -50,7 +59,7 @@ def run_push(args: argparse.Namespace) -> int:
         )
     except PublishError as error:
         print(f"music-genre push: error: {error}", file=sys.stderr)
-        return 1
+        return FAULT_STATUS
     verb = "staged" if args.stage_only is not None else "pushed"
     for kind, folder in staged.items():
         print(f"{verb} the {kind} repo: {folder}")

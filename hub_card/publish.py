@@ -39,9 +39,12 @@ from hub_card.card import (
     write_model_card,
 )
 from modeling import FEATURE_NAMES, GENRES
-from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data
+from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
 
 logger = logging.getLogger("music_genre")
+
+# Written into a staging root: the folders it lists were made by staging, and staging again may replace them.
+STAGE_RECORD = ".music-genre-staging.json"
 
 SPACE_DIR = Path(__file__).resolve().parent.parent / "space"
 SPACE_FILES = ("app.py", "requirements.txt")
@@ -108,14 +111,18 @@ def stage(
     run = _read_run(run_dir)
     out = Path(out_dir)
     dataset_repo_id = dataset_repo_id or default_dataset_repo_id(repo_id)  # the model-index names a Hub dataset
+    requested = ["model"] + (["dataset"] if dataset_repo_id else []) + (["space"] if space_repo_id else [])
+    _claim_staging_root(out, requested, run.path)
     staged = {"model": stage_model(run, repo_id, dataset_repo_id, out / "model", space_repo_id)}
     if dataset_repo_id:
         staged["dataset"] = stage_dataset(run, dataset_repo_id, out / "dataset", data)
     if space_repo_id:
         staged["space"] = stage_space(run, repo_id, dataset_repo_id, out / "space", Path(space_dir), staged["model"])
+    owned = _staged_folders(out)
     for kind in REPO_KINDS:
-        if kind not in staged and (out / kind).is_dir():
-            shutil.rmtree(out / kind)  # left by an earlier staging: this push does not send it
+        if kind not in staged and kind in owned and (out / kind).is_dir():
+            shutil.rmtree(out / kind)  # made by an earlier staging here: this push does not send it
+    _record_staged(out, sorted(staged))
     for kind, folder in staged.items():
         logger.info("staged the %s repo in %s", kind, folder)
     return staged
@@ -201,7 +208,7 @@ def dataset_features() -> datasets.Features:
 
 def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str | None = None) -> Path:
     """The run's exact train/validation/test rows as Parquet, and a card `datasets.load_dataset` reads."""
-    source = data or run.training_run["data_source"]
+    source = data or run_data_source(run.training_run["data_source"])
     try:
         loaded = load_data(source)
     except FileNotFoundError as error:
@@ -327,10 +334,58 @@ def stage_space(
 
 
 def _read_run(run_dir: str | Path) -> RunFolder:
+    from training.run_folder import RunFolderError, verify
+
     try:
-        return read_run(run_dir)
-    except (FileNotFoundError, ValueError) as error:
+        run = read_run(run_dir)
+        verify(Path(run_dir))  # the model and the metrics on the card must be one run's
+        return run
+    except (FileNotFoundError, ValueError, RunFolderError) as error:
         raise PublishError(_one_line(error)) from error
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """What train writes at a run folder's top (a staged model folder holds training_run.json too, one level down)."""
+    model_info = (folder / "model" / "training_run.json").is_file() and "model" not in _staged_folders(folder)
+    metrics_and_model = (folder / "metrics.json").is_file() and (folder / "model").is_dir()
+    own_files = (folder / "run.json").is_file() or (folder / "optuna-study.journal").is_file()
+    return model_info or metrics_and_model or own_files
+
+
+def _staged_folders(out: Path) -> set[str]:
+    try:
+        return set(json.loads((out / STAGE_RECORD).read_text())["folders"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _record_staged(out: Path, kinds: list[str]) -> None:
+    from training.run_folder import write_json_atomic
+
+    write_json_atomic(out / STAGE_RECORD, {"folders": sorted(_staged_folders(out) | set(kinds))})
+
+
+def _claim_staging_root(out: Path, kinds: list[str], run_path: Path) -> None:
+    """Staging writes only into folders it made: a run folder, or a folder someone else filled, is refused."""
+    if out.exists() and not out.is_dir():
+        raise PublishError(f"cannot stage into {out}: it is a file, not a folder")
+    inside_run = [folder for folder in (out, *out.resolve().parents) if _is_run_folder(folder)]
+    if inside_run and out.resolve() != (run_path / "hub").resolve():  # RUN/hub is push's own default
+        where = "it is a run folder" if inside_run[0] == out else f"it lies inside the run folder {inside_run[0]}"
+        raise PublishError(f"cannot stage into {out}: {where}; stage into a new or empty folder")
+    owned = _staged_folders(out)
+    for kind in kinds:
+        target = out / kind
+        if target.exists() and kind not in owned and (not target.is_dir() or any(target.iterdir())):
+            raise PublishError(
+                f"cannot stage into {out}: {target} exists and was not made by staging (nothing was changed); "
+                "stage into a new or empty folder"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PublishError(f"cannot create the staging folder {out}: {error.strerror or error}") from error
+    _record_staged(out, [])
 
 
 def _copy_model_files(run: RunFolder, folder: Path) -> None:
@@ -346,10 +401,17 @@ def _copy_model_files(run: RunFolder, folder: Path) -> None:
 
 
 def _fresh(folder: Path) -> Path:
-    """An empty folder: staging again must not leave files from an earlier staging behind."""
+    """An empty folder: staging again must not leave files from an earlier staging behind.
+
+    Only a folder the staging record names (made by an earlier staging) is emptied; `_claim_staging_root` has
+    refused any other non-empty one before this runs.
+    """
     if folder.exists():
+        if folder.name not in _staged_folders(folder.parent) and any(folder.iterdir()):
+            raise PublishError(f"cannot stage into {folder}: it exists and was not made by staging")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    _record_staged(folder.parent, [folder.name])
     return folder
 
 

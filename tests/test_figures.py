@@ -202,6 +202,15 @@ def test_optimization_history_marks_pruned_trials(tmp_path, captured):
     assert "3 completed, 2 pruned; 1 failed" in axis.get_title()
 
 
+def test_optimization_history_ticks_are_whole_trial_numbers(tmp_path, captured):
+    trials = pd.DataFrame({"number": range(3), "value": [0.5, 0.52, 0.51], "state": ["COMPLETE"] * 3})
+    figures.plot_optimization_history(trials, tmp_path / "history.png")
+    figure = captured[0]
+    figure.canvas.draw()
+    labels = [tick.get_text().replace("\N{MINUS SIGN}", "-") for tick in figure.axes[0].get_xticklabels()]
+    assert labels and all(label.lstrip("-").isdigit() for label in labels), labels
+
+
 def test_optimization_history_of_a_csv_round_trip_with_no_completed_trial(tmp_path):
     trials = pd.DataFrame({"number": [0, 1], "value": [np.nan, np.nan], "state": ["TrialState.PRUNED", "RUNNING"]})
     assert_png(figures.plot_optimization_history(trials, tmp_path / "history.png"))

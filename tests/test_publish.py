@@ -55,7 +55,12 @@ def space_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def staged(run_dir, space_dir, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("staged")
-    return stage(run_dir, out, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, space_dir=space_dir)
+    return stage(run_dir, out, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, space_dir=space_dir, data=slice_of(run_dir))
+
+
+def slice_of(run: Path) -> str:
+    """The CSV `build_small_run` trained on: the run records its file name only, never where it lies."""
+    return str(run.parent / "slice.csv")
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -88,7 +93,8 @@ def test_staged_dataset_loads_with_the_runs_split(staged, run_dir):
     assert sum(published[name]["tempo"].count(None) for name in published) == report["missing_values"]["tempo"]
 
     # The training loader reads the folder back as the run's exact rows, split as the run split them.
-    original = load_data(run_info["data_source"])
+    assert run_info["data_source"] == "slice.csv"
+    original = load_data(slice_of(run_dir))
     positions = json.loads((run_dir / "splits.json").read_text())
     reloaded = load_data(str(staged["dataset"]))
     assert reloaded.sha256 == run_info["data_sha256"]
@@ -272,7 +278,8 @@ def fake_hub(request, monkeypatch):
 
 @pytest.fixture
 def own_run(run_dir, tmp_path) -> Path:
-    """A copy of the run folder: `push` stages into RUN/hub."""
+    """A copy of the run folder (and its CSV beside it): `push` stages into RUN/hub."""
+    shutil.copy2(slice_of(run_dir), tmp_path / "slice.csv")
     return Path(shutil.copytree(run_dir, tmp_path / "run"))
 
 
@@ -280,6 +287,7 @@ def push_args(run: Path, endpoint: str, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="music-genre")
     add_push_parser(parser.add_subparsers(dest="command", required=True))
     command = ["push", "--run", str(run), "--repo-id", REPO_ID, "--dataset-repo-id", DATASET_REPO_ID]
+    command += ["--data", slice_of(run)]
     return parser.parse_args([*command, "--endpoint", endpoint, *extra])
 
 
@@ -287,7 +295,15 @@ def test_push_uploads_each_staged_folder_byte_for_byte(fake_hub, own_run, space_
     monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="huggingface_hub")
-    staged = push(own_run, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, endpoint=fake_hub.url, space_dir=space_dir)
+    staged = push(
+        own_run,
+        REPO_ID,
+        DATASET_REPO_ID,
+        SPACE_REPO_ID,
+        endpoint=fake_hub.url,
+        space_dir=space_dir,
+        data=slice_of(own_run),
+    )
 
     assert [(r["type"], r["organization"], r["name"]) for r in fake_hub.created] == [
         ("model", "someone", "music-genre-ffn"),
@@ -317,7 +333,7 @@ def test_push_uploads_each_staged_folder_byte_for_byte(fake_hub, own_run, space_
 def test_missing_token_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     args = push_args(own_run, fake_hub.url)
-    assert args.handler(args) == 1
+    assert args.handler(args) == 2
     error = capsys.readouterr().err
     assert error.startswith("music-genre push: error: no Hugging Face token: set HF_TOKEN") and error.count("\n") == 1
     assert not fake_hub.created
@@ -329,7 +345,7 @@ def test_missing_token_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, o
 def test_a_failing_hub_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
     args = push_args(own_run, fake_hub.url)
-    assert args.handler(args) == 1
+    assert args.handler(args) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"music-genre push: error: upload of the model repo {REPO_ID} failed: ")
     assert "500" in error and error.count("\n") == 1 and PLANTED_TOKEN not in error

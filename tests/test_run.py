@@ -87,8 +87,15 @@ def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_
     assert metrics["best_hyperparameters"] == metrics["tuned"]["hyperparameters"]
     recomputed = evaluate_folder(run_dir / "model", str(slice_csv))
     assert recomputed == {k: v for k, v in metrics["tuned"].items() if k != "hyperparameters"}
+    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(slice_csv), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["tuned"]["accuracy"] == metrics["tuned"]["accuracy"]
+    assert record["initial"]["accuracy"] == metrics["initial"]["accuracy"]
     assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(slice_csv)]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["tuned"]["accuracy"]
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["initial", "(run)", "tuned", "(now)"]
+    figures = [f"{metrics[stage]['accuracy']:.4f}" for stage in ("initial", "tuned")]
+    assert table[2].split() == ["accuracy", *figures]
 
 
 def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_test(run_dir):
@@ -110,7 +117,7 @@ def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_te
 def test_evaluate_refuses_other_data(run_dir, slice_csv, tmp_path, capsys):
     changed = tmp_path / "changed.csv"
     changed.write_text(slice_csv.read_text().replace("Major", "Minor", 1))
-    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(changed)]) == 1
+    assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(changed)]) == 2
     assert "differs from the run's" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(changed), "--allow-other-data"]) == 0
 

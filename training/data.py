@@ -25,6 +25,12 @@ SPLITS = ("train", "validation", "test")
 SPLIT_MODES = ("stratified", "group")
 GROUP_COLUMNS = ("artist_name", "track_name")
 KEPT_COLUMNS = (*FEATURE_NAMES, "genre", *GROUP_COLUMNS)
+# The fewest rows of a genre that an 80/10/10 stratified split and SMOTE's 5 neighbours can work with.
+MIN_ROWS_PER_GENRE = 10
+
+
+class DataError(ValueError):
+    """Data that cannot be trained or evaluated on, in one line naming what is wrong."""
 
 
 def default_csv() -> Path:
@@ -55,25 +61,86 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def run_data_source(recorded: str) -> str:
+    """Where a run's recorded data source (a file name or a Hub id, never a path) is now.
+
+    A CSV name is looked up as given, else at MUSIC_GENRE_CSV / the default path (the caller checks its sha256).
+    """
+    if Path(recorded).exists() or not recorded.endswith(".csv"):
+        return recorded
+    return str(default_csv())
+
+
 def load_data(source: str | Path | None = None) -> GenreData:
-    """Load and clean a CSV path, a published dataset folder or a Hub dataset id."""
+    """Load and clean a CSV path, a published dataset folder or a Hub dataset id.
+
+    The report's `source` is the file or folder name, or the Hub id: never a path of this machine.
+    """
     source = str(source or default_csv())
     if Path(source).is_file():
-        table = datasets.load_dataset("csv", data_files=source, split="train")
-        frame = table.to_pandas()
+        frame = _read_csv(source)
         if "music_genre" in frame.columns:
             frame = frame.rename(columns={"music_genre": "genre"})
         frame, report = clean_rows(frame)
-        report["source"] = source
+        report["source"] = Path(source).name
+        check_trainable(report, source)
         return GenreData(frame, report, file_sha256(source))
-    if not Path(source).exists() and (os.path.isabs(source) or source.endswith(".csv")):
+    if Path(source).is_dir() and not (Path(source) / "README.md").is_file() and not any(Path(source).glob("*.csv")):
+        raise DataError(f"--data {source} is a folder holding no CSV nor published dataset")
+    if not Path(source).exists() and (os.path.isabs(source) or source.endswith(".csv") or source.count("/") != 1):
         raise FileNotFoundError(f"data file not found: {source} (set MUSIC_GENRE_CSV or pass --data)")
     return _load_published(source)
 
 
+def _read_csv(source: str) -> pd.DataFrame:
+    if Path(source).stat().st_size == 0:
+        raise DataError(f"data file {source} is empty")
+    try:
+        return datasets.load_dataset("csv", data_files=source, split="train").to_pandas()
+    except PermissionError as error:
+        raise DataError(f"data file {source} cannot be read: permission denied") from error
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):
+            cause = " ".join(str(error).split())[:200]
+            raise DataError(f"data file {source} is not a readable CSV: {cause}") from error
+        raise DataError(f"data file {source} holds no rows (a header only?)") from error
+    except (datasets.exceptions.DatasetGenerationError, UnicodeDecodeError) as error:
+        cause = error.__cause__ or error
+        raise DataError(f"data file {source} is not a readable CSV: {' '.join(str(cause).split())[:200]}") from error
+
+
+def check_trainable(report: dict, source: str) -> None:
+    """Refuse data with no rows left after cleaning, or a genre with too few rows to split, in our words."""
+    dropped = report["rows_dropped"]
+    if not report["rows_kept"]:
+        reasons = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in dropped.items() if n and why != "total")
+        raise DataError(
+            f"no rows left in {source} after cleaning ({report['rows_in']} read" + (f": {reasons})" if reasons else ")")
+        )
+    counts = report["rows_per_genre"]
+    present = [name for name, n in counts.items() if n]
+    if len(present) < 2:
+        raise DataError(
+            f"{source} holds rows of {len(present)} genre(s) ({', '.join(present)}): a classifier needs several; "
+            f"the model's genres are {', '.join(GENRES)}"
+        )
+    scarce = [f"{name} ({n})" for name, n in counts.items() if n < MIN_ROWS_PER_GENRE]
+    if scarce:
+        raise DataError(
+            f"{source}: every genre needs at least {MIN_ROWS_PER_GENRE} rows to split 80/10/10; too few: "
+            + ", ".join(scarce)
+        )
+
+
 def _load_published(source: str) -> GenreData:
     """A dataset written by `music-genre push`: its splits are the run's split, its card names the source sha256."""
-    published = datasets.load_dataset(source)
+    try:
+        published = datasets.load_dataset(source)
+    except (ConnectionError, OSError, datasets.exceptions.DatasetsError) as error:
+        raise DataError(
+            f"cannot load the dataset {source}: {' '.join(str(error).split())[:200]} (a Hub id needs the Hub "
+            "reachable; a local CSV needs an existing path)"
+        ) from error
     missing = [name for name in SPLITS if name not in published]
     if missing:
         raise ValueError(f"dataset {source} has no split(s) {missing}; expected {list(SPLITS)}")
@@ -89,7 +156,8 @@ def _load_published(source: str) -> GenreData:
     frame, report = clean_rows(pd.concat(frames, ignore_index=True))
     if report["rows_dropped"]["total"]:
         raise ValueError(f"published dataset {source} holds rows that cleaning drops: {report['rows_dropped']}")
-    report["source"] = source
+    report["source"] = Path(source).name if Path(source).exists() else source
+    check_trainable(report, source)
     return GenreData(frame, report, _published_sha256(source), fixed)
 
 

@@ -4,6 +4,7 @@ Every function writes one PNG and returns its path. Genres always take the same 
 `COLOURS[i]` for label id i (`modeling.GENRES[i]`), so figures can be read side by side.
 """
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -14,12 +15,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.metrics import auc, roc_curve  # noqa: E402
 
 from modeling import GENRES, GenreFeatureExtractor  # noqa: E402
 from modeling.feature_extraction_genre_ffn import _quantile_normal  # noqa: E402
+from training.run_folder import write_bytes_atomic  # noqa: E402
 from training.scoring import calibration_metrics, reliability_bins  # noqa: E402
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
@@ -32,8 +35,10 @@ def _save(figure: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
+    png = io.BytesIO()
+    figure.savefig(png, dpi=DPI, format="png")
     plt.close(figure)
+    write_bytes_atomic(path, png.getvalue())
     return path
 
 
@@ -231,6 +236,7 @@ def plot_optimization_history(trials: pd.DataFrame, path: str | Path) -> Path:
         axis.text(0.5, 0.5, "no completed trial", ha="center", va="center", transform=axis.transAxes)
     others = int((~states.isin(["COMPLETE", "PRUNED"])).sum())
     suffix = f"; {others} failed or unfinished not shown" if others else ""
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered 0, 1, 2: no "0.5" ticks
     axis.set_xlabel("trial number")
     axis.set_ylabel("objective: best validation accuracy")
     axis.set_title(f"Optuna search: {len(complete)} completed, {int((states == 'PRUNED').sum())} pruned{suffix}")

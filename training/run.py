@@ -8,10 +8,12 @@ once. Everything lands in one run folder (see README, "The run folder").
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,32 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
 from training import figures
 from training.calibration import calibrate
-from training.data import GenreData, load_data, prepare_splits, split_indices
+from training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
 from training.environment import compute_record, evaluation_record, software_versions
+from training.run_folder import (
+    LOCK_FILE,
+    MANIFEST,
+    RunFolderError,
+    commit,
+    file_hashes,
+    new_pending,
+    run_lock,
+    settle,
+    verify,
+    write_json_atomic,
+    write_text_atomic,
+)
 from training.scoring import test_metrics
-from training.search import SearchSettings, best_trial, hyperparameters_from, run_search, slot_of, trials_frame
+from training.search import (
+    SEARCH_SPACE_VERSION,
+    SearchSettings,
+    best_trial,
+    hyperparameters_from,
+    open_study,
+    run_search,
+    slot_of,
+    trials_frame,
+)
 from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
 from training.trust import trust_report
 
@@ -37,6 +61,9 @@ PAPER = {
 }
 SUMMARY_METRICS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc_macro")
 RUN_INFO = "training_run.json"
+STUDY_JOURNAL = "optuna-study.journal"
+# What one run writes and commits together, under the manifest run.json (the study journal lives beside them).
+RUN_ENTRIES = ["model", "figures", "metrics.json", "trials.csv", "data_report.json", "splits.json"]
 
 
 @dataclass
@@ -54,30 +81,63 @@ class RunOptions:
     members: int = 3
     max_epochs: int = 25
     inference_dtype: str = "bfloat16"
+    fresh_study: bool = False
 
     def command(self) -> str:
-        """The exact command that reproduces this run."""
-        parts = ["music-genre", "train", "--data", str(self.data), "--output", str(self.output)]
+        """The command that reproduces this run, naming files only: no path of this machine is published."""
+        output = Path(self.output)
+        output = output.name if output.is_absolute() or ".." in output.parts else output.as_posix()
+        parts = ["music-genre", "train", "--data", _public_name(self.data), "--output", output]
         parts += ["--seed", str(self.seed), "--split", self.split, "--n-trials", str(self.n_trials)]
         parts += ["--encoding", self.encoding, "--members", str(self.members), "--max-epochs", str(self.max_epochs)]
         parts += ["--inference-dtype", self.inference_dtype]
         if self.timeout is not None:
             parts += ["--timeout", str(self.timeout)]
         if self.storage is not None:
-            parts += ["--storage", self.storage]
+            parts += ["--storage", _public_name(self.storage)]
         parts += ["--trial-batch", str(self.trial_batch), "--workers", str(self.workers)]
         return shlex.join(parts)
 
 
 def train_run(options: RunOptions) -> Path:
-    """Run the whole method; returns the run folder."""
+    """Run the whole method; returns the run folder.
+
+    One command at a time per folder (`run_lock`); everything is written into a pending folder of the run's
+    own and committed with a manifest (`run.json`) last, so a kill at any point leaves the previous complete
+    state or the new one (see training/run_folder.py).
+    """
     torch.set_num_threads(1)
+    _quiet_libraries()
+    run_folder = Path(options.output)
+    created = not run_folder.exists()
+    _make_run_folder(run_folder)
+    try:
+        with run_lock(run_folder, options.command()):
+            for note in settle(run_folder):
+                logger.info("run folder: %s", note)
+            pending = new_pending(run_folder)
+            try:
+                _train_into(options, run_folder, pending)
+            except BaseException:
+                shutil.rmtree(pending, ignore_errors=True)  # ours, uncommitted: the previous state stays as it was
+                raise
+    except BaseException:
+        if created:  # a run that failed at once (bad data, say) leaves no empty folder behind
+            (run_folder / LOCK_FILE).unlink(missing_ok=True)
+            if not any(run_folder.iterdir()):
+                run_folder.rmdir()
+        raise
+    return run_folder
+
+
+def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
+    """The run itself, writing into the pending folder `out`; commits it into `run_folder` at the end."""
     started = time.perf_counter()
-    out = Path(options.output)
+    logger.info("run folder: %s", run_folder)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    logger.info("run folder: %s", out.resolve())
 
     data = load_data(options.data)
+    _log_dropped_rows(data.report)
     options.data = data.report["source"]
     extractor = GenreFeatureExtractor(numeric_encoding=options.encoding)
     prepared = prepare_splits(data, extractor, options.seed, options.split)
@@ -85,22 +145,31 @@ def train_run(options: RunOptions) -> Path:
     _write_json(out / "data_report.json", _data_report(data, prepared))
     _write_json(out / "splits.json", {name: rows.tolist() for name, rows in prepared.indices.items()})
 
-    initial_settings = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
-    logger.info("initial model: the paper's first design %s", initial_settings.to_dict())
-    initial = fit(prepared, extractor, initial_settings, out / "checkpoints" / "initial", options.seed)
-    initial_metrics = score(initial.model, extractor, test_rows, prepared.labels["test"])
-
+    storage = options.storage or str(run_folder / STUDY_JOURNAL)
+    if options.fresh_study:
+        storage = _fresh_study_storage(options, run_folder)
     settings = SearchSettings(
         n_trials=options.n_trials,
         seed=options.seed,
-        storage=options.storage or str(out / "optuna-study.journal"),
+        storage=storage,
         study_name=f"genre-ffn-{options.split}-seed{options.seed}",
         timeout=options.timeout,
         workers=options.workers,
         max_epochs=options.max_epochs,
         trial_batch=options.trial_batch,
+        identity=_study_identity(options, data.sha256),
     )
-    logger.info("search: %d trials, %d worker(s), study %s", options.n_trials, options.workers, settings.storage)
+    # A study made under other settings is refused now, before any training.
+    open_study(settings)
+
+    initial_settings = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
+    logger.info("initial model: the paper's first design %s", initial_settings.to_dict())
+    initial = fit(
+        prepared, extractor, initial_settings, out / "checkpoints" / "initial", options.seed, description="initial"
+    )
+    initial_metrics = score(initial.model, extractor, test_rows, prepared.labels["test"])
+
+    logger.info("search: %d trials, %d worker(s), study in %s", options.n_trials, options.workers, Path(storage).name)
     # The search sees train and validation only: its objective can never read the test split.
     search_started = time.perf_counter()
     study = run_search(
@@ -112,13 +181,13 @@ def train_run(options: RunOptions) -> Path:
     )
     search_seconds = time.perf_counter() - search_started
     trials = trials_frame(study)
-    trials.to_csv(out / "trials.csv", index=False)
+    _write_csv(out / "trials.csv", trials)
     chosen = best_trial(study)
     best = hyperparameters_from(chosen.params, options.members)
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     final_started = time.perf_counter()
-    tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed)
+    tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
     final_seconds = time.perf_counter() - final_started
     # How the saved model computes at inference; its test figures below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
@@ -159,9 +228,111 @@ def train_run(options: RunOptions) -> Path:
     _write_json(out / "metrics.json", metrics)
     write_run_figures(out / "figures", data, prepared, extractor, tuned, trials)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    _write_model_card(out)
+    commit(
+        run_folder,
+        out,
+        {
+            "settings": {
+                **asdict(options),
+                "output": run_folder.name,
+                "storage": None if options.storage is None else _public_name(options.storage),
+            },
+            "data_sha256": data.sha256,
+            "files": file_hashes(out, RUN_ENTRIES),
+        },
+    )
     print(results_table(metrics))
-    logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", out.resolve())
-    return out
+    _warn_if_tuned_is_worse(metrics)
+    logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", run_folder)
+
+
+def _quiet_libraries() -> None:
+    """No "Writing model shards" bar per save, no dataset-generation bars: one bar per stage of the run."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def _make_run_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise RunFolderError(f"--output {folder} is a file, not a folder") from error
+    except OSError as error:
+        raise RunFolderError(f"cannot create the run folder {folder}: {error.strerror or error}") from error
+    if not folder.is_dir():
+        raise RunFolderError(f"--output {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunFolderError(f"the run folder {folder} is not writable")
+
+
+def _study_identity(options: RunOptions, data_sha256: str) -> dict:
+    """What a study's trials were measured on: a rerun differing in any of these is not the same study."""
+    return {
+        "data_sha256": data_sha256,
+        "encoding": options.encoding,
+        "max_epochs": options.max_epochs,
+        "split": options.split,
+        "seed": options.seed,
+        "search_space_version": SEARCH_SPACE_VERSION,
+        "trial_batch": options.trial_batch,
+    }
+
+
+def _fresh_study_storage(options: RunOptions, run_folder: Path) -> str:
+    """`--fresh-study`: the folder's journal is moved aside (kept, never deleted) and a new one begins."""
+    if options.storage is not None:
+        raise RunFolderError("--fresh-study works on the run folder's own journal; give a new --storage instead")
+    journal = run_folder / STUDY_JOURNAL
+    if journal.exists():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        kept = journal.with_name(f"{journal.stem}.{stamp}{journal.suffix}")
+        os.replace(journal, kept)
+        logger.info("--fresh-study: the previous study is kept in %s", kept.name)
+    return str(journal)
+
+
+def _log_dropped_rows(report: dict) -> None:
+    dropped = report["rows_dropped"]
+    if dropped["total"]:
+        reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in dropped.items() if count)
+        reasons = reasons.replace(f", {dropped['total']} total", "")
+        logger.warning("dropped %d of %d rows: %s", dropped["total"], report["rows_in"], reasons)
+
+
+def _warn_if_tuned_is_worse(metrics: dict) -> None:
+    initial, tuned = metrics["initial"]["accuracy"], metrics["tuned"]["accuracy"]
+    if tuned < initial:
+        logger.warning(
+            "the tuned model's test accuracy %.4f is below the initial model's %.4f: the search found nothing "
+            "better on validation that held on test (raise --n-trials; %d were run)",
+            tuned,
+            initial,
+            metrics["search"]["n_trials"],
+        )
+
+
+def _write_model_card(out: Path) -> None:
+    from hub_card.card import write_model_card
+
+    try:
+        write_model_card(out, out / "model" / "README.md")
+    except Exception as error:  # the card is rendered again by push; a card fault must not lose the run
+        logger.warning("the model card was not written into model/README.md: %s", " ".join(str(error).split()))
+
+
+def _public_name(source: str | None) -> str:
+    """A local path as its file name; a Hub id or a storage URL's last part as is."""
+    if source is None:
+        return "None"
+    if "://" in source:
+        scheme, _, rest = source.partition("://")
+        return f"{scheme}://{Path(rest).name}"
+    path = Path(source)
+    return path.name if path.is_absolute() or path.exists() or path.suffix == ".csv" else source
 
 
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
@@ -171,19 +342,58 @@ def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtra
 
 
 def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_other_data: bool = False) -> dict:
-    """Recompute a saved model's test figures on the split its run recorded."""
-    run_info = json.loads((Path(model_dir) / RUN_INFO).read_text())
+    """Recompute a saved model's test figures on the split its run recorded.
+
+    Without `data`, the run's recorded source (a file name or Hub id) is looked up: a CSV via MUSIC_GENRE_CSV or
+    the default path; its sha256 must be the run's.
+    """
+    info_path = Path(model_dir) / RUN_INFO
+    if not info_path.is_file():
+        raise RunFolderError(f"{model_dir} is not a model folder written by `music-genre train` (no {RUN_INFO})")
+    run_info = json.loads(info_path.read_text())
     if not isinstance(data, GenreData):
-        data = load_data(data or run_info["data_source"])
+        data = load_data(data or run_data_source(run_info["data_source"]))
     if data.sha256 != run_info["data_sha256"] and not allow_other_data:
         raise ValueError(
             f"the data's sha256 {data.sha256} differs from the run's {run_info['data_sha256']}: "
-            "its split would not be the run's (pass --allow-other-data to evaluate anyway)"
+            f"its split would not be the run's (pass --data with the run's {run_info['data_source']}, "
+            "or --allow-other-data to evaluate anyway)"
         )
     test = split_indices(data, run_info["seed"], run_info["split_mode"])["test"]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
     return score(model, extractor, data.frame.iloc[test], data.labels[test])
+
+
+def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: bool = False) -> dict:
+    """`music-genre evaluate`: the tuned model's figures recomputed, and the initial model's from its run.
+
+    A model folder inside a run folder (RUN/model) is checked against the run's manifest first.
+    """
+    _quiet_libraries()
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise RunFolderError(f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)")
+    run_folder = model_dir.parent
+    in_run = model_dir.name == "model" and any((run_folder / name).exists() for name in ("metrics.json", MANIFEST))
+    report = {"model": str(model_dir)}
+    if in_run:
+        verify(run_folder)
+        recorded = json.loads((run_folder / "metrics.json").read_text())
+        report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
+    report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
+    return report
+
+
+def evaluation_table(report: dict) -> str:
+    """The summary figures as the terminal shows them: initial (from the run) and tuned (recomputed)."""
+    stages = [stage for stage in ("initial", "tuned") if stage in report]
+    header = {"initial": "initial (run)", "tuned": "tuned (now)"}
+    lines = [f"test split, {report['model']}", f"{'':<20}" + "".join(f"{header[s]:>16}" for s in stages)]
+    for name in SUMMARY_METRICS:
+        lines.append(f"{name:<20}" + "".join(f"{report[stage][name]:>16.4f}" for stage in stages))
+    lines.append("(--json prints the full record: per-genre figures and the confusion matrix)")
+    return "\n".join(lines)
 
 
 def write_data_figures(folder: Path, data: GenreData, prepared, extractor, seed: int) -> None:
@@ -240,7 +450,11 @@ def _data_report(data: GenreData, prepared) -> dict:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=_plain) + "\n")
+    write_json_atomic(path, payload, default=_plain)
+
+
+def _write_csv(path: Path, frame) -> None:
+    write_text_atomic(path, frame.to_csv(index=False))
 
 
 def _plain(value):

@@ -18,7 +18,9 @@ as an uninterrupted one would.
 import logging
 import multiprocessing
 import os
+import pickle
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -37,6 +39,7 @@ from transformers import set_seed
 
 from modeling import GenreFeatureExtractor
 from training.data import PreparedSplits, balanced_class_weights
+from training.search_worker import start_worker
 from training.trainer import SELECTION_METRIC, GenreTrainer, Hyperparameters, build_model, make_trainer
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
@@ -55,6 +58,13 @@ SET_ASIDE = "set_aside"
 WAIT_POLL_S = 0.5
 
 logger = logging.getLogger("music_genre")
+# Raised whenever the sampled space or its meaning changes: a study made under another version is not resumed.
+# 2: trials run in slots of synchronous batches.
+SEARCH_SPACE_VERSION = 2
+
+
+class StudyMismatch(ValueError):
+    """The stored study was made under other settings than this run's."""
 
 
 @dataclass
@@ -67,6 +77,9 @@ class SearchSettings:
     workers: int = 1
     max_epochs: int = 25
     trial_batch: int = TRIAL_BATCH
+    # What the study's trials were measured on (data sha256, encoding, split, ...); recorded at creation and
+    # compared on every rerun, so a study is never resumed under other settings.
+    identity: dict | None = None
 
 
 def sample_architecture(trial: optuna.Trial) -> dict:
@@ -303,6 +316,33 @@ def load_study(settings: SearchSettings) -> optuna.Study:
     return optuna.create_study(direction="maximize", **study_arguments(settings))
 
 
+def open_study(settings: SearchSettings) -> optuna.Study:
+    """The study in storage (created if new), its recorded settings checked against `settings.identity`."""
+    study = load_study(settings)
+    if settings.identity is not None:
+        check_study_identity(study, settings.identity)
+    return study
+
+
+def check_study_identity(study: optuna.Study, identity: dict) -> None:
+    """Record `identity` on a new study; refuse a stored one whose recorded settings differ."""
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        if study.get_trials(deepcopy=False):
+            raise StudyMismatch(
+                f"the study {study.study_name} holds trials but records no settings (made by an older version); "
+                "pass --fresh-study to start a new one beside it"
+            )
+        study.set_user_attr("identity", identity)
+        return
+    for name in sorted(set(identity) | set(recorded)):
+        if recorded.get(name) != identity.get(name):
+            raise StudyMismatch(
+                f"the study {study.study_name} was made with {name} = {recorded.get(name)!r}, this run has "
+                f"{identity.get(name)!r}; pass --fresh-study to start a new study (the old one is kept)"
+            )
+
+
 def run_worker(
     prepared: PreparedSplits,
     extractor: GenreFeatureExtractor,
@@ -363,7 +403,7 @@ def run_search(
     local_storage: bool,
 ) -> optuna.Study:
     """Run the slots the study still lacks over `settings.workers` processes; returns the study."""
-    study = load_study(settings)
+    study = open_study(settings)
     if local_storage:
         # Only this run uses its own storage, so a trial still RUNNING there was cut off by a kill: it fails and its
         # slot is queued again (a database study shared by machines does the same through the heartbeat).
@@ -376,7 +416,10 @@ def run_search(
         os.environ["OMP_NUM_THREADS"] = "1"
         try:
             processes = [
-                context.Process(target=run_worker, args=(prepared, extractor, settings, worker, output_dir))
+                context.Process(
+                    target=start_worker,
+                    args=(os.getpid(), pickle.dumps((prepared, extractor, settings, worker, output_dir))),
+                )
                 for worker in range(settings.workers)
             ]
             for process in processes:
@@ -396,15 +439,21 @@ def run_search(
 
 
 def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -> None:
-    """A progress bar over the study's finished slots while the workers run."""
-    with tqdm(total=n_trials, initial=already, desc="search trials", unit="trial") as bar:
+    """A progress bar over the study's finished slots while the workers run; a log line per trial off a terminal."""
+    interactive = sys.stderr.isatty()
+    with tqdm(total=n_trials, initial=already, desc="search trials", unit="trial", disable=not interactive) as bar:
+        reported = already
         while any(p.is_alive() for p in processes):
             time.sleep(1.0)
             finished = [t for t in slot_trials(study.get_trials(deepcopy=False)).values() if t.state in FINISHED]
-            bar.n = min(len(finished), n_trials)
             best = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+            bar.n = min(len(finished), n_trials)
             if best:
                 bar.set_postfix(best=f"{max(best):.4f}")
             bar.refresh()
+            if not interactive and len(finished) > reported:
+                reported = len(finished)
+                best_text = f", best validation {max(best):.4f}" if best else ""
+                logger.info("search: %d/%d trials finished%s", min(reported, n_trials), n_trials, best_text)
         for process in processes:
             process.join()

@@ -1,12 +1,23 @@
 """Training GenreFFN with `transformers.Trainer`: datasets, arguments, the fit of one configuration."""
 
+import logging
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments, set_seed
+from tqdm.auto import tqdm
+from transformers import (
+    EarlyStoppingCallback,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
 from training.data import PreparedSplits, balanced_class_weights
@@ -14,6 +25,8 @@ from training.scoring import compute_metrics
 
 # The validation figure that picks the best epoch and ranks search trials.
 SELECTION_METRIC = "accuracy"
+
+logger = logging.getLogger("music_genre")
 
 
 @dataclass
@@ -122,6 +135,42 @@ class GenreTrainer(Trainer):
         return 6 * inputs[main_input].numel() * self._counted[1]
 
 
+class EpochProgressCallback(TrainerCallback):
+    """One bar per training (epochs, on a terminal), and each epoch's log as one line with numbers as numbers.
+
+    Replaces `ProgressCallback`, whose step and evaluation bars and quoted log values fill a redirected log with
+    carriage returns.
+    """
+
+    def __init__(self, description: str = "training"):
+        self.description = description
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(
+                total=int(args.num_train_epochs), desc=self.description, unit="epoch", disable=not sys.stderr.isatty()
+            )
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        shown = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"}
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(str(shown))
+        else:
+            logger.info("%s: %s", self.description, shown)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def make_trainer(
     prepared: PreparedSplits,
     extractor: GenreFeatureExtractor,
@@ -133,6 +182,7 @@ def make_trainer(
     model_init: Callable | None = None,
     patience: int = 3,
     trainer_class: type[Trainer] = GenreTrainer,
+    description: str = "training",
 ) -> Trainer:
     """A Trainer on the prepared train/validation splits with class-weighted loss and early stopping."""
     class_weights = balanced_class_weights(prepared.labels["train"])
@@ -152,8 +202,11 @@ def make_trainer(
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
     )
-    if quiet:  # with tqdm off, Trainer would print every log dict instead
-        trainer.remove_callback(PrinterCallback)
+    # With tqdm off Trainer prints every log dict (PrinterCallback); quiet runs show nothing, others one bar.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not quiet:
+        trainer.add_callback(EpochProgressCallback(description))
     return trainer
 
 
@@ -164,9 +217,12 @@ def fit(
     output_dir: Path,
     seed: int,
     quiet: bool = False,
+    description: str = "training",
 ) -> Trainer:
     """Train one configuration, keeping the epoch with the best validation figure; returns the trainer."""
-    trainer = make_trainer(prepared, extractor, hyperparameters, output_dir, seed, keep_best=True, quiet=quiet)
+    trainer = make_trainer(
+        prepared, extractor, hyperparameters, output_dir, seed, keep_best=True, quiet=quiet, description=description
+    )
     trainer.train()
     return trainer
 

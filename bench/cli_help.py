@@ -1,0 +1,72 @@
+"""How long `music-genre --help` and each command's `--help` take, each in a fresh Python process.
+
+The target is under 1 s: the CLI imports its heavy stack (torch, transformers, datasets, gradio) only inside the
+command that runs. Each figure is the median wall clock of several fresh `python -m training.cli ... --help`
+processes (interpreter start-up included); a bare `python -c pass` is timed the same way for reference. Writes
+`bench/cli_help.md`.
+
+    python bench/cli_help.py
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUTPUT = REPO / "bench" / "cli_help.md"
+COMMANDS = ([], ["train"], ["evaluate"], ["eda"], ["serve"], ["push"])
+TARGET_S = 1.0
+
+
+def time_process(arguments: list[str], repeats: int) -> float:
+    """Median seconds of `python ARGUMENTS` run `repeats` times, each a fresh process."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *arguments], cwd=REPO, env=environment, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="fresh processes per command (default: %(default)s)")
+    args = parser.parse_args()
+    baseline = time_process(["-c", "pass"], args.repeats)
+    rows = []
+    for command in COMMANDS:
+        seconds = time_process(["-m", "training.cli", *command, "--help"], args.repeats)
+        shown = " ".join(["music-genre", *command, "--help"])
+        rows.append((shown, seconds))
+        print(f"{shown:<32} {seconds * 1000:7.0f} ms")
+    print(f"{'python -c pass':<32} {baseline * 1000:7.0f} ms")
+    slowest = max(seconds for _, seconds in rows)
+    lines = [
+        "# CLI help time",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `python bench/cli_help.py` ({args.repeats} fresh "
+        f"processes per line, median). Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}); Python {platform.python_version()}.",
+        "",
+        f"Target: under {TARGET_S:.0f} s for every line. Slowest: {slowest * 1000:.0f} ms "
+        f"({'met' if slowest < TARGET_S else 'NOT met'}).",
+        "",
+        "| command | median wall clock |",
+        "| --- | --- |",
+        *(f"| `{shown}` | {seconds * 1000:.0f} ms |" for shown, seconds in rows),
+        f"| `python -c pass` (interpreter start-up alone) | {baseline * 1000:.0f} ms |",
+        "",
+    ]
+    OUTPUT.write_text("\n".join(lines))
+    print(f"wrote {OUTPUT.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
