@@ -194,7 +194,7 @@ def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
 def test_every_figure_the_card_links_is_in_the_staged_folder(run_dir, tmp_path):
     from hub_card.publish import stage
 
-    staged = stage(run_dir, tmp_path, REPO_ID)["model"]
+    staged = stage(run_dir, tmp_path, REPO_ID, data=str(run_dir.parent / "slice.csv"))["model"]
     text = (staged / "README.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", text)
     local = [link for link in links if not link.startswith(("http://", "https://", "#"))]

@@ -175,16 +175,16 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(run_dir,
     source.mkdir()
     (source / "requirements.txt").write_text("gradio\n")
     with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
-        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source)
+        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source, data=slice_of(run_dir))
     (source / "app.py").write_text("from modeling import GENRES\n")
     with pytest.raises(PublishError, match="imports modeling"):
-        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source)
+        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source, data=slice_of(run_dir))
 
 
 def test_the_projects_own_space_app_stages_by_default(run_dir, tmp_path):
     from tests.conftest import REPO
 
-    folder = stage(run_dir, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID)["space"]
+    folder = stage(run_dir, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID, data=slice_of(run_dir))["space"]
     for name in ("app.py", "requirements.txt"):
         assert (folder / name).read_bytes() == (REPO / "space" / name).read_bytes()
     requirements = [line.split("#")[0].strip() for line in (folder / "requirements.txt").read_text().splitlines()]

@@ -63,7 +63,7 @@ def test_staging_refuses_folders_it_did_not_make_and_leaves_them_as_they_were(sm
     before = files_under(target)
     for kinds in ({}, {"space_repo_id": SPACE_REPO_ID}):
         with pytest.raises(PublishError, match="exists and was not made by staging") as error:
-            stage(small_run, target, REPO_ID, **kinds)
+            stage(small_run, target, REPO_ID, **kinds, data=str(small_run.parent / "slice.csv"))
         assert "\n" not in str(error.value)
         assert files_under(target) == before
 
@@ -82,14 +82,14 @@ def test_staging_again_replaces_only_its_own_folders(small_run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("kept\n")
-    (out / "dataset").mkdir()
-    (out / "dataset" / "my.parquet").write_bytes(b"not staged")
-    first = stage(small_run, out, REPO_ID)
+    (out / "space").mkdir()
+    (out / "space" / "app.py").write_bytes(b"my own app")
+    first = stage(small_run, out, REPO_ID, data=str(small_run.parent / "slice.csv"))
     (first["model"] / "stale.txt").write_text("left by an earlier staging\n")
-    stage(small_run, out, REPO_ID)
+    stage(small_run, out, REPO_ID, data=str(small_run.parent / "slice.csv"))
     assert not (out / "model" / "stale.txt").exists() and (out / "model" / "README.md").is_file()
-    # Not requested and not made by staging: the dataset folder stays, as does the user's file.
-    assert (out / "dataset" / "my.parquet").read_bytes() == b"not staged" and (out / "mine.txt").is_file()
+    # Not requested (no --space-repo-id) and not made by staging: the space folder stays, as does the user's file.
+    assert (out / "space" / "app.py").read_bytes() == b"my own app" and (out / "mine.txt").is_file()
 
 
 # One run per folder.

@@ -32,7 +32,13 @@ START_TIMEOUT_S = 180
 @pytest.fixture(scope="module")
 def staged_space(csv_path, tmp_path_factory) -> Path:
     run_dir = build_small_run(csv_path, tmp_path_factory.getbasetemp())
-    staged = stage(run_dir, tmp_path_factory.mktemp("hub"), REPO_ID, space_repo_id=SPACE_REPO_ID)["space"]
+    staged = stage(
+        run_dir,
+        tmp_path_factory.mktemp("hub"),
+        REPO_ID,
+        space_repo_id=SPACE_REPO_ID,
+        data=str(run_dir.parent / "slice.csv"),
+    )["space"]
     # The Space's folder alone, away from the project's checkout.
     return Path(shutil.copytree(staged, tmp_path_factory.mktemp("space-repo") / "space"))
 
