@@ -262,8 +262,14 @@ def _parse_numeric(name: str, values: np.ndarray, row_offset: int = 0) -> np.nda
             try:
                 parsed = values.astype(np.float64)
             except (TypeError, ValueError, OverflowError):
-                pass
-        if parsed is None:
+                # Most often text with missing markers (`?`): mark those in bulk, convert the rest in bulk.
+                missing = np.isin(np.strings.lower(np.strings.strip(values.astype(str))), list(MISSING_MARKERS))
+                try:
+                    parsed = np.full(len(values), np.nan)
+                    parsed[~missing] = values[~missing].astype(np.float64)
+                except (TypeError, ValueError, OverflowError):
+                    parsed = None
+        if parsed is None:  # cell by cell, to name the one that is wrong
             parsed = np.empty(len(values), dtype=np.float64)
             for i, value in enumerate(values):
                 parsed[i] = _parse_number(name, i, value, row_offset)

@@ -11,6 +11,7 @@ value raises the feature extractor's error (a `ValueError` naming the column,
 the row of the whole input, the value and the reason) unchanged.
 """
 
+import gc
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,10 +63,16 @@ class GenreClassificationPipeline(Pipeline):
         id2label = self.model.config.id2label
         # Labels looked up in numpy and shared between rows: the dicts are the only per-row objects built.
         names = np.asarray([id2label[i] for i in range(len(id2label))], dtype=object)
-        return [
-            [{"label": label, "score": score} for label, score in zip(row_labels, row_scores)]
-            for row_labels, row_scores in zip(names[ids.numpy()].tolist(), scores.tolist())
-        ]
+        collecting = gc.isenabled()
+        gc.disable()  # millions of fresh dicts hold no cycles; scanning them again and again was most of the time
+        try:
+            return [
+                [{"label": label, "score": score} for label, score in zip(row_labels, row_scores)]
+                for row_labels, row_scores in zip(names[ids.numpy()].tolist(), scores.tolist())
+            ]
+        finally:
+            if collecting:
+                gc.enable()
 
 
 # Rows encoded and classified at a time: bounds the intermediate arrays of a large table.
