@@ -263,8 +263,8 @@ def _parse_numeric(name: str, values: np.ndarray, row_offset: int = 0) -> np.nda
                 parsed = values.astype(np.float64)
             except (TypeError, ValueError, OverflowError):
                 # Most often text with missing markers (`?`): mark those in bulk, convert the rest in bulk.
-                missing = np.isin(np.strings.lower(np.strings.strip(values.astype(str))), list(MISSING_MARKERS))
                 try:
+                    missing = np.isin(np.strings.lower(np.strings.strip(values.astype(str))), list(MISSING_MARKERS))
                     parsed = np.full(len(values), np.nan)
                     parsed[~missing] = values[~missing].astype(np.float64)
                 except (TypeError, ValueError, OverflowError):
