@@ -437,10 +437,11 @@ class GenreApp:
             cells.append(f"<tr>{''.join(row)}</tr>")
         header = "".join(f'<th scope="col">{html.escape(genre)}</th>' for genre in self.genres)
         return (
-            f'<table class="confusion-matrix"><caption>Rows: the file\'s <code>music_genre</code> '
-            f"({len(known):,} songs); columns: the predicted genre; shading: share of the row.</caption>"
+            '<div style="overflow-x:auto"><table class="confusion-matrix" style="font-size:0.85em">'
+            f"<caption>Confusion matrix. Rows: the file's <code>music_genre</code> ({len(known):,} songs); columns: "
+            "the predicted genre; shading: share of the row.</caption>"
             f'<thead><tr><th scope="col">file \\ predicted</th>{header}</tr></thead>'
-            f"<tbody>{''.join(cells)}</tbody></table>"
+            f"<tbody>{''.join(cells)}</tbody></table></div>"
         )
 
     def _download_path(self) -> Path:
@@ -701,11 +702,10 @@ def build_demo(
             upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
             run = gr.Button("Predict the genres", variant="primary")
             status = gr.Markdown(label="Status")
-            with gr.Row():
-                counts = gr.BarPlot(
-                    x="genre", y="songs", label="Predicted genres", sort="-y", x_label_angle=-30, height=300
-                )
-                confusion = gr.HTML(label="Confusion matrix against the file's music_genre")
+            counts = gr.BarPlot(
+                x="genre", y="songs", label="Predicted genres", sort="-y", x_label_angle=-30, height=300
+            )
+            confusion = gr.HTML(label="Confusion matrix against the file's music_genre")
             results = gr.Dataframe(label="Predicted genres (table)", interactive=False, max_height=400)
             problems = gr.Dataframe(label="Rows with problems", interactive=False, max_height=300)
             download = gr.File(label="Download the results (CSV)")
