@@ -39,8 +39,9 @@ DEFAULT_MODEL = HERE / "model"
 MAX_ROWS = 100_000
 MAX_COLUMNS = 256
 MAX_FILE_MB = 50
-# The browser gets at most this many rows per table; the downloadable CSV always has all of them.
-SHOWN_ROWS = 10_000
+# The browser gets at most this many rows per table; the downloadable CSV always has all of them. The web process
+# turns them into JSON while one-song requests wait for it, so it is kept small (bench/space_load.md).
+SHOWN_ROWS = 1_000
 # Values echoed back are cut to this many characters: in messages and the problem table, and in the results table.
 SHOWN_CHARS = 60
 SHOWN_CELL_CHARS = 200
@@ -48,9 +49,11 @@ SHOWN_CELL_CHARS = 200
 DOWNLOAD_TTL_S = 3600
 # A CSV still being processed after this long is abandoned and its worker process replaced.
 CSV_TIMEOUT_S = 60
+# The CSV worker's scheduling priority below the web process's (os.nice).
+WORKER_NICENESS = 10
 # Queue limits (see bench/space_load.md): one-song calls are short and run side by side; each CSV takes the worker
 # process; events beyond QUEUE_SIZE waiting are refused with Gradio's "queue is full" message.
-SONG_CONCURRENCY = 8
+SONG_CONCURRENCY = int(os.environ.get("GENRE_SPACE_SONG_CONCURRENCY", "8"))
 CSV_CONCURRENCY = 1
 QUEUE_SIZE = 64
 PROBLEM_COLUMNS = ["row", "column", "value", "reason"]
@@ -594,6 +597,7 @@ _WORKER_APP: GenreApp | None = None
 
 def _start_worker(model_id: str, max_rows: int, downloads: str, max_file_mb: float) -> None:
     global _WORKER_APP
+    os.nice(WORKER_NICENESS)  # on a busy machine the web process (one-song requests) gets the CPU first
     _WORKER_APP = GenreApp(model_id, max_rows, downloads, max_file_mb)
 
 
