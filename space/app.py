@@ -37,7 +37,8 @@ from transformers import pipeline
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "model"
 MAX_ROWS = 100_000
-MAX_COLUMNS = 256
+# The dataset has 18; more columns of 100,000 rows would cost seconds and gigabytes to read.
+MAX_COLUMNS = 64
 MAX_FILE_MB = 50
 # The browser gets at most this many rows per table; the downloadable CSV always has all of them. The web process
 # turns them into JSON while one-song requests wait for it, so it is kept small (bench/space_load.md).
@@ -148,6 +149,11 @@ def safe_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _error_text(error: Exception) -> str:
+    """`TypeName: message` of an unexpected error, cut short and escaped for the status Markdown."""
+    return f"{type(error).__name__}: {markdown_text(error)}"
+
+
 def _reason(error: ValueError) -> tuple[str, str | None, int | None]:
     """The extractor's reason, column and row (its RawInputError carries them; an older model's error is text)."""
     return getattr(error, "reason", str(error)), getattr(error, "column", None), getattr(error, "row", None)
@@ -236,7 +242,7 @@ class GenreApp:
             except UnicodeDecodeError:  # spreadsheet exports are often not UTF-8; latin-1 decodes any byte
                 header, rows, numbers, wide = self._read_rows(path, "latin-1")
         except (csv.Error, UnicodeError) as error:
-            raise InputProblem(f"This file could not be read as CSV: {shown(error)}") from None
+            raise InputProblem(f"This file could not be read as CSV: {markdown_text(error)}") from None
         frame = pd.DataFrame(rows, columns=header, index=pd.Index(numbers, dtype="int64") - 1, dtype=object)
         del rows
         for name in header:
@@ -354,7 +360,7 @@ class GenreApp:
         except InputProblem as problem:
             return _failed(f"**Error:** {problem}")
         except Exception as error:  # a bug or an exotic file must still end as a message, not a traceback
-            return _failed(f"**Error:** this file could not be processed ({type(error).__name__}: {shown(error)}).")
+            return _failed(f"**Error:** this file could not be processed ({_error_text(error)}).")
 
     def _predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str, pd.DataFrame, str]:
         frame, wide = self.read_table(path)
@@ -636,7 +642,7 @@ class TableWorker:
             return _failed(f"**Error:** this file took more than {self.timeout_s:.0f} s to process and was abandoned.")
         except Exception as error:  # the worker died (out of memory, killed): a message, and a fresh worker
             self._replace(pool)
-            return _failed(f"**Error:** this file could not be processed ({type(error).__name__}: {shown(error)}).")
+            return _failed(f"**Error:** this file could not be processed ({_error_text(error)}).")
 
     def _replace(self, pool: multiprocessing.pool.Pool) -> None:
         with self._lock:

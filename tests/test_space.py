@@ -24,6 +24,7 @@ from space.app import (
     EXAMPLES,
     SONG_INPUTS,
     GenreApp,
+    TableWorker,
     build_demo,
     card_facts,
     parse_duration,
@@ -225,7 +226,7 @@ def test_other_encodings_and_separators_are_read(client, local_pipeline, songs, 
         (b"popularity,tempo\n1,2\n", "missing the column(s) acousticness, danceability"),
         ("header-only", "a header but no rows"),
         ("duplicated-header", "The header names the column(s) 'tempo' more than once"),
-        ("too-many-columns", "The header has 300 columns; at most 256"),
+        ("too-many-columns", "The header has 300 columns; at most 64"),
         ("over-limit", f"more than {LIMIT} rows"),
     ],
     ids=[
@@ -480,3 +481,16 @@ def test_results_are_removed_when_the_app_exits(model_folder, songs_csv, tmp_pat
     assert done.returncode == 0, done.stderr
     result = Path(done.stdout.strip().splitlines()[-1])
     assert result.name == "predicted_genres.csv" and not result.parent.parent.exists()
+
+
+def test_a_file_over_the_time_limit_is_abandoned_and_the_worker_replaced(model_folder, songs_csv):
+    app = GenreApp(model_folder)
+    worker = TableWorker(app, timeout_s=0.001)  # no file is that fast: the first call must time out
+    try:
+        _, _, download, status, _, _ = worker.predict_table(str(songs_csv))
+        assert status == "**Error:** this file took more than 0 s to process and was abandoned." and download is None
+        worker.timeout_s = 120
+        _, _, download, status, _, _ = worker.predict_table(str(songs_csv))  # a fresh worker takes the next file
+        assert status.startswith("Predicted 50 of 50 rows.") and Path(download).is_relative_to(app.downloads)
+    finally:
+        worker.close()
