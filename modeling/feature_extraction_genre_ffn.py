@@ -241,6 +241,8 @@ def _is_missing(value: Any) -> bool:
         return True
     if isinstance(value, (float, np.floating)) and math.isnan(value):
         return True
+    if isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value):
+        return True
     return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
 
 

@@ -141,7 +141,7 @@ def test_both_views_side_by_side_equal_each_encoding_alone(raw_rows):
 def test_pandas_missing_scalars_and_spotify_no_key_are_missing_values(fitted, raw_rows):
     row = dict(raw_rows[1])
     reference = fitted(dict(row, tempo=None, key=None))["input_features"]
-    for missing in (pd.NA, pd.NaT, -1, "-1", -1.0):
+    for missing in (pd.NA, pd.NaT, np.datetime64("NaT"), -1, "-1", -1.0):
         np.testing.assert_array_equal(fitted(dict(row, tempo=None, key=missing))["input_features"], reference)
     for missing in (pd.NA, pd.NaT):
         np.testing.assert_array_equal(fitted(dict(row, tempo=missing, key=None))["input_features"], reference)
