@@ -568,7 +568,7 @@ def _text_encoding(head: bytes) -> str:
 
 def _typed_column(column: pd.Series) -> pd.Series:
     """Text cells as pandas' CSV reader would type them: blank is missing, all-numeric columns become numbers."""
-    column = column.mask(column.str.strip().eq(""))
+    column = column.mask(column.eq(""))  # the reader's skipinitialspace already made a cell of spaces ""
     numbers = pd.to_numeric(column, errors="coerce")
     return numbers if numbers.notna().sum() == column.notna().sum() else column
 
