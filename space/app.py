@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "model"
 MAX_ROWS = 100_000
 # The dataset has 18; more columns of 100,000 rows would cost seconds and gigabytes to read.
-MAX_COLUMNS = 64
+MAX_COLUMNS = 32
 MAX_FILE_MB = 50
 # The browser gets at most this many rows per table; the downloadable CSV always has all of them. The web process
 # turns them into JSON while one-song requests wait for it, so it is kept small (bench/space_load.md).
@@ -246,7 +246,8 @@ class GenreApp:
         frame = pd.DataFrame(rows, columns=header, index=pd.Index(numbers, dtype="int64") - 1, dtype=object)
         del rows
         for name in header:
-            frame[name] = _typed_column(frame[name])
+            # Feature columns stay text: the model's extractor reads them (and says which cell it refuses).
+            frame[name] = _typed_column(frame[name], numbers=name not in self.features)
         if frame.empty and not wide:
             raise InputProblem("The file has a header but no rows.")
         problems = pd.DataFrame(
@@ -566,11 +567,16 @@ def _text_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def _typed_column(column: pd.Series) -> pd.Series:
+def _typed_column(column: pd.Series, numbers: bool = True) -> pd.Series:
     """Text cells as pandas' CSV reader would type them: blank is missing, all-numeric columns become numbers."""
     column = column.mask(column.eq(""))  # the reader's skipinitialspace already made a cell of spaces ""
-    numbers = pd.to_numeric(column, errors="coerce")
-    return numbers if numbers.notna().sum() == column.notna().sum() else column
+    if not numbers:
+        return column
+    present = column.dropna()
+    if pd.to_numeric(present.head(100), errors="coerce").isna().any():  # text: no need to try every cell
+        return column
+    converted = pd.to_numeric(column, errors="coerce")
+    return converted if converted.notna().sum() == len(present) else column
 
 
 def _separator(header_line: str) -> str:

@@ -226,7 +226,7 @@ def test_other_encodings_and_separators_are_read(client, local_pipeline, songs, 
         (b"popularity,tempo\n1,2\n", "missing the column(s) acousticness, danceability"),
         ("header-only", "a header but no rows"),
         ("duplicated-header", "The header names the column(s) 'tempo' more than once"),
-        ("too-many-columns", "The header has 300 columns; at most 64"),
+        ("too-many-columns", "The header has 300 columns; at most 32"),
         ("over-limit", f"more than {LIMIT} rows"),
     ],
     ids=[
