@@ -3,15 +3,26 @@
 The model is loaded exactly as a Hub user loads it, `pipeline(model=MODEL_ID, trust_remote_code=True)`;
 MODEL_ID is a Hub id or a folder, by default the trained model bundled next to this file. This file is
 the Space repo's `app.py` as published, so it imports nothing from the project.
+
+The page faces anyone: uploads are capped in size, rows and columns; a CSV is predicted in a worker process of its
+own (so one-song requests never wait behind it, and a stuck file is cut off after CSV_TIMEOUT_S); each event has its
+own queue with a bounded length; text cells of the downloadable CSV that a spreadsheet would run as a formula are
+neutralised; results are kept once, in Gradio's cache, and removed after DOWNLOAD_TTL_S and at exit.
 """
 
+import atexit
+import codecs
 import csv
+import html
 import math
+import multiprocessing
+import multiprocessing.pool
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,27 +30,49 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
 from transformers import pipeline
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "model"
 MAX_ROWS = 100_000
-# The browser gets at most this many rows per table; the downloadable CSV always has all of them.
-SHOWN_ROWS = 10_000
-# Download folders older than this are removed when a new table is predicted.
+# The dataset has 18; more columns of 100,000 rows would cost seconds and gigabytes to read.
+MAX_COLUMNS = 32
+MAX_FILE_MB = 50
+# The browser gets at most this many rows per table; the downloadable CSV always has all of them. The web process
+# turns them into JSON while one-song requests wait for it, so it is kept small (bench/space_load.md).
+SHOWN_ROWS = 1_000
+# Values echoed back are cut to this many characters: in messages and the problem table, and in the results table.
+SHOWN_CHARS = 60
+SHOWN_CELL_CHARS = 200
+# A result is removed this long after it was written (and when the app exits).
 DOWNLOAD_TTL_S = 3600
-ERROR_PATTERN = re.compile(r"column '(?P<column>[^']+)', row (?P<row>\d+): (?P<reason>.*)")
+# A CSV still being processed after this long is abandoned and its worker process replaced.
+CSV_TIMEOUT_S = 60
+# The CSV worker's scheduling priority below the web process's (os.nice).
+WORKER_NICENESS = 10
+# Queue limits (see bench/space_load.md): one-song calls are short and run side by side; each CSV takes the worker
+# process; events beyond QUEUE_SIZE waiting are refused with Gradio's "queue is full" message.
+SONG_CONCURRENCY = int(os.environ.get("GENRE_SPACE_SONG_CONCURRENCY", "8"))
+CSV_CONCURRENCY = 1
+QUEUE_SIZE = 64
 PROBLEM_COLUMNS = ["row", "column", "value", "reason"]
 RESULT_COLUMNS = ["row", "predicted_genre", "probability", "top_3"]
+COUNT_COLUMNS = ["genre", "songs"]
 # Fallbacks for a model whose remote code does not export its key and mode names.
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODE_NAMES = ("Major", "Minor")
 UNIT_FEATURES = ("acousticness", "danceability", "energy", "instrumentalness", "liveness", "speechiness", "valence")
-SONG_INPUTS = (
-    "popularity", "acousticness", "danceability", "duration", "energy", "instrumentalness", "key",
-    "liveness", "loudness", "mode", "speechiness", "tempo", "valence",
-)  # fmt: skip
+# The `/predict_song` API's parameters in order (named after the features, with their units), and the CSV column
+# each one fills; `duration` is m:ss or seconds and becomes `duration_ms`.
+SONG_PARAMETERS = {
+    "popularity": "popularity", "acousticness": "acousticness", "danceability": "danceability",
+    "duration": "duration_ms", "energy": "energy", "instrumentalness": "instrumentalness", "key": "key",
+    "liveness": "liveness", "loudness_db": "loudness", "mode": "mode", "speechiness": "speechiness",
+    "tempo_bpm": "tempo", "valence": "valence",
+}  # fmt: skip
+SONG_INPUTS = tuple(SONG_PARAMETERS)
 # Real songs of the public dataset (artist, track, genre it is filed under, then the inputs above).
 EXAMPLES = [
     ("Jóhann Jóhannsson", "Flight From The City", "Classical",
@@ -55,10 +88,24 @@ EXAMPLES = [
     ("Toto", "Africa", "Rock",
      [85, 0.257, 0.671, "4:56", 0.373, 0.0000795, "A", 0.0481, -18.064, "Major", 0.0323, 92.717, 0.732]),
 ]  # fmt: skip
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class InputProblem(ValueError):
     """Input the app can explain to its user."""
+
+
+def shown(value: Any, chars: int = SHOWN_CHARS) -> str:
+    """A value as text for the user, cut to `chars` characters."""
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return text if len(text) <= chars else f"{text[: chars - 3]}..."
+
+
+def markdown_text(value: Any) -> str:
+    """A value from a file, cut short and escaped so that Markdown shows it as text (no links, images or HTML)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~])", r"\\\1", shown(value))
 
 
 def parse_duration(text: str | float | None) -> float:
@@ -66,7 +113,7 @@ def parse_duration(text: str | float | None) -> float:
     text = "" if text is None else str(text).strip()
     if not text:
         return -1.0
-    problem = InputProblem(f"duration {text!r} is not m:ss (like 3:45) or a number of seconds")
+    problem = InputProblem(f"duration {shown(text)!r} is not m:ss (like 3:45) or a number of seconds")
     try:
         parts = [float(part) for part in text.split(":")]
     except ValueError:
@@ -81,17 +128,50 @@ def parse_duration(text: str | float | None) -> float:
 
 def song_row(*values: Any) -> dict[str, Any]:
     """The one-song inputs (in SONG_INPUTS order) as a raw row of the public CSV."""
-    row = dict(zip(SONG_INPUTS, values, strict=True))
-    row["duration_ms"] = parse_duration(row.pop("duration"))
+    row = {SONG_PARAMETERS[name]: value for name, value in zip(SONG_INPUTS, values, strict=True)}
+    row["duration_ms"] = parse_duration(row["duration_ms"])
     return row
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with `'` so it is shown as text (OWASP)."""
+    if isinstance(value, str) and value.lstrip(" ")[:1] in FORMULA_STARTS and not PLAIN_NUMBER.fullmatch(value.strip()):
+        return "'" + value
+    return value
+
+
+def safe_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` whose text cells are safe to open in a spreadsheet."""
+    frame = frame.copy()
+    for name in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            frame[name] = frame[name].map(neutralise_formula)
+    return frame
+
+
+def _error_text(error: Exception) -> str:
+    """`TypeName: message` of an unexpected error, cut short and escaped for the status Markdown."""
+    return f"{type(error).__name__}: {markdown_text(error)}"
+
+
+def _reason(error: ValueError) -> tuple[str, str | None, int | None]:
+    """The extractor's reason, column and row (its RawInputError carries them; an older model's error is text)."""
+    return getattr(error, "reason", str(error)), getattr(error, "column", None), getattr(error, "row", None)
 
 
 class GenreApp:
     """The classifier and what the two tabs do with it."""
 
-    def __init__(self, model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS):
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        max_rows: int = MAX_ROWS,
+        downloads: str | os.PathLike | None = None,
+        max_file_mb: float = MAX_FILE_MB,
+    ):
         self.model_id = str(model or os.environ.get("MODEL_ID") or DEFAULT_MODEL)
         self.max_rows = max_rows
+        self.max_file_bytes = int(max_file_mb * 1024 * 1024)
         self.classifier = pipeline(model=self.model_id, trust_remote_code=True)
         self.extractor = self.classifier.feature_extractor
         self.config = config = self.classifier.model.config
@@ -103,57 +183,122 @@ class GenreApp:
         self.mode_names = sorted(getattr(extractor_module, "MODE_NAMES", MODE_NAMES), key=lambda name: name != "Major")
         # A row every model accepts; one cell at a time is swapped in to test a value.
         self.valid_row = song_row(*EXAMPLES[0][3])
-        self.downloads = Path(tempfile.mkdtemp(prefix="genre-space-"))
+        if downloads is None:
+            # Inside Gradio's cache folder, so that Gradio serves a result without copying it; this app's own.
+            os.makedirs(get_upload_folder(), exist_ok=True)
+            downloads = tempfile.mkdtemp(prefix="genre-space-", dir=get_upload_folder())
+            atexit.register(shutil.rmtree, downloads, ignore_errors=True)
+        self.downloads = Path(downloads)
 
     # One song
 
-    def predict_song(self, *values: Any) -> dict[str, float]:
+    def predict_song(
+        self,
+        popularity: float,
+        acousticness: float,
+        danceability: float,
+        duration: str,
+        energy: float,
+        instrumentalness: float,
+        key: str,
+        liveness: float,
+        loudness_db: float,
+        mode: str,
+        speechiness: float,
+        tempo_bpm: float,
+        valence: float,
+    ) -> dict[str, float]:
+        """Genres of one song with their probabilities (popularity 0-100, the unit features 0-1, duration m:ss or
+        seconds, key a pitch name like C#, loudness in dB, mode Major or Minor, tempo in beats per minute)."""
+        values = (popularity, acousticness, danceability, duration, energy, instrumentalness, key, liveness)
+        values += (loudness_db, mode, speechiness, tempo_bpm, valence)
         try:
             genres = self.classifier(song_row(*values))
-        except ValueError as error:  # InputProblem included
+        except ValueError as error:  # InputProblem and the extractor's RawInputError
             raise gr.Error(str(error), print_exception=False) from None
         return {item["label"]: item["score"] for item in genres}
 
     # Many songs
 
-    def read_table(self, path: str | None) -> pd.DataFrame:
-        """The uploaded CSV as text cells parsed by pandas; an InputProblem says what is wrong with it."""
+    def read_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The uploaded CSV as a frame indexed by row (0 = first data row) and its rows with too many fields.
+
+        Parsed with the `csv` module row by row, so a row wider than the header is a problem row (never an index),
+        and reading stops one row past `max_rows`. An InputProblem says what is wrong with the file as a whole.
+        """
         if not path:
             raise InputProblem("Upload a CSV file first.")
+        size = os.path.getsize(path)
+        if size > self.max_file_bytes:
+            raise InputProblem(f"The file is {size / 2**20:.1f} MB; the limit is {self.max_file_bytes / 2**20:.0f} MB.")
         with open(path, "rb") as handle:
             head = handle.read(64 * 1024)
         if not head.strip():
             raise InputProblem("The file is empty.")
-        if b"\x00" in head:
-            raise InputProblem("This is not a CSV file: it holds binary data. Upload comma-separated text.")
-        separator = _separator(head.decode("utf-8", errors="ignore"))
+        encoding = _text_encoding(head)
         try:
             try:
-                frame = self._read_csv(path, separator, "utf-8-sig")
+                header, rows, numbers, wide = self._read_rows(path, encoding)
             except UnicodeDecodeError:  # spreadsheet exports are often not UTF-8; latin-1 decodes any byte
-                frame = self._read_csv(path, separator, "latin-1")
-        except pd.errors.EmptyDataError:
-            raise InputProblem("The file is empty.") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
-            detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            detail = detail.removeprefix("Error tokenizing data. C error: ")  # pandas' wording, not the user's
-            raise InputProblem(f"This file could not be read as CSV: {detail}") from None
-        frame.columns = [str(name).strip() for name in frame.columns]
-        if frame.empty:
+                header, rows, numbers, wide = self._read_rows(path, "latin-1")
+        except (csv.Error, UnicodeError) as error:
+            raise InputProblem(f"This file could not be read as CSV: {markdown_text(error)}") from None
+        frame = pd.DataFrame(rows, columns=header, index=pd.Index(numbers, dtype="int64") - 1, dtype=object)
+        del rows
+        for name in header:
+            # Feature columns stay text: the model's extractor reads them (and says which cell it refuses).
+            frame[name] = _typed_column(frame[name], numbers=name not in self.features)
+        if frame.empty and not wide:
             raise InputProblem("The file has a header but no rows.")
-        missing = [name for name in self.features if name not in frame.columns]
+        problems = pd.DataFrame(
+            [(number, "", f"{fields} fields", f"the row has {fields} fields, the header {len(header)}; "
+              "a value holding the separator must be in double quotes") for number, fields in wide],
+            columns=PROBLEM_COLUMNS,
+        )  # fmt: skip
+        return frame, problems
+
+    def _read_rows(self, path: str, encoding: str) -> tuple[list[str], list[list[str]], list[int], list[tuple]]:
+        with open(path, encoding=encoding, newline="") as handle:
+            first = handle.readline(64 * 1024)
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter=_separator(first), skipinitialspace=True)
+            header = self._header(next(reader, []))
+            width = len(header)
+            rows, numbers, wide = [], [], []
+            number = 0
+            for record in reader:
+                if not record:  # a blank line, skipped as pandas does
+                    continue
+                number += 1
+                if number > self.max_rows:
+                    raise InputProblem(
+                        f"The file has more than {self.max_rows:,} rows, the limit; split it into parts."
+                    )
+                if len(record) > width:
+                    wide.append((number, len(record)))
+                    continue
+                rows.append(record + [""] * (width - len(record)))
+                numbers.append(number)
+        return header, rows, numbers, wide
+
+    def _header(self, names: list[str]) -> list[str]:
+        """Column names, stripped; unnamed ones numbered as pandas does; duplicates, too many or no features refused."""
+        if not names:
+            raise InputProblem("The file is empty.")
+        if len(names) > MAX_COLUMNS:
+            raise InputProblem(f"The header has {len(names):,} columns; at most {MAX_COLUMNS} are accepted.")
+        names = [name.strip() or f"Unnamed: {i}" for i, name in enumerate(names)]
+        repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
+        if repeated:
+            listed = ", ".join(f"'{markdown_text(name)}'" for name in repeated)
+            raise InputProblem(f"The header names the column(s) {listed} more than once; rename or remove the copies.")
+        missing = [name for name in self.features if name not in names]
         if missing:
             raise InputProblem(
                 f"The file is missing the column(s) {', '.join(missing)}; it needs the 13 feature columns "
                 f"{', '.join(self.features)} (other columns are optional and carried into the results)."
             )
-        if len(frame) > self.max_rows:
-            raise InputProblem(f"The file has more than {self.max_rows:,} rows, the limit; split it into parts.")
-        return frame.reset_index(drop=True)
-
-    def _read_csv(self, path: str, separator: str, encoding: str) -> pd.DataFrame:
-        # One row past the limit is enough to tell that a file is too long, without reading all of it.
-        return pd.read_csv(path, sep=separator, nrows=self.max_rows + 1, encoding=encoding, skipinitialspace=True)
+        return names
 
     def find_problems(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One line per bad cell: row number in the file (1 = first data row), column, value and reason.
@@ -184,7 +329,7 @@ class GenreApp:
                         problems.append((int(position), name, value, reason))
         problems.sort(key=lambda problem: (problem[0], self.features.index(problem[1]) if problem[1] else -1))
         return pd.DataFrame(
-            [(position + 1, name, str(value), reason) for position, name, value, reason in problems],
+            [(position + 1, name, shown(value), reason) for position, name, value, reason in problems],
             columns=PROBLEM_COLUMNS,
         )
 
@@ -193,35 +338,33 @@ class GenreApp:
         try:
             self.extractor({**self.valid_row, name: value})
         except ValueError as error:
-            match = ERROR_PATTERN.match(str(error))
-            return match["reason"] if match else str(error)
+            return _reason(error)[0]
         return None
 
     def _slow_problems(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Row by row through the extractor: the fallback if the screen missed something the model refuses."""
         problems = []
         for position in range(len(frame)):
+            row = frame.iloc[position : position + 1]
             try:
-                self.extractor(frame.iloc[position : position + 1])
+                self.extractor(row)
             except ValueError as error:
-                match = ERROR_PATTERN.match(str(error))
-                name = match["column"] if match else ""
-                value = frame[name].iloc[position] if name in frame.columns else ""
-                problems.append((position + 1, name, str(value), match["reason"] if match else str(error)))
+                reason, name, _ = _reason(error)
+                value = row[name].iloc[0] if name in row.columns else ""
+                problems.append((int(row.index[0]) + 1, name or "", shown(value), reason))
         return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
-    def predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str]:
-        """Results table, problem table, downloadable CSV and a status line; never raises."""
+    def predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str, pd.DataFrame, str]:
+        """Results, problems, downloadable CSV, status line, genre counts and confusion matrix (HTML); never raises."""
         try:
             return self._predict_table(path)
         except InputProblem as problem:
-            return _empty_results(), _empty_problems(), None, f"**Error:** {problem}"
+            return _failed(f"**Error:** {problem}")
         except Exception as error:  # a bug or an exotic file must still end as a message, not a traceback
-            message = f"**Error:** this file could not be processed ({type(error).__name__}: {error}".splitlines()[0]
-            return _empty_results(), _empty_problems(), None, message[:400] + ")."
+            return _failed(f"**Error:** this file could not be processed ({_error_text(error)}).")
 
-    def _predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str]:
-        frame = self.read_table(path)
+    def _predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str, pd.DataFrame, str]:
+        frame, wide = self.read_table(path)
         problems = self.find_problems(frame)
         good = frame.drop(index=problems["row"].unique() - 1)
         try:
@@ -230,9 +373,11 @@ class GenreApp:
             problems = self._slow_problems(frame)
             good = frame.drop(index=problems["row"].unique() - 1)
             genres = self.classifier(good, top_k=3) if len(good) else []
+        problems = pd.concat([wide, problems]).sort_values("row", kind="stable") if len(wide) else problems
+        total = len(frame) + len(wide)
         if good.empty:
-            status = f"**Error:** none of the {len(frame):,} rows has valid values; see *Rows with problems*."
-            return _empty_results(), problems.head(SHOWN_ROWS), None, status
+            status = f"**Error:** none of the {total:,} rows has valid values; see *Rows with problems*."
+            return _empty_results(), problems.head(SHOWN_ROWS), None, status, _empty_counts(), ""
         extra = [name for name in good.columns if name not in self.features and name not in RESULT_COLUMNS]
         results = pd.DataFrame(
             {
@@ -244,15 +389,24 @@ class GenreApp:
             index=good.index,
         ).join(good[extra])
         download = self._download_path()
-        results.to_csv(download, index=False)
-        status = [f"Predicted {len(results):,} of {len(frame):,} rows."]
+        # Every text cell quoted: a line break inside one stays inside it.
+        safe_csv_frame(results).to_csv(download, index=False, quoting=csv.QUOTE_NONNUMERIC)
+        status = [f"Predicted {len(results):,} of {total:,} rows."]
         if len(problems):
             bad_rows = problems["row"].nunique()
             status.append(f"{bad_rows:,} row(s) have bad values and are listed under *Rows with problems*.")
         status.append(self._agreement(results))
         if len(results) > SHOWN_ROWS or len(problems) > SHOWN_ROWS:
             status.append(f"The tables show the first {SHOWN_ROWS:,} lines; the CSV to download has every row.")
-        return results.head(SHOWN_ROWS), problems.head(SHOWN_ROWS), str(download), " ".join(filter(None, status))
+        shown_results = results.head(SHOWN_ROWS).map(shown_cell)
+        return (
+            shown_results,
+            problems.head(SHOWN_ROWS),
+            str(download),
+            " ".join(filter(None, status)),
+            self.genre_counts(results),
+            self.confusion_matrix(results),
+        )
 
     def _agreement(self, results: pd.DataFrame) -> str:
         """When the file has the dataset's own genre column, how often the prediction agrees with it."""
@@ -264,14 +418,47 @@ class GenreApp:
         agree = (results.loc[known, "predicted_genre"] == results.loc[known, "music_genre"]).mean()
         return f"The prediction agrees with the file's `music_genre` column on {agree:.1%} of {known.sum():,} rows."
 
+    def genre_counts(self, results: pd.DataFrame) -> pd.DataFrame:
+        """Songs per predicted genre, every genre listed, most frequent first."""
+        counts = results["predicted_genre"].value_counts().reindex(self.genres, fill_value=0)
+        counts = counts.sort_values(ascending=False, kind="stable")
+        return pd.DataFrame({"genre": counts.index, "songs": counts.to_numpy()})
+
+    def confusion_matrix(self, results: pd.DataFrame) -> str:
+        """An HTML heat table of the file's `music_genre` (rows) against the prediction (columns); "" without it."""
+        if "music_genre" not in results.columns:
+            return ""
+        known = results[results["music_genre"].isin(self.genres)]
+        if known.empty:
+            return ""
+        matrix = pd.crosstab(known["music_genre"], known["predicted_genre"]).reindex(
+            index=self.genres, columns=self.genres, fill_value=0
+        )
+        totals = matrix.sum(axis=1)
+        cells = []
+        for true, counts in matrix.iterrows():
+            row = [f'<th scope="row">{html.escape(true)}</th>']
+            for predicted, count in counts.items():
+                share = count / totals[true] if totals[true] else 0.0
+                colour = f"rgba(37, 99, 235, {share:.2f})"
+                text = "#fff" if share > 0.5 else "inherit"
+                title = html.escape(f"{count:,} {true} songs predicted {predicted}", quote=True)
+                row.append(f'<td title="{title}" style="background:{colour};color:{text}">{count:,}</td>')
+            cells.append(f"<tr>{''.join(row)}</tr>")
+        header = "".join(f'<th scope="col">{html.escape(genre)}</th>' for genre in self.genres)
+        return (
+            '<div style="overflow-x:auto"><table class="confusion-matrix" style="font-size:0.85em">'
+            f"<caption>Confusion matrix. Rows: the file's <code>music_genre</code> ({len(known):,} songs); columns: "
+            "the predicted genre; shading: share of the row.</caption>"
+            f'<thead><tr><th scope="col">file \\ predicted</th>{header}</tr></thead>'
+            f"<tbody>{''.join(cells)}</tbody></table></div>"
+        )
+
     def _download_path(self) -> Path:
-        """A fresh folder per table so concurrent users never share a file; old folders are removed."""
-        now = time.time()
-        for old in self.downloads.iterdir():
-            if now - old.stat().st_mtime > DOWNLOAD_TTL_S:
-                shutil.rmtree(old, ignore_errors=True)
+        """A fresh folder per table so concurrent users never share a file; expired folders are removed."""
+        remove_expired(self.downloads)
         folder = self.downloads / uuid.uuid4().hex
-        folder.mkdir()
+        folder.mkdir(parents=True)
         return folder / "predicted_genres.csv"
 
     # The page's header
@@ -347,11 +534,55 @@ def _looks_like_repo_id(value: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
 
 
-def _separator(text: str) -> str:
+def shown_cell(value: Any) -> Any:
+    """A table cell for the browser: text cut to SHOWN_CELL_CHARS characters, anything else as it is."""
+    return shown(value, SHOWN_CELL_CHARS) if isinstance(value, str) else value
+
+
+def remove_expired(folder: Path, ttl_s: float = DOWNLOAD_TTL_S) -> None:
+    """Remove the result folders in `folder` older than `ttl_s` seconds."""
+    now = time.time()
+    for old in folder.iterdir() if folder.is_dir() else ():
+        try:
+            if now - old.stat().st_mtime > ttl_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another process removed it first
+            pass
+
+
+def _text_encoding(head: bytes) -> str:
+    """The encoding of a file from its first bytes: a byte-order mark, UTF-16 without one, else UTF-8."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head:
+        even, odd = head[0::2], head[1::2]
+        # ASCII text in UTF-16 has a zero byte in every pair: the second for little-endian, the first for big.
+        if odd.count(0) > 0.9 * len(odd) and not even.count(0):
+            return "utf-16-le"
+        if even.count(0) > 0.9 * len(even) and not odd.count(0):
+            return "utf-16-be"
+        raise InputProblem("This is not a CSV file: it holds binary data. Upload comma-separated text.")
+    return "utf-8"
+
+
+def _typed_column(column: pd.Series, numbers: bool = True) -> pd.Series:
+    """Text cells as pandas' CSV reader would type them: blank is missing, all-numeric columns become numbers."""
+    column = column.mask(column.eq(""))  # the reader's skipinitialspace already made a cell of spaces ""
+    if not numbers:
+        return column
+    present = column.dropna()
+    if pd.to_numeric(present.head(100), errors="coerce").isna().any():  # text: no need to try every cell
+        return column
+    converted = pd.to_numeric(column, errors="coerce")
+    return converted if converted.notna().sum() == len(present) else column
+
+
+def _separator(header_line: str) -> str:
     """Comma, semicolon or tab, whichever the header line uses (spreadsheets export all three)."""
-    header = text.splitlines()[0] if text else ""
     try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
+        return csv.Sniffer().sniff(header_line, delimiters=",;\t").delimiter
     except csv.Error:
         return ","
 
@@ -364,11 +595,82 @@ def _empty_problems() -> pd.DataFrame:
     return pd.DataFrame(columns=PROBLEM_COLUMNS)
 
 
-def build_demo(model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS) -> gr.Blocks:
+def _empty_counts() -> pd.DataFrame:
+    return pd.DataFrame({"genre": pd.Series(dtype=str), "songs": pd.Series(dtype="int64")})
+
+
+def _failed(status: str) -> tuple[pd.DataFrame, pd.DataFrame, None, str, pd.DataFrame, str]:
+    return _empty_results(), _empty_problems(), None, status, _empty_counts(), ""
+
+
+# The worker process's own GenreApp (one per process, built by _start_worker).
+_WORKER_APP: GenreApp | None = None
+
+
+def _start_worker(model_id: str, max_rows: int, downloads: str, max_file_mb: float) -> None:
+    global _WORKER_APP
+    os.nice(WORKER_NICENESS)  # on a busy machine the web process (one-song requests) gets the CPU first
+    _WORKER_APP = GenreApp(model_id, max_rows, downloads, max_file_mb)
+
+
+def _worker_predict_table(path: str | None) -> tuple:
+    return _WORKER_APP.predict_table(path)
+
+
+class TableWorker:
+    """`GenreApp.predict_table` in a worker process of its own.
+
+    The web process keeps the interpreter lock for one-song requests and page traffic; a file the worker is still on
+    after `timeout_s` is abandoned (the worker is killed and replaced) with a message, so no upload stalls the Space.
+    """
+
+    def __init__(self, app: GenreApp, processes: int = CSV_CONCURRENCY, timeout_s: float = CSV_TIMEOUT_S):
+        self.arguments = (app.model_id, app.max_rows, str(app.downloads), app.max_file_bytes / 2**20)
+        self.processes = processes
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._pool = self._start()
+        atexit.register(self.close)
+
+    def _start(self) -> multiprocessing.pool.Pool:
+        # Spawned, not forked: the web process runs threads, which a fork would copy mid-flight.
+        context = multiprocessing.get_context("spawn")
+        return context.Pool(self.processes, initializer=_start_worker, initargs=self.arguments)
+
+    def predict_table(self, path: str | None) -> tuple:
+        with self._lock:
+            pool = self._pool
+        pending = pool.apply_async(_worker_predict_table, (path,))
+        try:
+            return pending.get(timeout=self.timeout_s)
+        except multiprocessing.TimeoutError:
+            self._replace(pool)
+            return _failed(f"**Error:** this file took more than {self.timeout_s:.0f} s to process and was abandoned.")
+        except Exception as error:  # the worker died (out of memory, killed): a message, and a fresh worker
+            self._replace(pool)
+            return _failed(f"**Error:** this file could not be processed ({_error_text(error)}).")
+
+    def _replace(self, pool: multiprocessing.pool.Pool) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = self._start()
+        pool.terminate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.terminate()
+
+
+def build_demo(
+    model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS, max_file_mb: float = MAX_FILE_MB
+) -> gr.Blocks:
     """The Space's page; `model` is a Hub id or a folder (default: env MODEL_ID, else the bundled `model/`)."""
-    app = GenreApp(model, max_rows)
-    # Gradio's copies of uploads and downloads are deleted after a day.
-    with gr.Blocks(title="Music genre classifier", delete_cache=(3600, 86400)) as demo:
+    app = GenreApp(model, max_rows, max_file_mb=max_file_mb)
+    worker = TableWorker(app)
+    sweeper = threading.Thread(target=_sweep, args=(app.downloads,), daemon=True, name="genre-space-sweeper")
+    sweeper.start()
+    # Gradio deletes its copies of uploads (and the results, which live in its cache) after DOWNLOAD_TTL_S.
+    with gr.Blocks(title="Music genre classifier", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(app.description())
         with gr.Tab("One song"):
             with gr.Row():
@@ -397,30 +699,56 @@ def build_demo(model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS)
                 example_labels=[f"{artist} - {track} ({genre})" for artist, track, genre, _ in EXAMPLES],
                 label="Real songs of the dataset (the genre it files them under)",
             )
-            predict.click(app.predict_song, inputs=inputs, outputs=label, api_name="predict_song")
+            predict.click(
+                app.predict_song,
+                inputs=inputs,
+                outputs=label,
+                api_name="predict_song",
+                concurrency_limit=SONG_CONCURRENCY,
+                concurrency_id="song",
+            )
         with gr.Tab("Many songs"):
             gr.Markdown(
                 "Upload a CSV in the public dataset's format. The 13 feature columns are required; other columns "
-                f"(artist, track, ids) are carried into the results. Up to {max_rows:,} rows; `?` and empty cells "
-                "are missing values. Rows with bad values are listed with their row number (1 = the first row "
-                "under the header) while the others are still predicted."
+                f"(artist, track, ids) are carried into the results. Up to {max_rows:,} rows and {max_file_mb:g} MB; "
+                "`?` and empty cells are missing values. Rows with bad values are listed with their row number "
+                "(1 = the first row under the header) while the others are still predicted. In the CSV to "
+                "download, a text cell that a spreadsheet would run as a formula starts with `'`."
             )
             upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
             run = gr.Button("Predict the genres", variant="primary")
-            status = gr.Markdown()
-            results = gr.Dataframe(label="Predicted genres", interactive=False, max_height=400)
+            status = gr.Markdown(label="Status")
+            counts = gr.BarPlot(
+                x="genre", y="songs", label="Predicted genres", sort="-y", x_label_angle=-30, height=300
+            )
+            confusion = gr.HTML(label="Confusion matrix against the file's music_genre")
+            results = gr.Dataframe(label="Predicted genres (table)", interactive=False, max_height=400)
             problems = gr.Dataframe(label="Rows with problems", interactive=False, max_height=300)
             download = gr.File(label="Download the results (CSV)")
             run.click(
-                app.predict_table, inputs=upload, outputs=[results, problems, download, status], api_name="predict_csv"
+                worker.predict_table,
+                inputs=upload,
+                outputs=[results, problems, download, status, counts, confusion],
+                api_name="predict_csv",
+                concurrency_limit=CSV_CONCURRENCY,
+                concurrency_id="csv",
             )
+    demo.queue(max_size=QUEUE_SIZE)
     return demo
+
+
+def _sweep(folder: Path, every_s: float = 60) -> None:
+    """Remove expired results once a minute, whether or not anyone predicts a table."""
+    while True:
+        time.sleep(every_s)
+        remove_expired(folder)
 
 
 def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, **launch_kwargs: Any) -> gr.Blocks:
     """Serve the Space; extra keywords go to `gr.Blocks.launch` (e.g. prevent_thread_lock=True)."""
-    demo = build_demo(model)
-    demo.launch(server_name=host, server_port=port, **launch_kwargs)
+    max_file_mb = launch_kwargs.pop("max_file_mb", MAX_FILE_MB)
+    demo = build_demo(model, max_file_mb=max_file_mb)
+    demo.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb}mb", **launch_kwargs)
     return demo
 
 

@@ -136,3 +136,64 @@ def test_both_views_side_by_side_equal_each_encoding_alone(raw_rows):
     features = both(raw_rows)["input_features"]
     np.testing.assert_allclose(features[:, :N_NUMERIC], quantile_view[:, :N_NUMERIC], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(features[:, N_NUMERIC:], log_view, rtol=1e-6, atol=1e-6)
+
+
+def test_pandas_missing_scalars_and_spotify_no_key_are_missing_values(fitted, raw_rows):
+    row = dict(raw_rows[1])
+    reference = fitted(dict(row, tempo=None, key=None))["input_features"]
+    for missing in (pd.NA, pd.NaT, np.datetime64("NaT"), -1, "-1", -1.0):
+        np.testing.assert_array_equal(fitted(dict(row, tempo=None, key=missing))["input_features"], reference)
+    for missing in (pd.NA, pd.NaT):
+        np.testing.assert_array_equal(fitted(dict(row, tempo=missing, key=None))["input_features"], reference)
+    # A pandas `string` column with missing cells, as `pd.read_csv(dtype="string")` gives.
+    frame = pd.DataFrame(raw_rows[:3]).astype({"tempo": "string", "key": "string", "mode": "string"})
+    frame.loc[0, ["tempo", "key"]] = pd.NA
+    expected = fitted([dict(raw_rows[0], tempo=None, key=None), *raw_rows[1:3]])["input_features"]
+    np.testing.assert_array_equal(fitted(frame)["input_features"], expected)
+
+
+@pytest.mark.parametrize(
+    ("rows", "column", "row", "reason"),
+    [
+        (lambda r: dict(r[0], popularity=True), "popularity", 0, "True is not a number"),
+        (lambda r: [r[0], dict(r[1], energy=np.bool_(False))], "energy", 1, "False is not a number"),
+        (lambda r: pd.DataFrame(r).assign(popularity=True), "popularity", 0, "True is not a number"),
+        (lambda r: [r[0], dict(r[1], tempo=10**400)], "tempo", 1, "is not a finite number"),
+        (lambda r: {name: [v, v] for name, v in r[0].items()}, "popularity", 0, "a row holds one value per column"),
+        (lambda r: dict(r[0], key=["C", "D"]), "key", 0, "unknown key ['C', 'D']"),
+        (lambda r: dict(r[0], key=-2), "key", 0, "unknown key -2"),
+    ],
+    ids=["bool", "numpy-bool", "bool-column", "huge-int", "dict-of-lists", "list-key", "key-minus-2"],
+)
+def test_refused_values_raise_one_error_type_with_fields(fitted, raw_rows, rows, column, row, reason):
+    from modeling.feature_extraction_genre_ffn import RawInputError
+
+    with pytest.raises(RawInputError) as caught:
+        fitted(rows(raw_rows))
+    error = caught.value
+    assert isinstance(error, ValueError) and (error.column, error.row) == (column, row)
+    assert reason in error.reason and str(error) == f"column '{column}', row {row}: {error.reason}"
+
+
+@pytest.mark.parametrize("name", ["key", "tempo"])
+def test_a_duplicated_feature_column_is_named(fitted, raw_rows, name):
+    from modeling.feature_extraction_genre_ffn import RawInputError
+
+    frame = pd.DataFrame(raw_rows)
+    doubled = pd.concat([frame, frame[[name]]], axis=1)
+    with pytest.raises(RawInputError, match=f"column '{name}': the column appears 2 times") as caught:
+        fitted(doubled)
+    assert caught.value.column == name and caught.value.row is None
+
+
+def test_echoed_values_are_cut_and_errors_survive_pickling(fitted, raw_rows):
+    import pickle
+
+    from modeling.feature_extraction_genre_ffn import SHOWN_VALUE_CHARS, RawInputError
+
+    long_value = "x" * 100_000
+    with pytest.raises(RawInputError) as caught:
+        fitted([raw_rows[0], raw_rows[1], dict(raw_rows[2], tempo=long_value)])
+    assert len(str(caught.value)) < SHOWN_VALUE_CHARS + 60 and caught.value.value == long_value
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert (again.column, again.row, again.value, str(again)) == ("tempo", 2, long_value, str(caught.value))

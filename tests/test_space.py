@@ -1,10 +1,16 @@
 """The Space through its HTTP API, called with gradio_client on 127.0.0.1 (no telemetry, no Hub)."""
 
 import ast
+import csv
+import json
+import os
+import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import torch
@@ -14,12 +20,23 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import pipeline
 
 from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-from space.app import EXAMPLES, SONG_INPUTS, GenreApp, build_demo, card_facts, parse_duration, song_row
+from space.app import (
+    EXAMPLES,
+    SONG_INPUTS,
+    GenreApp,
+    TableWorker,
+    build_demo,
+    card_facts,
+    parse_duration,
+    remove_expired,
+    song_row,
+)
 from tests.conftest import REPO
 from training.data import prepare_splits
 
 BUNDLED_MODEL = REPO / "space" / "model"
 LIMIT = 300  # the served app's row limit, small so that going over it is cheap
+MAX_MB = 2  # the served app's upload limit, small for the same reason
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
 
 
@@ -55,9 +72,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def client(model_folder):
-    demo = build_demo(model_folder, max_rows=LIMIT)
+    demo = build_demo(model_folder, max_rows=LIMIT, max_file_mb=MAX_MB)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=f"{MAX_MB}mb"
+    )
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
@@ -84,11 +103,17 @@ def songs_csv(songs, tmp_path) -> Path:
 
 
 def predict_csv(client: Client, path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str]:
-    results, problems, download, status = client.predict(
+    return predict_csv_all(client, path)[:4]
+
+
+def predict_csv_all(client: Client, path: Path | None) -> tuple:
+    """All six outputs: results, problems, download, status, genre counts (a frame) and the confusion matrix HTML."""
+    results, problems, download, status, counts, confusion = client.predict(
         handle_file(str(path)) if path else None, api_name="/predict_csv"
     )
     as_frame = lambda table: pd.DataFrame(table["data"], columns=table["headers"])  # noqa: E731
-    return as_frame(results), as_frame(problems), download, status
+    counts = pd.DataFrame(counts["data"] if counts else [], columns=["genre", "songs"])
+    return as_frame(results), as_frame(problems), download, status, counts, confusion
 
 
 def test_duration_parsing():
@@ -200,10 +225,21 @@ def test_other_encodings_and_separators_are_read(client, local_pipeline, songs, 
         (bytes(range(256)) * 20, "not a CSV file: it holds binary data"),
         (b"popularity,tempo\n1,2\n", "missing the column(s) acousticness, danceability"),
         ("header-only", "a header but no rows"),
-        ("extra-field", "could not be read as CSV: Expected 18 fields in line 3, saw 19"),
+        ("duplicated-header", "The header names the column(s) 'tempo' more than once"),
+        ("too-many-columns", "The header has 300 columns; at most 32"),
         ("over-limit", f"more than {LIMIT} rows"),
     ],
-    ids=["no-file", "empty", "blank", "binary", "missing-columns", "header-only", "extra-field", "over-limit"],
+    ids=[
+        "no-file",
+        "empty",
+        "blank",
+        "binary",
+        "missing-columns",
+        "header-only",
+        "duplicated-header",
+        "too-many-columns",
+        "over-limit",
+    ],  # fmt: skip
 )
 def test_bad_files_get_a_message(client, songs, csv_path, tmp_path, content, message):
     path = tmp_path / "upload.csv"
@@ -211,9 +247,12 @@ def test_bad_files_get_a_message(client, songs, csv_path, tmp_path, content, mes
         pd.read_csv(csv_path, nrows=LIMIT + 1).to_csv(path, index=False)
     elif content == "header-only":
         songs.head(0).to_csv(path, index=False)
-    elif content == "extra-field":
-        lines = songs.head(3).to_csv(index=False).splitlines()
-        path.write_text("\n".join([*lines[:2], lines[2] + ",surplus", ""]))
+    elif content == "duplicated-header":
+        songs.head(3).rename(columns={"track_name": " tempo "}).to_csv(path, index=False)
+    elif content == "too-many-columns":
+        songs.head(3).reindex(columns=[*songs.columns, *(f"x{i}" for i in range(300 - songs.shape[1]))]).to_csv(
+            path, index=False
+        )
     elif content is not None:
         path.write_bytes(content)
     results, problems, download, status = predict_csv(client, path if content is not None else None)
@@ -275,3 +314,183 @@ def test_default_is_the_bundled_model(monkeypatch):
     assert app.model_id == str(BUNDLED_MODEL.resolve())
     if (BUNDLED_MODEL / "README.md").exists():
         assert "Test accuracy: **" in app.description()
+
+
+FORMULAS = [
+    '=HYPERLINK("http://example.com","x")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0", "\t=1+1", "\r=1+1",
+]  # fmt: skip
+
+
+def test_downloaded_csv_cells_never_run_as_formulas(client, songs, tmp_path):
+    frame = songs.head(len(FORMULAS) + 2).copy()
+    frame["artist_name"] = [*FORMULAS, "-12.5", "plain"]
+    path = tmp_path / "formulas.csv"
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)  # a carriage return inside a cell stays in it
+    results, problems, download, status = predict_csv(client, path)
+    assert problems.empty and status.startswith(f"Predicted {len(frame)} of {len(frame)} rows.")
+    downloaded = pd.read_csv(download, dtype=str, keep_default_na=False)
+    assert downloaded["artist_name"].tolist() == [f"'{cell}" for cell in FORMULAS] + ["-12.5", "plain"]
+    assert results["artist_name"].tolist() == [
+        cell[:60] for cell in frame["artist_name"]
+    ]  # the page shows them as text
+
+
+def test_a_row_wider_than_the_header_is_a_problem_row_and_never_stalls(client, songs, tmp_path):
+    """The issue's file: its first data row holds about 1 MB of extra fields."""
+    lines = songs.head(20).to_csv(index=False).splitlines()
+    wide = lines[1] + ",1" * 500_000
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join([lines[0], wide, *lines[2:], ""]))
+    assert path.stat().st_size > 1_000_000
+    results, problems, _, status = predict_csv(client, path)
+    assert status.startswith("Predicted 19 of 20 rows.") and "1 row(s) have bad values" in status
+    assert problems.values.tolist() == [
+        [1, "", "500018 fields", "the row has 500018 fields, the header 18; a value holding the separator must be in "
+         "double quotes"]
+    ]  # fmt: skip
+    assert results["row"].tolist() == list(range(2, 21))
+    assert results["artist_name"].tolist() == songs["artist_name"][1:20].tolist()  # columns not shifted
+
+
+def test_an_upload_over_the_size_limit_is_refused_with_a_message(client, model_folder, tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"a,b\n" + b"1,2\n" * (MAX_MB * 2**20 // 4))
+    with pytest.raises(ValueError, match=f"exceeds the maximum file size of {MAX_MB * 2**20} bytes"):
+        predict_csv(client, path)  # Gradio refuses the upload
+    app = GenreApp(model_folder, max_file_mb=MAX_MB)  # a path given directly is checked too
+    _, _, _, status, _, _ = app.predict_table(str(path))
+    assert status == f"**Error:** The file is 2.0 MB; the limit is {MAX_MB} MB."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig"])
+def test_utf16_and_utf8_with_bom_are_read(client, local_pipeline, songs, tmp_path, encoding):
+    frame = songs.head(4).copy()
+    frame.loc[0, "artist_name"] = "Sigur Rós"
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False, encoding=encoding)
+    results, _, _, status = predict_csv(client, path)
+    assert status.startswith("Predicted 4 of 4 rows.") and results["artist_name"][0] == "Sigur Rós"
+    assert results["predicted_genre"].tolist() == [genres[0]["label"] for genres in local_pipeline(frame)]
+
+
+def test_long_values_are_cut_in_messages_and_tables(client, songs, tmp_path):
+    values = list(EXAMPLES[0][3])
+    values[SONG_INPUTS.index("duration")] = "9" * 100_000 + "x"
+    with pytest.raises(AppError) as caught:
+        client.predict(*values, api_name="/predict_song")
+    assert "is not m:ss" in str(caught.value) and len(str(caught.value)) < 200
+    frame = songs.head(3).astype({"tempo": object})
+    frame.loc[1, "tempo"] = "fast" * 10_000
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    _, problems, _, _ = predict_csv(client, path)
+    assert problems["value"].str.len().max() <= 60 and problems["reason"].str.len().max() < 120
+
+
+def test_batch_tab_charts_count_genres_and_compare_with_music_genre(client, songs, songs_csv, tmp_path):
+    results, _, _, _, counts, confusion = predict_csv_all(client, songs_csv)
+    predicted = results["predicted_genre"].value_counts()
+    assert len(counts) == 10 and counts["songs"].sum() == 50
+    assert dict(zip(counts["genre"], counts["songs"])) == {g: predicted.get(g, 0) for g in counts["genre"]}
+    assert counts["songs"].tolist() == sorted(counts["songs"], reverse=True)
+    cells = html_table(confusion).set_index("file \\ predicted").astype(int)
+    truth = pd.crosstab(results["music_genre"], results["predicted_genre"])
+    for genre, row in truth.iterrows():
+        assert row.to_dict() == {name: cells.loc[genre, name] for name in row.index}
+    assert int(cells.to_numpy().sum()) == 50
+    no_truth = tmp_path / "no_truth.csv"
+    songs.drop(columns="music_genre").to_csv(no_truth, index=False)
+    assert predict_csv_all(client, no_truth)[5] == ""  # no `music_genre` column: no matrix
+
+
+def html_table(markup: str) -> pd.DataFrame:
+    """The cells' text of an HTML table (its first row the header); no HTML parser library needed."""
+    rows = re.findall(r"<tr>(.*?)</tr>", markup, flags=re.S)
+    cells = [[re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)] for row in rows]
+    return pd.DataFrame(cells[1:], columns=cells[0])
+
+
+def test_the_api_names_its_parameters_and_outputs(client, local_pipeline):
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    song = info["/predict_song"]
+    assert [p["parameter_name"] for p in song["parameters"]] == list(SONG_INPUTS)
+    assert "tempo_bpm" in SONG_INPUTS and "loudness_db" in SONG_INPUTS
+    assert {p["parameter_name"]: p["label"] for p in song["parameters"]}["tempo_bpm"] == "Tempo (BPM)"
+    assert [r["label"] for r in song["returns"]] == ["Genres"]
+    assert [r["label"] for r in info["/predict_csv"]["returns"]] == [
+        "Predicted genres (table)", "Rows with problems", "Download the results (CSV)", "Status", "Predicted genres",
+        "Confusion matrix against the file's music_genre",
+    ]  # fmt: skip
+    values = dict(zip(SONG_INPUTS, EXAMPLES[1][3]))
+    assert (
+        client.predict(**values, api_name="/predict_song")["label"]
+        == local_pipeline(song_row(*EXAMPLES[1][3]))[0]["label"]
+    )
+
+
+def readme_block(language: str) -> str:
+    """The README's Space API example in `language` (the block right after the `<!-- space-api-LANGUAGE -->` mark)."""
+    text = (REPO / "README.md").read_text()
+    after = text.split(f"<!-- space-api-{language} -->", 1)[1]
+    return after.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_calls_work(client, local_pipeline):
+    url = client.src.rstrip("/")
+    expected = local_pipeline(song_row(*EXAMPLES[0][3]))[0]["label"]
+    namespace: dict = {}
+    exec(readme_block("python").replace("http://127.0.0.1:7860", url), namespace)
+    assert namespace["genres"]["label"] == expected
+    script = readme_block("bash").replace("http://127.0.0.1:7860", url)
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "event: complete" in done.stdout and f'"label": "{expected}"' in done.stdout.replace('":"', '": "')
+
+
+def test_a_result_is_stored_once_and_removed_after_its_ttl(client, songs_csv, tmp_path):
+    from gradio.processing_utils import hash_file
+    from gradio.utils import get_upload_folder
+
+    http = httpx.Client(base_url=client.src.rstrip("/"), timeout=60)
+    with open(songs_csv, "rb") as handle:
+        server_path = http.post("/gradio_api/upload", files={"files": handle}).raise_for_status().json()[0]
+    payload = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}]}
+    event = http.post("/gradio_api/call/predict_csv", json=payload).raise_for_status().json()["event_id"]
+    body = http.get(f"/gradio_api/call/predict_csv/{event}").raise_for_status().text
+    data = json.loads(body.split("event: complete\ndata: ", 1)[1].splitlines()[0])
+    result = Path(data[2]["path"])
+    assert result.name == "predicted_genres.csv" and result.is_file()
+    assert result.is_relative_to(get_upload_folder())  # in Gradio's cache already: served without a copy
+    assert not (Path(get_upload_folder()) / hash_file(result) / result.name).exists()
+    remove_expired(result.parent.parent, ttl_s=3600)
+    assert result.is_file()
+    remove_expired(result.parent.parent, ttl_s=0)
+    assert not result.parent.exists()
+
+
+def test_results_are_removed_when_the_app_exits(model_folder, songs_csv, tmp_path):
+    script = (
+        "import sys; from space.app import GenreApp; app = GenreApp(sys.argv[1]); "
+        "print(app.predict_table(sys.argv[2])[2])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(model_folder), str(songs_csv)],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = Path(done.stdout.strip().splitlines()[-1])
+    assert result.name == "predicted_genres.csv" and not result.parent.parent.exists()
+
+
+def test_a_file_over_the_time_limit_is_abandoned_and_the_worker_replaced(model_folder, songs_csv):
+    app = GenreApp(model_folder)
+    worker = TableWorker(app, timeout_s=0.001)  # no file is that fast: the first call must time out
+    try:
+        _, _, download, status, _, _ = worker.predict_table(str(songs_csv))
+        assert status == "**Error:** this file took more than 0 s to process and was abandoned." and download is None
+        worker.timeout_s = 120
+        _, _, download, status, _, _ = worker.predict_table(str(songs_csv))  # a fresh worker takes the next file
+        assert status.startswith("Predicted 50 of 50 rows.") and Path(download).is_relative_to(app.downloads)
+    finally:
+        worker.close()

@@ -93,6 +93,23 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, son
     shown = dict(zip(headers, (cell.strip() for cell in first_row), strict=False))
     assert shown["predicted_genre"] == local_pipeline(songs.iloc[:1])[0][0]["label"]
     assert shown["artist_name"] == songs["artist_name"][0]
+    # The pictures: a bar of songs per predicted genre, and the confusion matrix against `music_genre`.
+    predicted = [genres[0]["label"] for genres in local_pipeline(songs)]
+    chart = page.locator(".vega-embed").first
+    chart.wait_for(timeout=30_000)
+    chart.locator("canvas, svg").first.wait_for(timeout=30_000)
+    assert chart.bounding_box()["height"] > 100
+    matrix = page.locator("table.confusion-matrix")
+    matrix.wait_for(timeout=30_000)
+    columns = [text.strip() for text in matrix.locator("thead th").all_inner_texts()][1:]
+    assert sorted(columns) == sorted(local_pipeline.model.config.id2label.values())
+    counts = {}
+    for row in matrix.locator("tbody tr").all():
+        true = row.locator("th").inner_text().strip()
+        for predicted_genre, cell in zip(columns, row.locator("td").all_inner_texts(), strict=True):
+            counts[(true, predicted_genre)] = int(cell.replace(",", ""))
+    expected_counts = songs.assign(predicted=predicted).groupby(["music_genre", "predicted"]).size().to_dict()
+    assert {pair: n for pair, n in counts.items() if n} == expected_counts
     page.screenshot(path=str(tmp_path / "many_songs.png"), full_page=True)
     for name in ("one_song.png", "many_songs.png"):
         assert (tmp_path / name).stat().st_size > 10_000

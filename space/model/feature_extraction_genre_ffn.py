@@ -7,8 +7,10 @@ applies exactly those, all of them saved as plain JSON in `preprocessor_config.j
 Raw rows are what the public CSV holds: a dict (one row), a list of dicts, or a
 pandas DataFrame, with the 13 feature columns; other columns are ignored. `key`
 is a pitch name (`C#`; flats and Spotify's 0-11 pitch classes also work), `mode`
-is `Major`/`Minor` (or 1/0), `?`, an empty cell or None mark a missing value,
-and a `duration_ms` of -1 is missing too.
+is `Major`/`Minor` (or 1/0), `?`, an empty cell, None, NaN, `pd.NA` or `pd.NaT`
+mark a missing value, and so do a `duration_ms` of -1 and a `key` of -1 (Spotify's
+"no key detected"). A value the extractor refuses raises `RawInputError`, a
+`ValueError` that names the column, the row, the value and the reason.
 """
 
 import math
@@ -22,11 +24,45 @@ from transformers.feature_extraction_utils import BatchFeature, FeatureExtractio
 
 from .configuration_genre_ffn import FEATURE_NAMES, KEY_NAMES, MODE_NAMES, NUMERIC_FEATURES
 
-MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a"})
+MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
+# Pandas' missing scalars, recognised by type name so that this file need not import pandas.
+MISSING_TYPES = frozenset({"NAType", "NaTType"})
+# Spotify's "no key detected".
+MISSING_KEYS = frozenset({"-1", "-1.0"})
+# Values echoed in messages are cut to this many characters: a cell may be megabytes long.
+SHOWN_VALUE_CHARS = 60
 FLAT_KEYS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 # Offsets of log(x + offset): near the smallest non-zero value each feature takes.
 DEFAULT_LOG_FEATURES = {"instrumentalness": 1e-6, "liveness": 1e-3, "speechiness": 1e-3, "duration_ms": 1.0}
 ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
+
+
+class RawInputError(ValueError):
+    """A raw value or shape the extractor refuses.
+
+    `column` is the feature's name (None when the input as a whole is wrong), `row` the 0-based row of the input
+    (None when the whole column is wrong), `value` the cell as given and `reason` what is wrong with it; the message
+    reads `column 'tempo', row 3: 'fast' is not a number`.
+    """
+
+    def __init__(self, reason: str, column: str | None = None, row: int | None = None, value: Any = None):
+        self.reason, self.column, self.row, self.value = reason, column, row, value
+        if column is None:
+            message = reason
+        elif row is None:
+            message = f"column '{column}': {reason}"
+        else:
+            message = f"column '{column}', row {row}: {reason}"
+        super().__init__(message)
+
+    def __reduce__(self):  # the fields survive pickling (a worker process sends errors back)
+        return type(self), (self.reason, self.column, self.row, self.value)
+
+
+def shown_value(value: Any) -> str:
+    """`repr(value)` (of the Python value for a numpy scalar), cut to SHOWN_VALUE_CHARS characters."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else f"{text[: SHOWN_VALUE_CHARS - 3]}..."
 
 
 class GenreFeatureExtractor(FeatureExtractionMixin):
@@ -121,11 +157,14 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         self.std = np.where(transformed.std(axis=0) > 0, transformed.std(axis=0), 1.0).tolist()
         return self
 
-    def __call__(self, rows: Any, return_tensors: str | None = None, **kwargs) -> BatchFeature:
-        """Encode raw rows into `input_features` of shape (rows, input_size), float32."""
+    def __call__(self, rows: Any, return_tensors: str | None = None, row_offset: int = 0, **kwargs) -> BatchFeature:
+        """Encode raw rows into `input_features` of shape (rows, input_size), float32.
+
+        `row_offset` is added to the row numbers of errors (the pipeline encodes a large table in chunks).
+        """
         if not self.is_fitted:
             raise ValueError("This GenreFeatureExtractor is not fitted yet: call .fit(training_rows) first.")
-        numeric, key, mode = parse_rows(rows)
+        numeric, key, mode = parse_rows(rows, row_offset)
         numeric = self._transform_numeric(self._impute(numeric))
         numeric = (numeric - np.asarray(self.mean)) / np.asarray(self.std)
         key = np.where(key < 0, KEY_NAMES.index(self.key_fill), key)
@@ -160,101 +199,157 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
 
 
-def parse_rows(rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_rows(rows: Any, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate raw rows; returns numeric values (NaN where missing), key and mode indices (-1 where missing)."""
     columns, n_rows = _columns(rows)
     numeric = np.empty((n_rows, len(NUMERIC_FEATURES)), dtype=np.float64)
     for j, name in enumerate(NUMERIC_FEATURES):
-        numeric[:, j] = _parse_numeric(name, columns[name])
-    return numeric, _parse_key(columns["key"]), _parse_mode(columns["mode"])
+        numeric[:, j] = _parse_numeric(name, _cells(columns[name], n_rows), row_offset)
+    key = _parse_category("key", _cells(columns["key"], n_rows), KEY_NAMES, FLAT_KEYS, row_offset, MISSING_KEYS)
+    mode = _parse_category("mode", _cells(columns["mode"], n_rows), MODE_NAMES, {}, row_offset)
+    return numeric, key, mode
 
 
 def _columns(rows: Any) -> tuple[dict[str, Any], int]:
     if isinstance(rows, Mapping):
         rows = [rows]
     if hasattr(rows, "columns") and hasattr(rows, "__getitem__"):  # a pandas DataFrame, without importing pandas
-        missing = [name for name in FEATURE_NAMES if name not in rows.columns]
+        names = list(rows.columns)
+        missing = [name for name in FEATURE_NAMES if name not in names]
         if missing:
-            raise ValueError(f"missing column(s): {', '.join(missing)}; expected the 13 features {list(FEATURE_NAMES)}")
+            raise RawInputError(
+                f"missing column(s): {', '.join(missing)}; expected the 13 features {list(FEATURE_NAMES)}"
+            )
+        for name in FEATURE_NAMES:
+            if names.count(name) > 1:
+                raise RawInputError(f"the column appears {names.count(name)} times; keep one", column=name)
         n_rows = len(rows)
         columns = {name: rows[name].to_numpy() for name in FEATURE_NAMES}
     elif isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
-                raise ValueError(f"row {i} is a {type(row).__name__}, expected a mapping of column name to value")
+                raise RawInputError(f"row {i} is a {type(row).__name__}, expected a mapping of column name to value")
             missing = [name for name in FEATURE_NAMES if name not in row]
             if missing:
-                raise ValueError(f"row {i}: missing column(s): {', '.join(missing)}")
+                raise RawInputError(f"row {i}: missing column(s): {', '.join(missing)}")
         n_rows = len(rows)
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
     else:
-        raise ValueError(f"expected a dict, a list of dicts or a DataFrame of raw rows, got {type(rows).__name__}")
+        raise RawInputError(f"expected a dict, a list of dicts or a DataFrame of raw rows, got {type(rows).__name__}")
     if n_rows == 0:
-        raise ValueError("no rows to encode")
+        raise RawInputError("no rows to encode")
     return columns, n_rows
 
 
+def _cells(values: Any, n_rows: int) -> np.ndarray:
+    """A column as a 1-D array of one cell per row; a cell holding a list stays one (refused) object."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values
+    return np.fromiter(values, dtype=object, count=n_rows)
+
+
 def _is_missing(value: Any) -> bool:
-    if value is None:
+    if value is None or type(value).__name__ in MISSING_TYPES:
         return True
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return True
+    if isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value):
         return True
     return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
 
 
-def _parse_numeric(name: str, values: Any) -> np.ndarray:
-    try:
-        parsed = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        parsed = np.empty(len(values), dtype=np.float64)
-        for i, value in enumerate(values):
-            if _is_missing(value):
-                parsed[i] = np.nan
-                continue
+def _not_a_number(name: str, row: int, value: Any, row_offset: int) -> RawInputError:
+    reason = f"{shown_value(value)} is not a number"
+    if isinstance(value, (Sequence, Mapping, set, np.ndarray)) and not isinstance(value, str):
+        reason += "; a row holds one value per column (many rows go in a list of dicts or a DataFrame)"
+    return RawInputError(reason, column=name, row=row + row_offset, value=value)
+
+
+def _parse_numeric(name: str, values: np.ndarray, row_offset: int = 0) -> np.ndarray:
+    if values.dtype.kind in "iuf":
+        parsed = values.astype(np.float64)
+    elif values.dtype.kind == "b":  # True is no popularity of 1
+        raise _not_a_number(name, 0, values[0].item(), row_offset)
+    else:
+        parsed = None
+        if not {bool, np.bool_} & set(map(type, values)):
             try:
-                if isinstance(value, bool):
-                    raise ValueError
-                parsed[i] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"column '{name}', row {i}: {value!r} is not a number") from None
+                parsed = values.astype(np.float64)
+            except (TypeError, ValueError, OverflowError):
+                # Most often text with missing markers (`?`): mark those in bulk, convert the rest in bulk.
+                try:
+                    missing = np.isin(np.strings.lower(np.strings.strip(values.astype(str))), list(MISSING_MARKERS))
+                    parsed = np.full(len(values), np.nan)
+                    parsed[~missing] = values[~missing].astype(np.float64)
+                except (TypeError, ValueError, OverflowError):
+                    parsed = None
+        if parsed is None:  # cell by cell, to name the one that is wrong
+            parsed = np.empty(len(values), dtype=np.float64)
+            for i, value in enumerate(values):
+                parsed[i] = _parse_number(name, i, value, row_offset)
     if np.isinf(parsed).any():
         i = int(np.flatnonzero(np.isinf(parsed))[0])
-        raise ValueError(f"column '{name}', row {i}: {values[i]!r} is not a finite number")
+        value = values[i].item() if isinstance(values[i], np.generic) else values[i]
+        raise RawInputError(
+            f"{shown_value(value)} is not a finite number", column=name, row=i + row_offset, value=value
+        )
     if name == "duration_ms":
         parsed = np.where(parsed == -1, np.nan, parsed)
     return parsed
 
 
-def _parse_category(name: str, values: Any, names: tuple[str, ...], aliases: dict[str, str]) -> np.ndarray:
+def _parse_number(name: str, i: int, value: Any, row_offset: int) -> float:
+    """One cell that numpy could not convert in bulk: a missing marker, a number, or an error naming it."""
+    if _is_missing(value):
+        return math.nan
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float, np.number)):
+        raise _not_a_number(name, i, value, row_offset)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise RawInputError(
+            f"{shown_value(value)} is not a finite number", column=name, row=i + row_offset, value=value
+        ) from None
+    except (TypeError, ValueError):
+        raise _not_a_number(name, i, value, row_offset) from None
+
+
+def _parse_category(
+    name: str,
+    values: np.ndarray,
+    names: tuple[str, ...],
+    aliases: dict[str, str],
+    row_offset: int = 0,
+    missing: frozenset[str] = frozenset(),
+) -> np.ndarray:
     """Codes 0..len(names)-1 by name (any case) or by number, -1 where missing."""
     lookup = {label.lower(): i for i, label in enumerate(names)}
     lookup.update({alias.lower(): names.index(target) for alias, target in aliases.items()})
     lookup.update({str(i): i for i in range(len(names))})
     lookup.update({f"{i}.0": i for i in range(len(names))})
+    lookup.update(dict.fromkeys(missing, -1))
     # Each distinct value is resolved once, so a column of 100,000 rows costs a handful of lookups.
-    text = np.asarray(values, dtype=object).astype(str)
+    text = values.astype(str) if values.dtype.kind != "O" else np.asarray([str(v) for v in values], dtype=str)
     distinct, inverse = np.unique(text, return_inverse=True)
     codes = np.empty(len(distinct), dtype=np.int64)
-    for u, value in enumerate(distinct):
-        value = value.strip().lower()
-        if value in MISSING_MARKERS:
+    for u, label in enumerate(distinct):
+        label = label.strip().lower()
+        first = int(np.flatnonzero(inverse == u)[0]) if label not in lookup else -1
+        if label in MISSING_MARKERS:
             codes[u] = -1
-        elif value in lookup:
-            codes[u] = lookup[value]
+        elif label in lookup:
+            codes[u] = lookup[label]
+        elif _is_missing(values[first]):
+            codes[u] = -1
         else:
-            i = int(np.flatnonzero(inverse == u)[0])
-            raise ValueError(
-                f"column '{name}', row {i}: unknown {name} {values[i]!r}; expected one of {', '.join(names)}"
+            value = values[first].item() if isinstance(values[first], np.generic) else values[first]
+            raise RawInputError(
+                f"unknown {name} {shown_value(value)}; expected one of {', '.join(names)}",
+                column=name,
+                row=first + row_offset,
+                value=value,
             )
     return codes[inverse.reshape(-1)]
-
-
-def _parse_key(values: Any) -> np.ndarray:
-    return _parse_category("key", values, KEY_NAMES, FLAT_KEYS)
-
-
-def _parse_mode(values: Any) -> np.ndarray:
-    return _parse_category("mode", values, MODE_NAMES, {})
 
 
 def _most_frequent(codes: np.ndarray, n: int) -> int:

@@ -9,10 +9,15 @@ genres of its conformal set instead of a top k, highest first; `explain=True` (n
 `"attributions"` dict: Integrated Gradients of its score per raw feature against the training-median row.
 
 A dict is one row and gives one list of genres; a list of dicts or a DataFrame
-gives one list per row, encoded and classified in a single batch.
+gives one list per row, encoded and classified in chunks of CHUNK_ROWS rows so
+that a large table never holds more than one chunk's intermediate arrays. A bad
+value raises the feature extractor's error (a `ValueError` naming the column,
+the row of the whole input, the value and the reason) unchanged.
 """
 
-from collections.abc import Mapping
+import gc
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -30,7 +35,9 @@ class GenreClassificationPipeline(Pipeline):
     ):
         forward_params, postprocess_params = {}, {}
         if top_k is not None:
-            postprocess_params["top_k"] = top_k
+            if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+                raise ValueError(f"top_k must be a whole number of genres, 1 or more (or None for all), got {top_k!r}")
+            postprocess_params["top_k"] = int(top_k)
         if coverage is not None:
             if top_k is not None:
                 raise ValueError("give top_k or coverage, not both: a coverage set has its own size for each row")
@@ -43,12 +50,21 @@ class GenreClassificationPipeline(Pipeline):
 
     def __call__(self, rows: Any, **kwargs) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         single = isinstance(rows, Mapping)
-        # Wrapped so the base class sees one input and the whole table is encoded in one batch.
-        results = super().__call__(_Rows([rows] if single else rows), **kwargs)
+        table = [rows] if single else rows
+        is_table = hasattr(table, "iloc") or (isinstance(table, Sequence) and not isinstance(table, (str, bytes)))
+        if not is_table or len(table) <= CHUNK_ROWS:  # anything else goes whole to the extractor, which explains it
+            results = super().__call__(_Rows(table), **kwargs)
+        else:
+            results = []
+            rows_of = table.iloc.__getitem__ if hasattr(table, "iloc") else table.__getitem__
+            for start in range(0, len(table), CHUNK_ROWS):
+                chunk = _Rows(rows_of(slice(start, start + CHUNK_ROWS)), first_row=start)
+                # Each chunk is wrapped so the base class sees one input and encodes it in one batch.
+                results.extend(super().__call__(chunk, **kwargs))
         return results[0] if single else results
 
     def preprocess(self, inputs: "_Rows") -> dict[str, torch.Tensor]:
-        return self.feature_extractor(inputs.rows, return_tensors="pt")
+        return self.feature_extractor(inputs.rows, return_tensors="pt", row_offset=inputs.first_row)
 
     def _forward(self, model_inputs: dict[str, torch.Tensor], explain: bool = False) -> dict[str, torch.Tensor]:
         outputs = {"logits": self.model(**model_inputs).logits}
@@ -70,20 +86,32 @@ class GenreClassificationPipeline(Pipeline):
             k = min(top_k or probabilities.shape[-1], probabilities.shape[-1])
             scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
         id2label = self.model.config.id2label
-        results = [
-            [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(row_scores, row_ids)]
-            for row_scores, row_ids in zip(scores, ids)
-        ]
+        labels = [id2label[i] for i in range(len(id2label))]
+        collecting = gc.isenabled()
+        gc.disable()  # millions of fresh dicts hold no cycles; scanning them again and again was most of the time
+        try:
+            results = [
+                [{"label": labels[i], "score": s} for s, i in zip(row_scores, row_ids)]
+                for row_scores, row_ids in zip(scores, ids)
+            ]
+        finally:
+            if collecting:
+                gc.enable()
         if explain:
             add_attributions(results, ids, model_outputs["input_features"], self.model, self.feature_extractor)
         return results
 
 
-class _Rows:
-    """Raw rows carried through the base pipeline as one input."""
+# Rows encoded and classified at a time: bounds the intermediate arrays of a large table.
+CHUNK_ROWS = 16_384
 
-    def __init__(self, rows: Any):
+
+class _Rows:
+    """Raw rows carried through the base pipeline as one input; `first_row` numbers the rows in errors."""
+
+    def __init__(self, rows: Any, first_row: int = 0):
         self.rows = rows
+        self.first_row = first_row
 
 
 def ranked_mass(probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

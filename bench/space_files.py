@@ -1,0 +1,77 @@
+"""How long hostile CSV files hold the Space's CSV worker: `GenreApp.predict_table` in-process, wall clock.
+
+Files, written at run time to a temporary folder (real rows sampled from the dataset, never committed):
+- the issue's file: a header, then one data row with about 1 MB of extra fields, then 19 ordinary rows;
+- a 50 MB file of the widest accepted shape: 64 columns, rows up to the 100,000-row limit;
+- a 50 MB file of one line without a line break;
+- 100,000 ordinary rows (the row limit).
+
+    python bench/space_files.py     # writes bench/space_files.md
+"""
+
+import datetime
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from space.app import MAX_COLUMNS, MAX_FILE_MB, MAX_ROWS, GenreApp  # noqa: E402
+from training.data import default_csv  # noqa: E402
+
+OUTPUT = REPO / "bench" / "space_files.md"
+
+
+def write_files(folder: Path) -> dict[str, Path]:
+    real = pd.read_csv(default_csv()).dropna(how="all")
+    files = {}
+    lines = real.head(20).to_csv(index=False).splitlines()
+    files["one row with ~1 MB of extra fields, then 19 rows"] = folder / "wide_row.csv"
+    files["one row with ~1 MB of extra fields, then 19 rows"].write_text(
+        "\n".join([lines[0], lines[1] + ",1" * 500_000, *lines[2:], ""])
+    )
+    rows = real.sample(MAX_ROWS, replace=True, random_state=0).reset_index(drop=True)
+    # Extra columns padded so that the file comes just under the size limit.
+    room = int(MAX_FILE_MB * 2**20 * 0.98) - len(rows.to_csv(index=False).encode())
+    padding = max(room // MAX_ROWS // (MAX_COLUMNS - rows.shape[1]) - 1, 1)
+    widest = rows.assign(**{f"x{i}": "x" * padding for i in range(MAX_COLUMNS - rows.shape[1])})
+    files[f"{MAX_COLUMNS} columns x {MAX_ROWS:,} rows"] = folder / "widest.csv"
+    widest.to_csv(files[f"{MAX_COLUMNS} columns x {MAX_ROWS:,} rows"], index=False)
+    files["one line, no line break"] = folder / "one_line.csv"
+    files["one line, no line break"].write_text(lines[0] + "," + "1," * (MAX_FILE_MB * 2**20 // 2 - 200))
+    files[f"{MAX_ROWS:,} ordinary rows"] = folder / "ordinary.csv"
+    rows.to_csv(files[f"{MAX_ROWS:,} ordinary rows"], index=False)
+    return files
+
+
+def main() -> None:
+    app = GenreApp(REPO / "space" / "model")
+    lines = ["| file | size | seconds | status |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="space-files-") as scratch:
+        for name, path in write_files(Path(scratch)).items():
+            start = time.perf_counter()
+            status = app.predict_table(str(path))[3]
+            seconds = time.perf_counter() - start
+            lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {seconds:.2f} | {status[:110]} |")
+            print(lines[-1])
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    OUTPUT.write_text(
+        f"""# Hostile files through the CSV worker
+
+Measured {datetime.date.today().isoformat()} with `python bench/space_files.py`: `GenreApp.predict_table` in one
+process (what the Space's worker process runs), one torch thread, wall clock; {os.cpu_count()} shared cores (load
+average {load} at the end).
+
+{chr(10).join(lines)}
+"""
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The pipeline facing odd input: top_k checked, large tables in chunks, the extractor's errors passed on unchanged."""
+
+import pandas as pd
+import pytest
+import torch
+from transformers import pipeline
+
+from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from modeling import pipeline_genre_ffn as pipeline_module
+from modeling.feature_extraction_genre_ffn import RawInputError
+
+
+@pytest.fixture
+def classifier(raw_rows):
+    torch.manual_seed(0)
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[16])).eval()
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    return pipeline(model=model, feature_extractor=extractor, task="music-genre-classification")
+
+
+@pytest.mark.parametrize("top_k", [-1, 0, "3", 2.5, True])
+def test_top_k_must_be_a_positive_whole_number(classifier, raw_rows, top_k):
+    with pytest.raises(ValueError, match=f"top_k must be a whole number of genres, 1 or more .*got {top_k!r}"):
+        classifier(raw_rows[0], top_k=top_k)
+
+
+def test_top_k_beyond_the_genres_gives_every_genre(classifier, raw_rows):
+    assert len(classifier(raw_rows[0], top_k=50)) == 10 and len(classifier(raw_rows[0], top_k=2)) == 2
+
+
+def test_chunks_give_the_same_results_and_number_errors_in_the_whole_table(classifier, raw_rows, monkeypatch):
+    table = pd.DataFrame(raw_rows * 4)  # 48 rows
+    whole = classifier(table, top_k=3)
+    monkeypatch.setattr(pipeline_module, "CHUNK_ROWS", 5)
+    chunked = classifier(table, top_k=3)
+    assert len(chunked) == 48
+    for rows in (chunked, classifier(raw_rows * 4, top_k=3)):  # a list of dicts is chunked the same way
+        # Matrix products of other batch sizes round differently in the last bits.
+        assert [[g["label"] for g in row] for row in rows] == [[g["label"] for g in row] for row in whole]
+        assert [g["score"] for row in rows for g in row] == pytest.approx([g["score"] for r in whole for g in r])
+    table.loc[37, "tempo"] = "fast"
+    with pytest.raises(RawInputError) as caught:
+        classifier(table)
+    assert (caught.value.column, caught.value.row, caught.value.value) == ("tempo", 37, "fast")
+    assert str(caught.value) == "column 'tempo', row 37: 'fast' is not a number"
