@@ -1,4 +1,5 @@
-"""`music-genre push`: registered on the project's command by `add_push_parser`.
+"""`music-genre push` and `music-genre bundle`: registered on the project's command by `add_push_parser` and
+`add_bundle_parser`.
 
 Cheap to import: the publishing stack (datasets, huggingface_hub, transformers) is imported when push runs.
 """
@@ -9,6 +10,8 @@ from pathlib import Path
 
 # A fault's exit status, as every `music-genre` command's.
 FAULT_STATUS = 2
+# The model repo the project publishes; the card of the Space's bundled copy names it.
+BUNDLED_REPO_ID = "music-genre-ffn/genre-ffn"
 
 
 def add_push_parser(
@@ -41,6 +44,40 @@ def add_push_parser(
     parser.add_argument("--data", help="the run's CSV, where it is no longer at the path the run recorded")
     parser.set_defaults(handler=run_push)
     return parser
+
+
+def add_bundle_parser(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser] = ()
+) -> argparse.ArgumentParser:
+    """Add `bundle` to a `music-genre` subparser set; the handler is stored as `args.handler`."""
+    parser = subparsers.add_parser(
+        "bundle",
+        parents=list(parents),
+        help="regenerate the Space's bundled model (space/model/) from a run folder",
+        description="Replace space/model/ with the model repo a push of RUN would stage: weights, remote code, "
+        "the card generated from the run, figures.",
+    )
+    parser.add_argument("--run", type=Path, required=True, help="the run folder written by `music-genre train`")
+    parser.add_argument(
+        "--repo-id",
+        default=BUNDLED_REPO_ID,
+        help="the model repo the card names (default: %(default)s, the project's)",
+    )
+    parser.add_argument("--into", type=Path, help="the folder to replace (default: the project's space/model)")
+    parser.set_defaults(handler=run_bundle)
+    return parser
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from hub_card.publish import SPACE_DIR, PublishError, bundle
+
+    try:
+        folder = bundle(args.run, args.repo_id, args.into or SPACE_DIR / "model")
+    except PublishError as error:
+        print(f"music-genre bundle: error: {error}", file=sys.stderr)
+        return FAULT_STATUS
+    print(f"bundled the model of {args.run} into {folder}")
+    return 0
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -11,8 +11,10 @@ raises `PublishError` and leaves the staged folders in place.
 import ast
 import json
 import logging
+import os
 import shutil
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from hub_card.card import (
     without_machine_paths,
     write_model_card,
 )
+from hub_card.cli import BUNDLED_REPO_ID
 from modeling import FEATURE_NAMES, GENRES
 from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
 
@@ -176,6 +179,31 @@ def push(
             ) from error
         logger.info("pushed the %s repo %s: %s", kind, repo, info.commit_url)
     return staged
+
+
+def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path = SPACE_DIR / "model") -> Path:
+    """Regenerate the Space's bundled model (`space/model/`) from a run folder: the model repo as `push` stages it
+    (weights, remote code, card, figures), swapped in whole so a failure leaves the previous copy as it was."""
+    run = _read_run(run_dir)
+    into = Path(into)
+    into.parent.mkdir(parents=True, exist_ok=True)
+    # Staged in a folder of its own beside the target (same file system, so the swap is a rename), removed after.
+    work = Path(tempfile.mkdtemp(prefix=f".{into.name}.bundle-", dir=into.parent))
+    previous = work / "previous"
+    try:
+        fresh = stage_model(run, repo_id, default_dataset_repo_id(repo_id), work / "model")
+        (fresh / ".gitattributes").unlink()  # the checkout's own .gitattributes governs it; a Hub repo needs its own
+        if into.exists():
+            os.replace(into, previous)
+        os.replace(fresh, into)
+    except BaseException:
+        if previous.exists() and not into.exists():
+            os.replace(previous, into)  # the swap failed halfway: the previous copy goes back
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("bundled %s into %s", run.path.name, into)
+    return into
 
 
 def stage_model(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from huggingface_hub import DatasetCard, SpaceCard
+from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
 from hub_card.cli import add_push_parser
@@ -363,3 +363,30 @@ def test_stage_only_uploads_nothing(fake_hub, own_run, tmp_path, capsys):
         tmp_path / "out" / "dataset" / "README.md"
     ).is_file()
     assert "staged the model repo" in capsys.readouterr().out
+
+
+def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(run_dir, tmp_path, capsys):
+    from tests.conftest import REPO
+    from training.cli import main
+
+    into = tmp_path / "space" / "model"
+    into.mkdir(parents=True)
+    (into / "old.txt").write_text("the previous bundled copy\n")
+    assert main(["bundle", "--run", str(run_dir), "--into", str(into), "--repo-id", REPO_ID]) == 0
+    assert not (into / "old.txt").exists() and not (into / ".gitattributes").exists()
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "training_run.json"):
+        assert (into / name).read_bytes() == (run_dir / "model" / name).read_bytes()
+    for source in (REPO / "modeling").glob("*_genre_ffn.py"):
+        assert (into / source.name).read_text() == source.read_text()
+    card = ModelCard.load(into / "README.md")
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == (
+        json.loads((run_dir / "metrics.json").read_text())["tuned"]["accuracy"]
+    )
+    figures = sorted(p.name for p in (run_dir / "figures").iterdir())
+    assert sorted(p.name for p in (into / "figures").iterdir()) == figures
+    assert [p.name for p in into.parent.iterdir()] == ["model"]  # no temporary folder left beside it
+    before = {p.name: p.read_bytes() for p in into.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["bundle", "--run", str(tmp_path / "no-run"), "--into", str(into)]) == 2
+    assert "no-run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in into.iterdir() if p.is_file()} == before

@@ -1,4 +1,4 @@
-"""The `music-genre` command: train, evaluate, eda, serve, push.
+"""The `music-genre` command: train, evaluate, eda, serve, push, bundle.
 
 Importing this module is cheap (no torch, transformers, datasets or gradio): each command imports its stack
 when it runs, so `--help` answers at once. A fault ends as one line on stderr and exit status 2; `--debug`
@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from hub_card.cli import add_push_parser
+from hub_card.cli import add_bundle_parser, add_push_parser
 
 # As in modeling.feature_extraction_genre_ffn.ENCODINGS and RunOptions.encoding (this module imports neither, to start
 # fast; tests/test_run.py checks they agree).
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7860, help="the port to listen on (default: %(default)s)")
 
     add_push_parser(commands, parents=[common])
+    add_bundle_parser(commands, parents=[common])
     return parser
 
 
