@@ -86,7 +86,7 @@ REALMLP = "RealMLP-TD (pytabkit)"
 HIST_GB = "HistGradientBoosting"
 LOGISTIC = "Logistic regression (log-standard)"
 MODELS = (NETWORK, LIGHTGBM, CATBOOST, REALMLP, HIST_GB, LOGISTIC)
-# --models names; the network alone is not deterministic across code changes, so it is never reused.
+# What --models takes, in the report's order.
 MODEL_NAMES = {
     "network": NETWORK,
     "lightgbm": LIGHTGBM,
@@ -365,6 +365,10 @@ def run_realmlp(
 ) -> tuple[np.ndarray, dict, dict]:
     from pytabkit import RealMLP_TD_Classifier
 
+    # pytabkit trains through Lightning, which announces devices and tips on every fit (its import sets the level).
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
     features, labels = raw_features(data.frame), data.labels
     medians = np.nanmedian(features[split["train"]], axis=0)
     frames = {name: realmlp_frame(features[split[name]], medians) for name in ("train", "validation", "test")}
@@ -591,7 +595,8 @@ def _mode_tables(summary: dict, results: list[dict], mode: str, n_seeds: int) ->
             f"## {mode} split: calibration on test, mean over {n_seeds} seed(s)",
             "",
             "As the model gives its probabilities, then after a temperature fitted on its own validation split "
-            "(the network's as the run calibrates it; each peer's the same way, for a like-for-like comparison).",
+            "(the network's as the run calibrates it; each peer's the same way, for a like-for-like comparison). "
+            "The table above scores the probabilities before the temperature, which changes no prediction.",
             "",
             "| model | "
             + " | ".join(label for _, label in CALIBRATION)
@@ -770,10 +775,6 @@ def _init_worker(data_path: str | None, config: dict, settings: dict, models: li
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # pytabkit trains through Lightning, which announces devices and tips on every fit.
-    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     _WORKER.update(data=load_data(data_path), config=config, settings=settings, models=models)
 
 

@@ -182,6 +182,23 @@ def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_par
     assert "Partial" not in quality.markdown_report(meta, results[-len(quality.MODELS) :], ["group"])
 
 
+def test_quality_options_keep_the_old_reuse_name_and_name_a_missing_peer_package(monkeypatch, capsys):
+    quality = load_bench("quality")
+    args = quality.parse_args(["--reuse-lightgbm", "old.json", "--models", "network", "histgb", "lightgbm"])
+    assert args.reuse_peers.name == "old.json" and args.models == [quality.NETWORK, quality.LIGHTGBM, quality.HIST_GB]
+    assert args.settings == quality.FULL_SETTINGS
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--reuse-peers", "old.json", "--models", "network"])  # nothing would check the file
+    assert "needs histgb" in capsys.readouterr().err
+    real_find_spec = quality.importlib.util.find_spec
+    monkeypatch.setattr(
+        quality.importlib.util, "find_spec", lambda name: None if name == "pytabkit" else real_find_spec(name)
+    )
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--models", "network", "realmlp"])
+    assert "RealMLP-TD (pytabkit) needs the pytabkit package" in capsys.readouterr().err
+
+
 def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_the_peers(csv_path, tmp_path):
     pytest.importorskip("catboost", reason="the CatBoost peer needs the bench extra")
     pytest.importorskip("pytabkit", reason="the RealMLP-TD peer needs the bench extra")
@@ -206,14 +223,18 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
     )
     assert "Network coverage per true genre at 0.9" in report
 
-    # A second run takes every peer from the first, once HistGradientBoosting has reproduced the first's figures.
-    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-peers", str(earlier)])
+    # A second run (the peers only, to keep the test short) takes every peer from the first, once
+    # HistGradientBoosting has reproduced the first's figures.
+    peers = ["lightgbm", "catboost", "realmlp", "histgb", "logistic"]
+    argv = ["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-peers", str(earlier)]
+    quality.main([*argv, "--models", *peers])
     second = json.loads((tmp_path / "quality.json").read_text())
     old, new = ({r["model"]: r for r in run["results"]} for run in (first, second))
+    assert list(new) == list(quality.MODELS[1:])
     for peer in (quality.LIGHTGBM, quality.CATBOOST, quality.REALMLP, quality.LOGISTIC):
         assert new[peer] == {**old[peer], "reused": True}
     assert new[quality.HIST_GB]["accuracy"] == old[quality.HIST_GB]["accuracy"] and "reused" not in new[quality.HIST_GB]
-    assert "reused" not in new[quality.NETWORK] and "Reused from" in (tmp_path / "quality.md").read_text()
+    assert "Reused from" in (tmp_path / "quality.md").read_text()
 
     # A file from before the calibration figures: LightGBM's chosen booster is refitted, reproducing its figures.
     cached, _ = quality.load_reused(earlier, first["meta"]["data_sha256"], quality.QUICK_SETTINGS)
