@@ -12,8 +12,9 @@ model's temperature and conformal genre sets (`training.calibration`); test is r
 The peers are deterministic (seeded searches, seeded training, one thread) and take nearly all the wall time, so a
 run that changes only the network may take them from an earlier `quality.json` of the same data and peer settings
 (`--reuse-peers bench/quality.json`). HistGradientBoosting is then rerun on every split and has to match that file's
-figures exactly, which checks that the splits and the peers' code are the ones it was made with; a peer the file
-lacks (or holds without calibration figures) is run afresh.
+figures exactly, which checks that the splits and the peers' code are the ones it was made with. A peer the file
+lacks is run afresh; LightGBM results without calibration figures (files from before them) get them from the chosen
+booster trained again with its recorded parameters for its best iteration's rounds, checked to give the same figures.
 """
 
 import os
