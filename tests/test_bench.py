@@ -62,22 +62,97 @@ def test_full_run_figures_refuse_a_failed_or_unfinished_run(tmp_path):
         speed.full_run_figures([unfinished])
 
 
-def test_quality_targets_compare_means_with_lightgbm_and_the_paper():
+def quality_result(quality, model, seed, accuracy, auc, mode="stratified"):
+    return {
+        "model": model,
+        "mode": mode,
+        "seed": seed,
+        "accuracy": accuracy,
+        "f1_weighted": accuracy,
+        "roc_auc_macro": auc,
+        "seconds": 1.0,
+    }
+
+
+def test_quality_targets_compare_means_with_every_peer_and_count_the_splits_a_peer_wins():
+    quality = load_bench("quality")
+    results = [
+        # stratified: the network ahead of LightGBM on both seeds.
+        quality_result(quality, quality.NETWORK, 0, 0.6120, 0.9402),
+        quality_result(quality, quality.NETWORK, 1, 0.6100, 0.9390),
+        quality_result(quality, quality.LIGHTGBM, 0, 0.5930, 0.9352),
+        quality_result(quality, quality.LIGHTGBM, 1, 0.5950, 0.9360),
+        # group: higher mean accuracy than CatBoost, but its AUC is ahead on one of the two splits and on average.
+        quality_result(quality, quality.NETWORK, 0, 0.6095, 0.9380, "group"),
+        quality_result(quality, quality.NETWORK, 1, 0.6105, 0.9390, "group"),
+        quality_result(quality, quality.CATBOOST, 0, 0.6091, 0.9379, "group"),
+        quality_result(quality, quality.CATBOOST, 1, 0.6001, 0.9397, "group"),
+    ]
+    modes = ["stratified", "group"]
+    lines = quality.target_lines(quality.summarize(results, modes), modes, results)
+    assert lines[0] == (
+        f"- Network >= {quality.LIGHTGBM}, stratified: accuracy 0.6110 vs 0.5940 (+0.0170; the peer ahead on 0 of 2), "
+        "AUC 0.9396 vs 0.9356 (+0.0040; the peer ahead on 0 of 2): **met**"
+    )
+    assert lines[1].startswith(f"- Network >= {quality.CATBOOST}, group: accuracy 0.6100 vs 0.6046 (+0.0054; the peer")
+    assert "AUC 0.9385 vs 0.9388 (-0.0003; the peer ahead on 1 of 2)" in lines[1] and lines[1].endswith("**not met**")
+    assert all(line.endswith("**met**") for line in lines[2:4])  # above the paper's 0.5952 / 0.9338
+    assert lines[4].startswith("- Stretch") and lines[4].endswith("**not met**")  # AUC 0.9396 < 0.940
+    assert len(lines) == 5  # no calibration figures given, so no calibration targets judged
+
+
+def test_quality_report_judges_the_networks_calibration_and_coverage_and_tables_every_peer():
     quality = load_bench("quality")
 
-    def model(accuracy, auc):
-        return {"accuracy": {"mean": accuracy}, "roc_auc_macro": {"mean": auc}}
+    def trust(ece_before, ece_after, nll_before, nll_after, coverage):
+        figures = {"brier": 0.5, "roc_auc_macro": 0.94}
+        per_genre = {genre: coverage for genre in quality.GENRES}
+        return {
+            "calibration": {
+                "temperature": 1.1,
+                "before": {**figures, "ece": ece_before, "nll": nll_before},
+                "after": {**figures, "ece": ece_after, "nll": nll_after},
+            },
+            "conformal": {
+                level: {
+                    "coverage": coverage + float(level) - 0.9,
+                    "mean_set_size": 2.0,
+                    "per_genre_coverage": per_genre,
+                }
+                for level in ("0.8", "0.9", "0.95")
+            },
+        }
 
-    summary = {
-        "stratified": {quality.NETWORK: model(0.6120, 0.9401), quality.LIGHTGBM: model(0.5930, 0.9351)},
-        "group": {quality.NETWORK: model(0.6095, 0.9380), quality.LIGHTGBM: model(0.6091, 0.9383)},
+    results = [
+        quality_result(quality, quality.NETWORK, 0, 0.61, 0.94) | trust(0.03, 0.012, 1.00, 0.98, 0.905),
+        quality_result(quality, quality.NETWORK, 1, 0.61, 0.94) | trust(0.03, 0.018, 1.00, 0.99, 0.915),
+        quality_result(quality, quality.REALMLP, 0, 0.60, 0.93) | trust(0.07, 0.03, 1.12, 1.09, 0.85),
+        quality_result(quality, quality.REALMLP, 1, 0.60, 0.93) | trust(0.07, 0.03, 1.12, 1.09, 0.86),
+    ]
+    lines = quality.target_lines(quality.summarize(results, ["stratified"]), ["stratified"], results)
+    assert "- Network test ECE after temperature <= 0.02, stratified: 0.0150 (before 0.0300): **met**" in lines
+    assert "- Network test NLL after temperature no worse than before, stratified: 0.9850 vs 1.0000: **met**" in lines
+    # 0.910 at 0.9 is within 0.015, and so are 0.810 and 0.960.
+    assert lines[-1].endswith("0.8100 at 0.8, 0.9100 at 0.9, 0.9600 at 0.95: **met**")
+    meta = {
+        "date": "2026-11-26",
+        "command": "python bench/quality.py",
+        "seeds": [0, 1],
+        "modes": ["stratified"],
+        "data_source": "music_genre.csv",
+        "data_sha256": "0" * 64,
+        "rows": 50000,
+        "lgbm_trials": 30,
+        "settings": quality.FULL_SETTINGS,
+        "config_source": "bench/tuned_config.json",
+        "config": {"encoding": "e", "hyperparameters": {}},
+        "machine": "m",
     }
-    lines = quality.target_lines(summary, ["stratified", "group"])
-    assert lines[0].startswith("- Network >= tuned LightGBM, stratified") and lines[0].endswith("**met**")
-    # Higher accuracy is not enough: the AUC is 0.0003 below LightGBM's.
-    assert lines[1].startswith("- Network >= tuned LightGBM, group") and lines[1].endswith("**not met**")
-    assert all(line.endswith("**met**") for line in lines[2:4])  # above the paper's 0.5952 / 0.9338
-    assert lines[4].startswith("- Stretch") and lines[4].endswith("**met**")
+    report = quality.markdown_report(meta, results, ["stratified"])
+    assert f"| {quality.NETWORK} | 0.0300 | 1.0000 | 0.5000 | 1.100 | 0.0150 | 0.9850 | 0.5000 |" in report
+    assert f"| {quality.REALMLP} | 0.0700 | 1.1200 | 0.5000 | 1.100 | 0.0300 | 1.0900 | 0.5000 |" in report
+    assert f"| {quality.REALMLP} | 0.7550 | 2.000 | 0.8550 | 2.000 | 0.9050 | 2.000 |" in report
+    assert "| Rock | 0.9100 ± 0.0071 |" in report  # the network's per-genre coverage at 0.9
 
 
 def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_partial():
@@ -107,33 +182,75 @@ def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_par
     assert "Partial" not in quality.markdown_report(meta, results[-len(quality.MODELS) :], ["group"])
 
 
-def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_lightgbm(csv_path, tmp_path):
+def test_quality_options_keep_the_old_reuse_name_and_name_a_missing_peer_package(monkeypatch, capsys):
+    quality = load_bench("quality")
+    args = quality.parse_args(["--reuse-lightgbm", "old.json", "--models", "network", "histgb", "lightgbm"])
+    assert args.reuse_peers.name == "old.json" and args.models == [quality.NETWORK, quality.LIGHTGBM, quality.HIST_GB]
+    assert args.settings == quality.FULL_SETTINGS
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--reuse-peers", "old.json", "--models", "network"])  # nothing would check the file
+    assert "needs histgb" in capsys.readouterr().err
+    real_find_spec = quality.importlib.util.find_spec
+    monkeypatch.setattr(
+        quality.importlib.util, "find_spec", lambda name: None if name == "pytabkit" else real_find_spec(name)
+    )
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--models", "network", "realmlp"])
+    assert "RealMLP-TD (pytabkit) needs the pytabkit package" in capsys.readouterr().err
+
+
+def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_the_peers(csv_path, tmp_path):
+    pytest.importorskip("catboost", reason="the CatBoost peer needs the bench extra")
+    pytest.importorskip("pytabkit", reason="the RealMLP-TD peer needs the bench extra")
     quality = load_bench("quality")
     earlier = tmp_path / "first" / "quality.json"
     quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(earlier.parent)])
     first = json.loads(earlier.read_text())
-    assert {r["model"] for r in first["results"]} == set(quality.MODELS)
+    assert [r["model"] for r in first["results"]] == list(quality.MODELS)
     for result in first["results"]:
         assert (result["mode"], result["seed"]) == ("stratified", 0)
-        # Far above the 0.1 of chance, even with 3 epochs and 3 LightGBM trials.
-        assert 0.45 < result["accuracy"] < 0.7 and 0.85 < result["roc_auc_macro"] < 0.96
-    assert "## stratified split" in (earlier.parent / "quality.md").read_text()
+        # Far above the 0.1 of chance, even with 3 epochs, 3 LightGBM trials and tiny CatBoost and RealMLP.
+        assert 0.45 < result["accuracy"] < 0.7 and 0.85 < result["roc_auc_macro"] < 0.96, result["model"]
+        calibration = result["calibration"]
+        assert 0.2 < calibration["temperature"] < 5 and calibration["after"]["nll"] < 1.6, result["model"]
+        # Sets calibrated on 5,000 validation rows cover about as often as promised on 5,000 test rows.
+        for level, figures in result["conformal"].items():
+            assert abs(figures["coverage"] - float(level)) < 0.03 and 1 <= figures["mean_set_size"] <= 10
+            assert set(figures["per_genre_coverage"]) == set(quality.GENRES)
+    report = (earlier.parent / "quality.md").read_text()
+    assert (
+        "## stratified split: calibration on test" in report and "## stratified split: conformal genre sets" in report
+    )
+    assert "Network coverage per true genre at 0.9" in report
 
-    # A second run takes LightGBM from the first, once HistGradientBoosting has reproduced the first's figures.
-    quality.main(["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-lightgbm", str(earlier)])
+    # A second run (the peers only, to keep the test short) takes every peer from the first, once
+    # HistGradientBoosting has reproduced the first's figures.
+    peers = ["lightgbm", "catboost", "realmlp", "histgb", "logistic"]
+    argv = ["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-peers", str(earlier)]
+    quality.main([*argv, "--models", *peers])
     second = json.loads((tmp_path / "quality.json").read_text())
     old, new = ({r["model"]: r for r in run["results"]} for run in (first, second))
-    assert new[quality.LIGHTGBM] == {**old[quality.LIGHTGBM], "reused": True}
+    assert list(new) == list(quality.MODELS[1:])
+    for peer in (quality.LIGHTGBM, quality.CATBOOST, quality.REALMLP, quality.LOGISTIC):
+        assert new[peer] == {**old[peer], "reused": True}
     assert new[quality.HIST_GB]["accuracy"] == old[quality.HIST_GB]["accuracy"] and "reused" not in new[quality.HIST_GB]
-    assert "LightGBM's figures are reused from" in (tmp_path / "quality.md").read_text()
+    assert "Reused from" in (tmp_path / "quality.md").read_text()
+
+    # A file from before the calibration figures: LightGBM's chosen booster is refitted, reproducing its figures.
+    cached, _ = quality.load_reused(earlier, first["meta"]["data_sha256"], quality.QUICK_SETTINGS)
+    split = cached[("stratified", 0)]
+    for key in ("calibration", "conformal"):
+        del split[quality.LIGHTGBM][key]
+    quality._WORKER["models"] = [quality.LIGHTGBM, quality.HIST_GB]  # not the network again: seconds, not a minute
+    refitted = {r["model"]: r for r in quality.run_split("stratified", 0, split)}[quality.LIGHTGBM]
+    assert refitted["calibration"] == old[quality.LIGHTGBM]["calibration"] and "refit_seconds" in refitted
 
     # Figures HistGradientBoosting does not reproduce mean other splits or code: nothing is reused.
-    cached, _ = quality.load_reused(earlier, first["meta"]["data_sha256"], 3, quick=True)
-    cached[("stratified", 0)][quality.HIST_GB]["roc_auc_macro"] += 0.01
+    split[quality.HIST_GB]["roc_auc_macro"] += 0.01
     with pytest.raises(RuntimeError, match="cannot be reused"):
-        quality.run_split("stratified", 0, cached[("stratified", 0)])
+        quality.run_split("stratified", 0, split)
     with pytest.raises(ValueError, match="LightGBM trials"):
-        quality.load_reused(earlier, first["meta"]["data_sha256"], 30, quick=False)
+        quality.load_reused(earlier, first["meta"]["data_sha256"], quality.FULL_SETTINGS)
 
 
 def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_target():
