@@ -283,7 +283,8 @@ class GenreApp:
         return frame, (
             f"**Why {top['label']}:** each bar is how much a feature moved the probability of {top['label']} "
             f"(percentage points) from a typical song's {typical:.0%} (the training medians) to this song's "
-            f"{top['score']:.0%}; the bars add up to the difference (Integrated Gradients)."
+            f"{top['score']:.0%}; blue bars pushed towards {top['label']}, red ones away from it, and together they "
+            "add up to the difference (Integrated Gradients)."
         )
 
     # Many songs
