@@ -149,7 +149,7 @@ def test_app_py_runs_without_the_project():
     roots |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
     assert roots - set(sys.stdlib_module_names) == {"gradio", "transformers", "pandas", "huggingface_hub"}
     requirements = (REPO / "space" / "requirements.txt").read_text()
-    for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub"):
+    for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub", "captum"):
         assert package in requirements
 
 
