@@ -178,6 +178,7 @@ class GenreApp:
         max_rows: int = MAX_ROWS,
         downloads: str | os.PathLike | None = None,
         max_file_mb: float = MAX_FILE_MB,
+        explain: bool = True,
     ):
         self.model_id = str(model or os.environ.get("MODEL_ID") or DEFAULT_MODEL)
         self.max_rows = max_rows
@@ -193,8 +194,8 @@ class GenreApp:
             self.set_coverage = SET_COVERAGE
         except (AttributeError, ValueError):
             self.set_coverage = None
-        # Why the attribution chart is missing, once explaining has failed for a reason no input can change.
-        self.explain_problem: str | None = None
+        # Why the attribution chart is missing: switched off, or explaining failed for a reason no input can change.
+        self.explain_problem: str | None = None if explain else "is switched off for this page"
         # The key and mode names the model's own feature extractor accepts.
         extractor_module = sys.modules[type(self.extractor).__module__]
         self.key_names = list(getattr(extractor_module, "KEY_NAMES", KEY_NAMES))
@@ -751,10 +752,14 @@ class TableWorker:
 
 
 def build_demo(
-    model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS, max_file_mb: float = MAX_FILE_MB
+    model: str | os.PathLike | None = None,
+    max_rows: int = MAX_ROWS,
+    max_file_mb: float = MAX_FILE_MB,
+    explain: bool = True,
 ) -> gr.Blocks:
-    """The Space's page; `model` is a Hub id or a folder (default: env MODEL_ID, else the bundled `model/`)."""
-    app = GenreApp(model, max_rows, max_file_mb=max_file_mb)
+    """The Space's page; `model` is a Hub id or a folder (default: env MODEL_ID, else the bundled `model/`);
+    `explain=False` leaves out the one-song feature chart (and its cost)."""
+    app = GenreApp(model, max_rows, max_file_mb=max_file_mb, explain=explain)
     worker = TableWorker(app)
     sweeper = threading.Thread(target=_sweep, args=(app.downloads,), daemon=True, name="genre-space-sweeper")
     sweeper.start()
@@ -844,7 +849,7 @@ def _sweep(folder: Path, every_s: float = 60) -> None:
 def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, **launch_kwargs: Any) -> gr.Blocks:
     """Serve the Space; extra keywords go to `gr.Blocks.launch` (e.g. prevent_thread_lock=True)."""
     max_file_mb = launch_kwargs.pop("max_file_mb", MAX_FILE_MB)
-    demo = build_demo(model, max_file_mb=max_file_mb)
+    demo = build_demo(model, max_file_mb=max_file_mb, explain=launch_kwargs.pop("explain", True))
     demo.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb}mb", **launch_kwargs)
     return demo
 
