@@ -269,6 +269,8 @@ class GenreApp:
                 self.explain_problem = "needs the `captum` package, which is not installed here"
             except (TypeError, ValueError):  # remote code from before explanations
                 self.explain_problem = "is not available: this model's code cannot explain its predictions"
+            except Exception as error:  # anything else fails this song's chart only, never its prediction
+                return _empty_attributions(), f"The chart of features could not be computed ({_error_text(error)})."
             else:
                 if attributions is None:
                     self.explain_problem = "is not available: this model's code cannot explain its predictions"

@@ -365,6 +365,23 @@ def test_without_captum_the_page_has_no_chart_and_says_why(model_folder, songs_c
     assert app.predict_song(*EXAMPLES[3][3])[2].empty  # later songs too, without trying again
 
 
+def test_a_failed_explanation_costs_the_chart_of_that_song_only(model_folder, monkeypatch):
+    app = GenreApp(model_folder)
+    classify = app.classifier
+
+    def failing_explanations(rows, **keywords):
+        if keywords.get("explain"):
+            raise RuntimeError("out of memory")
+        return classify(rows, **keywords)
+
+    monkeypatch.setattr(app, "classifier", failing_explanations)
+    genres, summary, chart = app.predict_song(*EXAMPLES[2][3])
+    assert genres and chart.empty and "90% genre set: most likely" in summary
+    assert "The chart of features could not be computed (RuntimeError: out of memory)." in summary
+    monkeypatch.setattr(app, "classifier", classify)
+    assert len(app.predict_song(*EXAMPLES[2][3])[2]) == 13  # the next song is explained again
+
+
 def test_model_id_comes_from_the_environment(model_folder, monkeypatch):
     monkeypatch.setenv("MODEL_ID", str(model_folder))
     assert GenreApp().model_id == str(model_folder)
