@@ -2,7 +2,10 @@
 
 One song: p50/p95 of `/predict_song` over a few hundred calls. Many songs: rows per second of `/predict_csv` on a
 10,000-row CSV built at run time from the real dataset (written to a temp dir, never committed). The model is the
-bundled `space/model/` if it exists, else a small network trained here as in the tests. Writes the figures to
+bundled `space/model/`, calibrated as `music-genre train` calibrates (on its run's validation split, in a temporary
+copy) when the folder has no conformal scores of its own, so one song costs what the page computes: probabilities,
+the 90 % genre set and the feature chart. One song is timed with and without the chart, over HTTP (a second app
+with `explain=False`, calls alternating) and in-process (`GenreApp.predict_song`). Writes the figures to
 `bench/space_latency.md`.
 
     OMP_NUM_THREADS=1 python bench/space_latency.py
@@ -16,6 +19,7 @@ os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALY
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -34,8 +38,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project's packages
 
+from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder  # noqa: E402
 from space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row  # noqa: E402
-from training.data import default_csv  # noqa: E402
+from training.calibration import calibrate  # noqa: E402
+from training.data import default_csv, load_data, split_indices  # noqa: E402
 
 OUTPUT = REPO / "bench" / "space_latency.md"
 
@@ -62,6 +68,22 @@ def raw_predict(http: httpx.Client, values: list) -> str:
     if "event: complete" not in body:
         raise RuntimeError(f"/predict_song failed: {body[:300]}")
     return body
+
+
+def calibrated_copy(folder: Path, scratch: Path) -> tuple[Path, str]:
+    """`folder` itself if it has conformal scores, else a copy calibrated on its run's validation split."""
+    model = GenreFFNForSequenceClassification.from_pretrained(folder).eval()
+    if model.config.conformal:
+        return folder, "with its own calibration"
+    extractor = GenreFeatureExtractor.from_pretrained(folder)
+    run = json.loads((folder / "training_run.json").read_text())
+    data = load_data(default_csv())
+    validation = split_indices(data, run["seed"], run["split_mode"])["validation"]
+    calibrate(model, extractor(data.frame.iloc[validation])["input_features"], data.labels[validation])
+    return save_model_folder(model, extractor, scratch / "calibrated"), (
+        f"a copy calibrated on its run's {len(validation):,} validation rows (temperature "
+        f"{model.config.calibration_temperature:.4f}), as `music-genre train` now does"
+    )
 
 
 def percentile_ms(seconds: list[float], q: float) -> float:
@@ -103,8 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
         batch_csv = scratch / "songs.csv"
         batch.to_csv(batch_csv, index=False)
 
-        port = free_port()
+        # Served and timed as the page will be once the bundled model carries its calibration (sets and chart).
+        model, calibration_note = calibrated_copy(model, scratch)
+        port, plain_port = free_port(), free_port()
         demo = launch(model, port=port, prevent_thread_lock=True, quiet=True)
+        plain_demo = launch(model, port=plain_port, prevent_thread_lock=True, quiet=True, explain=False)
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             songs = [values for _, _, _, values in EXAMPLES]
@@ -114,21 +139,44 @@ def main(argv: list[str] | None = None) -> dict:
             one_song = timed(song, args.calls)
             # The same calls without gradio_client: Gradio's documented two-step REST API (POST, then read the SSE).
             http = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+            plain_http = httpx.Client(base_url=f"http://127.0.0.1:{plain_port}")
             raw_song = lambda: raw_predict(http, songs[next(calls) % len(songs)])  # noqa: E731
+            plain_song = lambda: raw_predict(plain_http, songs[next(calls) % len(songs)])  # noqa: E731
             timed(raw_song, 20)
-            raw_one_song = timed(raw_song, args.calls)
+            timed(plain_song, 20)
+            # With and without the chart call by call, so that both see the same load on a shared machine.
+            raw_one_song, raw_plain_song = [], []
+            for _ in range(args.calls):
+                raw_one_song += timed(raw_song, 1)
+                raw_plain_song += timed(plain_song, 1)
             upload = lambda: client.predict(handle_file(str(batch_csv)), api_name="/predict_csv")  # noqa: E731
             status = upload()[3]  # results, problems, download, status, counts, confusion matrix
             assert status.startswith(f"Predicted {args.rows:,} of {args.rows:,}"), status
             many = timed(upload, args.repeats)
         finally:
             demo.close()
+            plain_demo.close()
 
         # The same work in-process, to show what the HTTP round trip and Gradio add.
         app = GenreApp(model)
         rows = [song_row(*values) for values in songs]
         in_process_song = timed(lambda: app.classifier(rows[0]), args.calls)
-        in_process_table = timed(lambda: app.predict_table(str(batch_csv)), args.repeats)
+        # What the one-song tab computes: probabilities, the 90 % set and the chart; and the same without the chart.
+        page_song = lambda: app.predict_song(*songs[next(calls) % len(songs)])  # noqa: E731
+        timed(page_song, 20)
+        in_process_page = timed(page_song, args.calls)
+        no_chart = GenreApp(model, explain=False)
+        plain_song = lambda: no_chart.predict_song(*songs[next(calls) % len(songs)])  # noqa: E731
+        timed(plain_song, 20)
+        in_process_plain = timed(plain_song, args.calls)
+        # With and without the 90 % set column (a second pass through the pipeline), alternating; the best of 5 runs
+        # each, since on a shared machine a median of a few runs moves with the load more than with the code.
+        no_sets = GenreApp(model)
+        no_sets.set_coverage = None
+        in_process_table, in_process_table_without_sets = [], []
+        for _ in range(max(args.repeats, 5)):
+            in_process_table += timed(lambda: app.predict_table(str(batch_csv)), 1)
+            in_process_table_without_sets += timed(lambda: no_sets.predict_table(str(batch_csv)), 1)
 
     figures = {
         "one_song_p50_ms": percentile_ms(one_song, 50),
@@ -136,10 +184,15 @@ def main(argv: list[str] | None = None) -> dict:
         "one_song_mean_ms": statistics.fmean(one_song) * 1000,
         "raw_http_one_song_p50_ms": percentile_ms(raw_one_song, 50),
         "raw_http_one_song_p95_ms": percentile_ms(raw_one_song, 95),
+        "raw_http_without_chart_p50_ms": percentile_ms(raw_plain_song, 50),
+        "raw_http_without_chart_p95_ms": percentile_ms(raw_plain_song, 95),
         "pipeline_one_row_p50_ms": percentile_ms(in_process_song, 50),
+        "predict_song_p50_ms": percentile_ms(in_process_page, 50),
+        "predict_song_without_chart_p50_ms": percentile_ms(in_process_plain, 50),
         "batch_seconds_median": statistics.median(many),
         "batch_rows_per_s": args.rows / statistics.median(many),
-        "in_process_table_rows_per_s": args.rows / statistics.median(in_process_table),
+        "in_process_table_rows_per_s": args.rows / min(in_process_table),
+        "in_process_table_without_sets_rows_per_s": args.rows / min(in_process_table_without_sets),
     }
     command = "OMP_NUM_THREADS=1 python bench/space_latency.py" + (f" {' '.join(argv)}" if argv else "")
     rows = args.rows
@@ -153,14 +206,32 @@ def main(argv: list[str] | None = None) -> dict:
             "one song over plain HTTP (httpx: POST `/gradio_api/call/predict_song`, read the SSE), p50 / p95",
             f"{figures['raw_http_one_song_p50_ms']:.1f} ms / {figures['raw_http_one_song_p95_ms']:.1f} ms",
         ),
+        (
+            "the same from a second app without the feature chart (`launch(..., explain=False)`), calls alternating "
+            "with the line above, p50 / p95",
+            f"{figures['raw_http_without_chart_p50_ms']:.1f} ms / {figures['raw_http_without_chart_p95_ms']:.1f} ms",
+        ),
         ("one row through the pipeline in-process (no HTTP), p50", f"{figures['pipeline_one_row_p50_ms']:.2f} ms"),
+        (
+            "`GenreApp.predict_song` in-process (what the one-song tab computes: probabilities, the 90 % genre set, "
+            "the feature chart by Integrated Gradients), p50",
+            f"{figures['predict_song_p50_ms']:.2f} ms",
+        ),
+        (
+            "the same without the feature chart (`GenreApp(model, explain=False)`), p50",
+            f"{figures['predict_song_without_chart_p50_ms']:.2f} ms",
+        ),
         (
             f"{rows:,}-row CSV, `/predict_csv` (upload, check, predict, table + CSV back), median of {args.repeats}",
             f"{figures['batch_seconds_median']:.2f} s = {figures['batch_rows_per_s']:,.0f} rows/s",
         ),
         (
-            f"the same {rows:,} rows through `GenreApp.predict_table` in-process (no HTTP)",
+            f"the same {rows:,} rows through `GenreApp.predict_table` in-process (no HTTP), best of 5",
             f"{figures['in_process_table_rows_per_s']:,.0f} rows/s",
+        ),
+        (
+            "the same without the `genre_set_90` column (runs alternating with the line above), best of 5",
+            f"{figures['in_process_table_without_sets_rows_per_s']:,.0f} rows/s",
         ),
     ]
     table = "\n".join(f"| {what} | {figure} |" for what, figure in lines)
@@ -170,7 +241,8 @@ Measured {datetime.date.today().isoformat()} with `{command}`.
 
 Machine: {machine_note()}.
 
-Model: {model_note}.
+Model: {model_note}: {calibration_note}, so that every one-song call computes the probabilities, the 90 % genre
+set and the feature chart, and the CSV its 90 % sets.
 
 The app runs in the benchmark's process on 127.0.0.1; every call is a full trip through Gradio's queue (submit, then
 the result as server-sent events). `gradio_client` waits for queue messages in 50 ms polling steps

@@ -41,17 +41,18 @@ from modeling import (  # noqa: E402
     GenreFFNForSequenceClassification,
 )
 from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
-from training.calibration import calibrate, calibration_report, ece_if_calibrated  # noqa: E402
+from training.calibration import calibrate, ece_if_calibrated  # noqa: E402
 from training.data import load_data, split_indices  # noqa: E402
-from training.explanation import faithfulness, permutation_importances  # noqa: E402
+from training.explanation import faithfulness  # noqa: E402
 from training.trainer import predict_probabilities  # noqa: E402
+from training.trust import trust_report  # noqa: E402
 
 BUNDLED = REPO / "space" / "model"
 FAITHFULNESS_TARGET = 0.8
 RANDOM_SEEDS = (0, 1, 2, 3, 4)  # draws of the 3 random features: the figure should not hang on one draw
 
 
-def measure(data_source: str | None, folder: Path, rows: int) -> dict:
+def measure(data_source: str | None, folder: Path, rows: int, figures_dir: Path) -> dict:
     torch.set_num_threads(1)
     model = GenreFFNForSequenceClassification.from_pretrained(folder).eval()
     extractor = GenreFeatureExtractor.from_pretrained(folder)
@@ -64,16 +65,15 @@ def measure(data_source: str | None, folder: Path, rows: int) -> dict:
     labels = {name: data.labels[part] for name, part in splits.items()}
 
     calibrate(model, features["validation"], labels["validation"])
-    report = calibration_report(model, features["test"], labels["test"])
+    # What `music-genre train` reports and draws (the reliability diagram, the importance chart) for its model.
+    report = trust_report(model, extractor, data.frame.iloc[splits["test"]], labels["test"], figures_dir, seed=0)
+    report["permutation_importance"] = report["permutation_importance"]["features"]
     report["ece_if_calibrated"] = ece_if_calibrated(predict_probabilities(model, features["test"]))
 
     explained = features["test"][:rows]
     start = time.perf_counter()
     report["faithfulness"] = [faithfulness(model, extractor, explained, seed=seed) for seed in RANDOM_SEEDS]
     report["faithfulness_seconds"] = (time.perf_counter() - start) / len(RANDOM_SEEDS)
-    report["permutation_importance"] = permutation_importances(
-        model, extractor, data.frame.iloc[splits["test"]], labels["test"]
-    )
     classifier = GenreClassificationPipeline(model=model, feature_extractor=extractor, task=TASK)
     song = data.frame.iloc[splits["test"][0]][list(FEATURE_NAMES)].to_dict()
     report["one_song_ms"] = {
@@ -177,10 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED, help="a model folder with its training_run.json")
     parser.add_argument("--rows", type=int, default=1000, help="test rows explained for the faithfulness check")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "trust.md")
+    parser.add_argument("--figures", type=Path, default=REPO / "bench" / "figures", help="where the two PNGs go")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "bench/trust.py", *(sys.argv[1:] if argv is None else argv)])
     load_before = os.getloadavg()[0]
-    report = measure(args.data, args.model, args.rows)
+    report = measure(args.data, args.model, args.rows, args.figures)
     text = markdown(report, command)
     text += f"\nMachine load (timings are wall clock): 1-minute load average {load_before:.2f} at the start, "
     text += f"{os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs.\n"

@@ -61,6 +61,10 @@ FIGURES = {
     "reliability_diagram.png": "Reliability diagram on the test split, before and after the calibration temperature.",
     "permutation_importance.png": "Permutation importance of the 13 raw features on the test split (accuracy lost).",
 }
+# Figures shown in their own sections of the card rather than with the test results.
+TRUST_FIGURES = ("reliability_diagram.png", "permutation_importance.png")
+# The genre-set level the card's summary and per-genre table quote (the Space shows this level too).
+SUMMARY_COVERAGE = "0.9"
 # Genre pairs whose songs share audio features in the public CSV (see ../shared/data/README.md).
 LOOKALIKE_GENRES = (("Rap", "Hip-Hop"), ("Alternative", "Rock"), ("Country", "Rock"), ("Electronic", "Jazz"))
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "training_run.json")
@@ -227,7 +231,10 @@ def render_model_card(
         search=_search(run),
         results=_results_rows(metrics),
         per_genre=_per_genre_rows(metrics["tuned"]),
-        figures=[(name, _caption(name, run.preprocessor)) for name in _figure_order(run.figures)],
+        figures=[
+            (name, _caption(name, run.preprocessor)) for name in _figure_order(run.figures) if name not in TRUST_FIGURES
+        ],
+        trust=_trust(run),
         limitations=_limitations(run),
         kaggle_dataset=KAGGLE_DATASET,
         kaggle_url=KAGGLE_URL,
@@ -385,6 +392,66 @@ def _per_genre_rows(figures: dict) -> list[list[str]]:
         ]
         for genre in GENRES
     ]
+
+
+def _trust(run: RunFolder) -> dict:
+    """What the card says about trusting a prediction, from `metrics.json` (calibration, conformal sets, permutation
+    importance) and the config (how many validation rows calibrated the sets); each part None where not recorded."""
+    metrics = run.metrics
+    calibration = metrics.get("calibration")
+    if calibration:
+        calibration = {
+            "temperature": f"{calibration['temperature']:.4f}",
+            "rows": [
+                [stage, *(_metric(calibration[stage][key]) for key in ("ece", "nll", "brier"))]
+                for stage in ("before", "after")
+            ],
+        }
+    conformal = metrics.get("conformal")
+    if conformal:
+        stored = run.config.get("conformal") or {}
+        levels = []
+        for level, figures in conformal.items():
+            per_genre = figures["per_genre_coverage"]
+            lowest = min(per_genre, key=per_genre.get)
+            levels.append(
+                {
+                    "level": level,
+                    "coverage": _metric(figures["coverage"]),
+                    "mean_set_size": f"{figures['mean_set_size']:.2f}",
+                    "lowest": f"{per_genre[lowest]:.3f} ({lowest})",
+                }
+            )
+        summary = conformal.get(SUMMARY_COVERAGE) or next(iter(conformal.values()))
+        level = SUMMARY_COVERAGE if SUMMARY_COVERAGE in conformal else next(iter(conformal))
+        conformal = {
+            "levels": levels,
+            "summary_level": level,
+            "summary_percent": f"{float(level):.0%}",
+            "summary_coverage": _metric(summary["coverage"]),
+            "summary_set_size": f"{summary['mean_set_size']:.2f}",
+            "per_genre": [
+                [genre, f"{summary['per_genre_coverage'][genre]:.3f}"] for genre in summary["per_genre_coverage"]
+            ],
+            "n_calibration": stored.get("n_calibration", run.data_report["split_sizes"].get("validation")),
+            "method": stored.get("method", "aps"),
+        }
+    importance = metrics.get("permutation_importance")
+    if importance:
+        ranked = sorted(importance["features"].items(), key=lambda item: -item[1]["mean"])
+        importance = {
+            "n_repeats": importance["n_repeats"],
+            "scoring": importance["scoring"],
+            "rows": [[name, _metric(value["mean"]), _metric(value["std"])] for name, value in ranked],
+        }
+    figure = {name: (name, FIGURES[name]) if name in run.figures else None for name in TRUST_FIGURES}
+    return {
+        "calibration": calibration,
+        "conformal": conformal,
+        "importance": importance,
+        "reliability_figure": figure["reliability_diagram.png"],
+        "importance_figure": figure["permutation_importance.png"],
+    }
 
 
 def _caption(name: str, preprocessor: dict) -> str:

@@ -8,6 +8,11 @@ The page faces anyone: uploads are capped in size, rows and columns; a CSV is pr
 own (so one-song requests never wait behind it, and a stuck file is cut off after CSV_TIMEOUT_S); each event has its
 own queue with a bounded length; text cells of the downloadable CSV that a spreadsheet would run as a formula are
 neutralised; results are kept once, in Gradio's cache, and removed after DOWNLOAD_TTL_S and at exit.
+
+A calibrated model (a temperature and conformal scores in its config, fitted on the validation split) also gives
+each song its 90 % genre set (`coverage=` of the pipeline) and, where captum is installed, the features that pushed
+towards the top genre and away from it (`explain=True`). A model without them still serves its probabilities, and the
+page says what it cannot show.
 """
 
 import atexit
@@ -58,7 +63,12 @@ SONG_CONCURRENCY = int(os.environ.get("GENRE_SPACE_SONG_CONCURRENCY", "8"))
 CSV_CONCURRENCY = 1
 QUEUE_SIZE = 64
 PROBLEM_COLUMNS = ["row", "column", "value", "reason"]
-RESULT_COLUMNS = ["row", "predicted_genre", "probability", "top_3"]
+# The coverage of the genre sets the page shows: a conformal set holds the true genre this often, over songs.
+SET_COVERAGE = 0.9
+SET_COLUMN = "genre_set_90"
+RESULT_COLUMNS = ["row", "predicted_genre", "probability", "top_3", SET_COLUMN]
+ATTRIBUTION_COLUMNS = ["feature", "effect", "direction"]
+TOWARDS, AWAY = "towards the top genre", "away from it"
 COUNT_COLUMNS = ["genre", "songs"]
 # Fallbacks for a model whose remote code does not export its key and mode names.
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -168,6 +178,7 @@ class GenreApp:
         max_rows: int = MAX_ROWS,
         downloads: str | os.PathLike | None = None,
         max_file_mb: float = MAX_FILE_MB,
+        explain: bool = True,
     ):
         self.model_id = str(model or os.environ.get("MODEL_ID") or DEFAULT_MODEL)
         self.max_rows = max_rows
@@ -177,6 +188,14 @@ class GenreApp:
         self.config = config = self.classifier.model.config
         self.features = list(config.feature_names)
         self.genres = [config.id2label[i] for i in range(config.num_labels)]
+        # Genre sets need the conformal scores a calibrated run stores; an older model has none (or older code).
+        try:
+            config.conformal_threshold(SET_COVERAGE)
+            self.set_coverage = SET_COVERAGE
+        except (AttributeError, ValueError):
+            self.set_coverage = None
+        # Why the attribution chart is missing: switched off, or explaining failed for a reason no input can change.
+        self.explain_problem: str | None = None if explain else "is switched off for this page"
         # The key and mode names the model's own feature extractor accepts.
         extractor_module = sys.modules[type(self.extractor).__module__]
         self.key_names = list(getattr(extractor_module, "KEY_NAMES", KEY_NAMES))
@@ -207,16 +226,69 @@ class GenreApp:
         speechiness: float,
         tempo_bpm: float,
         valence: float,
-    ) -> dict[str, float]:
-        """Genres of one song with their probabilities (popularity 0-100, the unit features 0-1, duration m:ss or
-        seconds, key a pitch name like C#, loudness in dB, mode Major or Minor, tempo in beats per minute)."""
+    ) -> tuple[dict[str, float], str, pd.DataFrame]:
+        """Genres of one song with their calibrated probabilities, its 90 % genre set in words, and how much each
+        feature moved the top genre's probability (popularity 0-100, the unit features 0-1, duration m:ss or seconds,
+        key a pitch name like C#, loudness in dB, mode Major or Minor, tempo in beats per minute)."""
         values = (popularity, acousticness, danceability, duration, energy, instrumentalness, key, liveness)
         values += (loudness_db, mode, speechiness, tempo_bpm, valence)
         try:
-            genres = self.classifier(song_row(*values))
+            row = song_row(*values)
+            genres = self.classifier(row)
         except ValueError as error:  # InputProblem and the extractor's RawInputError
             raise gr.Error(str(error), print_exception=False) from None
-        return {item["label"]: item["score"] for item in genres}
+        attributions, explanation = self.explain_top_genre(row, genres[0])
+        summary = f"{self.genre_set_sentence(row)}\n\n{explanation}"
+        return {item["label"]: item["score"] for item in genres}, summary, attributions
+
+    def genre_set_sentence(self, row: dict[str, Any]) -> str:
+        """The song's 90 % conformal genre set in words ("most likely Rap or Hip-Hop"), or why there is none."""
+        percent = f"{SET_COVERAGE:.0%}"
+        if self.set_coverage is None:
+            return (
+                f"**{percent} genre set:** not available for this model: it was saved without the conformal "
+                "calibration that sets need (train it again with the current `music-genre train`)."
+            )
+        genres = [item["label"] for item in self.classifier(row, coverage=self.set_coverage)]
+        named = " or ".join(filter(None, [", ".join(genres[:-1]), genres[-1]]))
+        if len(genres) == len(self.genres):
+            named = f"any of the {len(genres)} genres (the features do not narrow this song down)"
+        return (
+            f"**{percent} genre set: most likely {named}.** For songs drawn like the ones the model was calibrated on, "
+            f"a set made this way holds the song's genre {percent} of the time, on average over songs (more often for "
+            "some genres, less often for others)."
+        )
+
+    def explain_top_genre(self, row: dict[str, Any], top: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+        """Each feature's push on the top genre's probability (Integrated Gradients against a typical song, in
+        percentage points) as the chart's rows, strongest first, and a sentence; if unavailable, no rows and why."""
+        if self.explain_problem is None:
+            try:
+                attributions = self.classifier(row, top_k=1, explain=True)[0].get("attributions")
+            except ImportError:  # the remote code names captum as what is missing
+                self.explain_problem = "needs the `captum` package, which is not installed here"
+            except (TypeError, ValueError):  # remote code from before explanations
+                self.explain_problem = "is not available: this model's code cannot explain its predictions"
+            except Exception as error:  # anything else fails this song's chart only, never its prediction
+                return _empty_attributions(), f"The chart of features could not be computed ({_error_text(error)})."
+            else:
+                if attributions is None:
+                    self.explain_problem = "is not available: this model's code cannot explain its predictions"
+        if self.explain_problem is not None:
+            return _empty_attributions(), f"The chart of features {self.explain_problem}."
+        ordered = sorted(attributions.items(), key=lambda item: -abs(item[1]))
+        frame = pd.DataFrame(
+            [(name, round(100 * value, 2), TOWARDS if value >= 0 else AWAY) for name, value in ordered],
+            columns=ATTRIBUTION_COLUMNS,
+        )
+        # The attributions add up to p(song) - p(typical song), up to the integral's error (clipped at 0).
+        typical = max(top["score"] - sum(attributions.values()), 0.0)
+        return frame, (
+            f"**Why {top['label']}:** each bar is how much a feature moved the probability of {top['label']} "
+            f"(percentage points) from a typical song's {typical:.0%} (the training medians) to this song's "
+            f"{top['score']:.0%}; blue bars pushed towards {top['label']}, red ones away from it, and together they "
+            "add up to the difference (Integrated Gradients)."
+        )
 
     # Many songs
 
@@ -379,19 +451,25 @@ class GenreApp:
             status = f"**Error:** none of the {total:,} rows has valid values; see *Rows with problems*."
             return _empty_results(), problems.head(SHOWN_ROWS), None, status, _empty_counts(), ""
         extra = [name for name in good.columns if name not in self.features and name not in RESULT_COLUMNS]
-        results = pd.DataFrame(
-            {
-                "row": good.index.to_numpy() + 1,
-                "predicted_genre": [row[0]["label"] for row in genres],
-                "probability": [round(row[0]["score"], 4) for row in genres],
-                "top_3": [", ".join(f"{g['label']} {g['score']:.2f}" for g in row) for row in genres],
-            },
-            index=good.index,
-        ).join(good[extra])
+        columns = {
+            "row": good.index.to_numpy() + 1,
+            "predicted_genre": [row[0]["label"] for row in genres],
+            "probability": [round(row[0]["score"], 4) for row in genres],
+            "top_3": [", ".join(f"{g['label']} {g['score']:.2f}" for g in row) for row in genres],
+        }
+        if self.set_coverage is not None:
+            sets = self.classifier(good, coverage=self.set_coverage)
+            columns[SET_COLUMN] = [", ".join(g["label"] for g in row) for row in sets]
+        results = pd.DataFrame(columns, index=good.index).join(good[extra])
         download = self._download_path()
         # Every text cell quoted: a line break inside one stays inside it.
         safe_csv_frame(results).to_csv(download, index=False, quoting=csv.QUOTE_NONNUMERIC)
         status = [f"Predicted {len(results):,} of {total:,} rows."]
+        if self.set_coverage is None:
+            status.append(f"This model has no conformal calibration, so no {SET_COVERAGE:.0%} genre sets.")
+        else:
+            sizes = results[SET_COLUMN].str.count(", ") + 1
+            status.append(f"`{SET_COLUMN}`: each row's {SET_COVERAGE:.0%} genre set (mean size {sizes.mean():.2f}).")
         if len(problems):
             bad_rows = problems["row"].nunique()
             status.append(f"{bad_rows:,} row(s) have bad values and are listed under *Rows with problems*.")
@@ -478,6 +556,14 @@ class GenreApp:
             if accuracy is not None
             else "Test accuracy: not recorded (this model has no model card with an accuracy).",
         ]
+        temperature = getattr(config, "calibration_temperature", 1.0)
+        lines.append(
+            f"Probabilities are calibrated (a temperature of {temperature:.3f} fitted on the validation split) and "
+            f"each song gets its {SET_COVERAGE:.0%} genre set (split conformal prediction, also fitted on validation)."
+            if self.set_coverage is not None
+            else "This model was saved without calibration: its probabilities are the network's own, and it has no "
+            "genre sets."
+        )
         if repo_id:
             lines.append(f"Model repository: [{repo_id}](https://huggingface.co/{repo_id})")
         return "\n\n".join(lines)
@@ -591,6 +677,12 @@ def _empty_results() -> pd.DataFrame:
     return pd.DataFrame(columns=RESULT_COLUMNS)
 
 
+def _empty_attributions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"feature": pd.Series(dtype=str), "effect": pd.Series(dtype=float), "direction": pd.Series(dtype=str)}
+    )
+
+
 def _empty_problems() -> pd.DataFrame:
     return pd.DataFrame(columns=PROBLEM_COLUMNS)
 
@@ -662,10 +754,14 @@ class TableWorker:
 
 
 def build_demo(
-    model: str | os.PathLike | None = None, max_rows: int = MAX_ROWS, max_file_mb: float = MAX_FILE_MB
+    model: str | os.PathLike | None = None,
+    max_rows: int = MAX_ROWS,
+    max_file_mb: float = MAX_FILE_MB,
+    explain: bool = True,
 ) -> gr.Blocks:
-    """The Space's page; `model` is a Hub id or a folder (default: env MODEL_ID, else the bundled `model/`)."""
-    app = GenreApp(model, max_rows, max_file_mb=max_file_mb)
+    """The Space's page; `model` is a Hub id or a folder (default: env MODEL_ID, else the bundled `model/`);
+    `explain=False` leaves out the one-song feature chart (and its cost)."""
+    app = GenreApp(model, max_rows, max_file_mb=max_file_mb, explain=explain)
     worker = TableWorker(app)
     sweeper = threading.Thread(target=_sweep, args=(app.downloads,), daemon=True, name="genre-space-sweeper")
     sweeper.start()
@@ -692,7 +788,15 @@ def build_demo(
                 tempo, sliders["valence"],
             ]  # fmt: skip
             predict = gr.Button("Predict the genre", variant="primary")
-            label = gr.Label(num_top_classes=5, label="Genres")
+            with gr.Row():
+                label = gr.Label(num_top_classes=5, label="Genres")
+                with gr.Column():
+                    summary = gr.Markdown(label="Genre set and explanation")
+                    attributions = gr.BarPlot(
+                        x="feature", y="effect", color="direction", label="Features that moved the top genre",
+                        y_title="percentage points", color_map={TOWARDS: "#2563eb", AWAY: "#dc2626"},
+                        sort="-y", x_label_angle=-30, height=300,
+                    )  # fmt: skip
             gr.Examples(
                 [values for _, _, _, values in EXAMPLES],
                 inputs=inputs,
@@ -702,7 +806,7 @@ def build_demo(
             predict.click(
                 app.predict_song,
                 inputs=inputs,
-                outputs=label,
+                outputs=[label, summary, attributions],
                 api_name="predict_song",
                 concurrency_limit=SONG_CONCURRENCY,
                 concurrency_id="song",
@@ -747,7 +851,7 @@ def _sweep(folder: Path, every_s: float = 60) -> None:
 def launch(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, **launch_kwargs: Any) -> gr.Blocks:
     """Serve the Space; extra keywords go to `gr.Blocks.launch` (e.g. prevent_thread_lock=True)."""
     max_file_mb = launch_kwargs.pop("max_file_mb", MAX_FILE_MB)
-    demo = build_demo(model, max_file_mb=max_file_mb)
+    demo = build_demo(model, max_file_mb=max_file_mb, explain=launch_kwargs.pop("explain", True))
     demo.launch(server_name=host, server_port=port, max_file_size=f"{max_file_mb}mb", **launch_kwargs)
     return demo
 

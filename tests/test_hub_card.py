@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 from huggingface_hub import ModelCard
 
-from hub_card.card import FIGURES, KAGGLE_DATASET, PAPER_SOURCE, without_machine_paths, write_model_card
+from hub_card.card import (
+    FIGURES,
+    KAGGLE_DATASET,
+    PAPER_SOURCE,
+    read_run,
+    render_model_card,
+    without_machine_paths,
+    write_model_card,
+)
 from modeling import GENRES
 from tests.conftest import REPO
 
@@ -216,3 +224,70 @@ def test_published_command_names_no_folder_host_or_password():
     assert without_machine_paths("music-genre train --data someone/music-genre-data") == (
         "music-genre train --data someone/music-genre-data"
     )
+
+
+def markdown_table(text: str, header: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header line is `header`."""
+    lines = text.splitlines()
+    start = lines.index(header) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_path, run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    text = card_path.read_text()
+    calibration, conformal = metrics["calibration"], metrics["conformal"]
+    assert f"temperature T =\n{calibration['temperature']:.4f}" in text
+    assert markdown_table(text, "| test split | ECE | NLL | Brier |") == [
+        [f"{stage} temperature", *(f"{calibration[stage][key]:.4f}" for key in ("ece", "nll", "brier"))]
+        for stage in ("before", "after")
+    ]
+    levels = markdown_table(text, "| level | coverage | mean set size | lowest per-genre coverage |")
+    assert [row[:3] for row in levels] == [
+        [level, f"{figures['coverage']:.4f}", f"{figures['mean_set_size']:.2f}"] for level, figures in conformal.items()
+    ]
+    per_genre = conformal["0.9"]["per_genre_coverage"]
+    lowest = min(per_genre, key=per_genre.get)
+    assert levels[1][3] == f"{per_genre[lowest]:.3f} ({lowest})"
+    assert markdown_table(text, "| genre | coverage |") == [[g, f"{c:.3f}"] for g, c in per_genre.items()]
+    # The summary puts the mean set size at 0.9 beside top-1 accuracy.
+    summary = text.split("#### Summary", 1)[1].split("###", 1)[0]
+    assert (
+        f"Top-1 accuracy {metrics['tuned']['accuracy']:.4f}; the 90% genre sets (`coverage=0.9`) hold\n"
+        f"{conformal['0.9']['mean_set_size']:.2f} genres on average and contain the true genre for "
+        f"{conformal['0.9']['coverage']:.4f} of the test songs" in summary
+    )
+    # What the guarantee rests on.
+    assert f"calibrated on the {config['conformal']['n_calibration']} rows of the validation split" in text
+    for assumption in ("Marginal coverage.", "Exchangeable data.", "Calibrated on the validation split.",
+                       "Non-randomised APS."):  # fmt: skip
+        assert f"- **{assumption}**" in text
+    importance = metrics["permutation_importance"]["features"]
+    ranked = sorted(importance, key=lambda name: -importance[name]["mean"])
+    assert markdown_table(text, "| feature | mean | std |") == [
+        [name, f"{importance[name]['mean']:.4f}", f"{importance[name]['std']:.4f}"] for name in ranked
+    ]
+    # Each figure sits in its section.
+    section = text.split("### Calibration and genre sets", 1)[1].split("## Model Examination", 1)
+    assert "](figures/reliability_diagram.png)" in section[0]
+    assert "](figures/permutation_importance.png)" in section[1].split("## Environmental Impact", 1)[0]
+
+
+def test_a_run_from_before_calibration_says_it_was_not_recorded(run_dir):
+    run = read_run(run_dir)
+    for key in ("calibration", "conformal", "permutation_importance"):
+        del run.metrics[key]
+    run.figures = [
+        name for name in run.figures if name not in ("reliability_diagram.png", "permutation_importance.png")
+    ]
+    text = render_model_card(run)
+    assert "Calibration: not recorded" in text and "Genre sets: not recorded" in text
+    assert "Permutation importance: not recorded by this run." in text
+    assert f"Top-1 accuracy {run.metrics['tuned']['accuracy']:.4f}; genre sets: not recorded by this run." in text
+    assert "reliability_diagram.png" not in text and "### Calibration and genre sets" in text

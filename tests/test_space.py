@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from space.app import (
     song_row,
 )
 from tests.conftest import REPO
+from training.calibration import calibrate
 from training.data import prepare_splits
 
 BUNDLED_MODEL = REPO / "space" / "model"
@@ -42,7 +44,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning") 
 
 @pytest.fixture(scope="session")
 def model_folder(real_data, tmp_path_factory) -> Path:
-    """A small network trained for two epochs on the real training split, saved as a Hub folder."""
+    """A small network trained for two epochs on the real training split, calibrated (temperature and conformal
+    sets) on the validation split as `music-genre train` does, saved as a Hub folder."""
     # A fixed path under the session's temp dir: the browser test imports this fixture and reuses the folder.
     folder = tmp_path_factory.getbasetemp() / "space-model"
     if (folder / "config.json").exists():
@@ -60,7 +63,19 @@ def model_folder(real_data, tmp_path_factory) -> Path:
             model(input_features=features[batch], labels=labels[batch]).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    save_model_folder(model.eval(), extractor, folder)
+    calibrate(model.eval(), prepared.features["validation"], prepared.labels["validation"])
+    save_model_folder(model, extractor, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uncalibrated_folder(model_folder, tmp_path_factory) -> Path:
+    """The same model as saved before calibration existed: no temperature, no conformal scores."""
+    folder = tmp_path_factory.mktemp("uncalibrated") / "model"
+    shutil.copytree(model_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["calibration_temperature"], config["conformal"]
+    (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -134,18 +149,42 @@ def test_app_py_runs_without_the_project():
     roots |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
     assert roots - set(sys.stdlib_module_names) == {"gradio", "transformers", "pandas", "huggingface_hub"}
     requirements = (REPO / "space" / "requirements.txt").read_text()
-    for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub"):
+    for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub", "captum"):
         assert package in requirements
 
 
 def test_one_song_matches_the_pipeline(client, local_pipeline):
+    assert local_pipeline.model.config.calibration_temperature != 1.0  # the served probabilities are calibrated
     for _, _, _, values in EXAMPLES[:3]:
-        result = client.predict(*values, api_name="/predict_song")
-        expected = local_pipeline(song_row(*values))
+        result, summary, chart = client.predict(*values, api_name="/predict_song")
+        row = song_row(*values)
+        expected = local_pipeline(row)
         assert result["label"] == expected[0]["label"]
         shown = [(item["label"], item["confidence"]) for item in result["confidences"]]
         assert [label for label, _ in shown] == [item["label"] for item in expected[:5]]
         assert [score for _, score in shown] == pytest.approx([item["score"] for item in expected[:5]], abs=1e-6)
+        # The 90 % set in words, highest first, and the top genre's attributions in percentage points.
+        genre_set = [item["label"] for item in local_pipeline(row, coverage=0.9)]
+        assert set_in_words(summary) == genre_set
+        attributions = local_pipeline(row, top_k=1, explain=True)[0]["attributions"]
+        bars = chart_frame(chart)
+        assert sorted(bars["feature"]) == sorted(attributions)
+        assert bars["effect"].abs().tolist() == sorted(bars["effect"].abs(), reverse=True)  # strongest first
+        for feature, effect, direction in bars.itertuples(index=False):
+            assert effect == pytest.approx(100 * attributions[feature], abs=0.006)
+            assert direction == ("towards the top genre" if effect >= 0 else "away from it")
+        assert f"**Why {expected[0]['label']}:**" in summary
+
+
+def set_in_words(summary: str) -> list[str]:
+    """The genres of "most likely A, B or C." in the one-song summary."""
+    named = re.search(r"genre set: most likely (.*?)\.\*\*", summary)[1]
+    return re.split(r", | or ", named)
+
+
+def chart_frame(chart: dict) -> pd.DataFrame:
+    """A bar chart output of the API as a frame."""
+    return pd.DataFrame(chart["data"], columns=[column for column in chart["columns"]])
 
 
 @pytest.mark.parametrize(
@@ -169,11 +208,16 @@ def test_batch_csv_matches_the_pipeline_row_by_row(client, local_pipeline, songs
     assert results["predicted_genre"].tolist() == [genres[0]["label"] for genres in expected]
     assert results["probability"].tolist() == pytest.approx([genres[0]["score"] for genres in expected], abs=1e-4)
     assert results["top_3"][0].split(", ")[1].startswith(expected[0][1]["label"])
+    sets = [", ".join(genre["label"] for genre in genres) for genres in local_pipeline(songs, coverage=0.9)]
+    assert results["genre_set_90"].tolist() == sets
+    mean_size = sum(s.count(", ") + 1 for s in sets) / len(sets)
+    assert f"`genre_set_90`: each row's 90% genre set (mean size {mean_size:.2f})." in status
     # Every column that is not a feature is carried through.
     for name in ("instance_id", "artist_name", "track_name", "obtained_date", "music_genre"):
         assert results[name].tolist() == songs[name].tolist()
     downloaded = pd.read_csv(download)
     assert downloaded["predicted_genre"].tolist() == results["predicted_genre"].tolist()
+    assert downloaded["genre_set_90"].tolist() == sets
     assert downloaded["artist_name"].tolist() == songs["artist_name"].tolist()
 
 
@@ -290,7 +334,52 @@ def test_the_page_says_what_it_knows(client, model_folder):
     assert {"/predict_song", "/predict_csv"} <= set(info["named_endpoints"])
     description = GenreApp(model_folder).description()
     assert "hidden layers 64-32" in description and "Test accuracy: not recorded" in description
+    temperature = json.loads((model_folder / "config.json").read_text())["calibration_temperature"]
+    assert f"Probabilities are calibrated (a temperature of {temperature:.3f} fitted on the validation split)" in (
+        description
+    )
     assert "huggingface.co" not in description
+
+
+def test_a_model_without_calibration_still_predicts_and_says_what_it_lacks(uncalibrated_folder, songs_csv):
+    app = GenreApp(uncalibrated_folder)
+    assert app.set_coverage is None and "saved without calibration" in app.description()
+    genres, summary, chart = app.predict_song(*EXAMPLES[1][3])
+    expected = pipeline(model=str(uncalibrated_folder), trust_remote_code=True)(song_row(*EXAMPLES[1][3]))
+    assert list(genres) == [item["label"] for item in expected]
+    assert "**90% genre set:** not available for this model" in summary
+    assert len(chart) == 13  # the explanation needs no calibration
+    results, problems, download, status, _, _ = app.predict_table(str(songs_csv))
+    assert status.startswith("Predicted 50 of 50 rows. This model has no conformal calibration, so no 90% genre sets.")
+    assert "genre_set_90" not in results.columns and "genre_set_90" not in pd.read_csv(download).columns
+
+
+def test_without_captum_the_page_has_no_chart_and_says_why(model_folder, songs_csv, monkeypatch):
+    app = GenreApp(model_folder)
+    monkeypatch.setitem(sys.modules, "captum", None)  # an import of captum now fails, as where it is not installed
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    genres, summary, chart = app.predict_song(*EXAMPLES[2][3])
+    assert genres and chart.empty and list(chart.columns) == ["feature", "effect", "direction"]
+    assert "The chart of features needs the `captum` package, which is not installed here." in summary
+    assert "90% genre set: most likely" in summary
+    assert app.predict_song(*EXAMPLES[3][3])[2].empty  # later songs too, without trying again
+
+
+def test_a_failed_explanation_costs_the_chart_of_that_song_only(model_folder, monkeypatch):
+    app = GenreApp(model_folder)
+    classify = app.classifier
+
+    def failing_explanations(rows, **keywords):
+        if keywords.get("explain"):
+            raise RuntimeError("out of memory")
+        return classify(rows, **keywords)
+
+    monkeypatch.setattr(app, "classifier", failing_explanations)
+    genres, summary, chart = app.predict_song(*EXAMPLES[2][3])
+    assert genres and chart.empty and "90% genre set: most likely" in summary
+    assert "The chart of features could not be computed (RuntimeError: out of memory)." in summary
+    monkeypatch.setattr(app, "classifier", classify)
+    assert len(app.predict_song(*EXAMPLES[2][3])[2]) == 13  # the next song is explained again
 
 
 def test_model_id_comes_from_the_environment(model_folder, monkeypatch):
@@ -305,11 +394,15 @@ def test_default_is_the_bundled_model(monkeypatch):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(*EXAMPLES[0][3], api_name="/predict_song")
+        result, summary, chart = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            *EXAMPLES[0][3], api_name="/predict_song"
+        )
     finally:
         demo.close()
     expected = pipeline(model=str(BUNDLED_MODEL), trust_remote_code=True)(song_row(*EXAMPLES[0][3]))
     assert result["label"] == expected[0]["label"]
+    # With or without conformal scores (today's bundled model has none), the page answers and says which.
+    assert "90% genre set: most likely" in summary or "90% genre set:** not available for this model" in summary
     app = GenreApp()
     assert app.model_id == str(BUNDLED_MODEL.resolve())
     if (BUNDLED_MODEL / "README.md").exists():
@@ -417,14 +510,16 @@ def test_the_api_names_its_parameters_and_outputs(client, local_pipeline):
     assert [p["parameter_name"] for p in song["parameters"]] == list(SONG_INPUTS)
     assert "tempo_bpm" in SONG_INPUTS and "loudness_db" in SONG_INPUTS
     assert {p["parameter_name"]: p["label"] for p in song["parameters"]}["tempo_bpm"] == "Tempo (BPM)"
-    assert [r["label"] for r in song["returns"]] == ["Genres"]
+    assert [r["label"] for r in song["returns"]] == [
+        "Genres", "Genre set and explanation", "Features that moved the top genre"
+    ]  # fmt: skip
     assert [r["label"] for r in info["/predict_csv"]["returns"]] == [
         "Predicted genres (table)", "Rows with problems", "Download the results (CSV)", "Status", "Predicted genres",
         "Confusion matrix against the file's music_genre",
     ]  # fmt: skip
     values = dict(zip(SONG_INPUTS, EXAMPLES[1][3]))
     assert (
-        client.predict(**values, api_name="/predict_song")["label"]
+        client.predict(**values, api_name="/predict_song")[0]["label"]
         == local_pipeline(song_row(*EXAMPLES[1][3]))[0]["label"]
     )
 
@@ -442,6 +537,8 @@ def test_the_readme_calls_work(client, local_pipeline):
     namespace: dict = {}
     exec(readme_block("python").replace("http://127.0.0.1:7860", url), namespace)
     assert namespace["genres"]["label"] == expected
+    assert "90% genre set: most likely" in namespace["genre_set"]
+    assert len(namespace["features"]["data"]) == 13
     script = readme_block("bash").replace("http://127.0.0.1:7860", url)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -80,6 +80,14 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, son
         timeout=30_000,
     )
     assert page.get_by_test_id("label-output-value").inner_text().strip() == expected
+    # The 90 % genre set in words and the chart of what moved the top genre's probability.
+    genre_set = [item["label"] for item in local_pipeline(row, coverage=0.9)]
+    named = " or ".join(filter(None, [", ".join(genre_set[:-1]), genre_set[-1]]))
+    page.get_by_text(f"90% genre set: most likely {named}.").wait_for(timeout=30_000)
+    page.get_by_text(f"Why {expected}:").wait_for(timeout=30_000)
+    bars = page.locator(".vega-embed").first
+    bars.locator("canvas, svg").first.wait_for(timeout=30_000)
+    assert bars.bounding_box()["height"] > 100
     page.screenshot(path=str(tmp_path / "one_song.png"), full_page=True)
 
     page.get_by_role("tab", name="Many songs").click()
@@ -88,14 +96,16 @@ def test_one_song_and_a_csv_in_the_browser(browser, app_url, local_pipeline, son
     page.get_by_text("Predicted 50 of 50 rows").wait_for(timeout=60_000)
     results = page.get_by_role("grid").first
     headers = [text.strip() for text in results.get_by_role("columnheader").all_inner_texts()]
-    assert headers[:4] == ["row", "predicted_genre", "probability", "top_3"] and "artist_name" in headers
+    assert headers[:5] == ["row", "predicted_genre", "probability", "top_3", "genre_set_90"]
+    assert "artist_name" in headers
     first_row = results.get_by_role("row").nth(1).get_by_role("gridcell").all_inner_texts()
     shown = dict(zip(headers, (cell.strip() for cell in first_row), strict=False))
     assert shown["predicted_genre"] == local_pipeline(songs.iloc[:1])[0][0]["label"]
+    assert shown["genre_set_90"] == ", ".join(g["label"] for g in local_pipeline(songs.iloc[:1], coverage=0.9)[0])
     assert shown["artist_name"] == songs["artist_name"][0]
     # The pictures: a bar of songs per predicted genre, and the confusion matrix against `music_genre`.
     predicted = [genres[0]["label"] for genres in local_pipeline(songs)]
-    chart = page.locator(".vega-embed").first
+    chart = page.locator(".vega-embed").last  # the one-song tab's chart comes first in the page
     chart.wait_for(timeout=30_000)
     chart.locator("canvas, svg").first.wait_for(timeout=30_000)
     assert chart.bounding_box()["height"] > 100

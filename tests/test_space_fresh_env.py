@@ -114,7 +114,7 @@ def test_the_staged_requirements_install_the_cpu_torch_and_no_project_package(sp
         [str(space_python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
     ).stdout
     names = {line.split("==")[0].lower() for line in listed.splitlines()}
-    assert "torch" in names and "gradio" in names and "music-genre-ffn" not in names
+    assert {"torch", "gradio", "captum"} <= names and "music-genre-ffn" not in names
     assert not [name for name in names if name.startswith("nvidia-")]  # the CPU build: no CUDA libraries
     probe = "import importlib.util as u; print([m for m in ('modeling', 'training', 'hub_card') if u.find_spec(m)])"
     found = subprocess.run(
@@ -130,10 +130,12 @@ def test_the_staged_space_answers_both_endpoints(space_url, staged_space, raw_ro
 
     client = Client(space_url, verbose=False)
     # Positional inputs in the app's own order (its first example song): robust to renamed parameters.
-    song = client.predict(*EXAMPLES[0][3], api_name="/predict_song")
+    song, summary, chart = client.predict(*EXAMPLES[0][3], api_name="/predict_song")
     scores = {item["label"]: item["confidence"] for item in song["confidences"]}
     assert song["label"] in GENRES and set(scores) <= set(GENRES)
     assert scores[song["label"]] == max(scores.values())
+    # captum came from the requirements: the chart of what moved the top genre has a bar per feature.
+    assert len(chart["data"]) == 13 and f"**Why {song['label']}:**" in summary
 
     table = tmp_path / "songs.csv"
     pd.DataFrame(raw_rows).to_csv(table, index=False)

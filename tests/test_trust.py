@@ -290,3 +290,22 @@ def test_attributions_of_the_bundled_model_are_faithful_on_1000_test_rows(real_d
     assert figures["rows"] == 1000
     assert figures["fraction_top_beats_random"] >= 0.8, figures
     assert figures["mean_drop_top"] > figures["mean_drop_random"]
+
+
+def test_the_readmes_trust_example_runs_on_a_calibrated_model(calibrated, tmp_path):
+    model, extractor = calibrated
+    save_model_folder(model, extractor, tmp_path)
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- trust-python -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(block.replace("path/or/hub-id", str(tmp_path)), namespace)
+    classifier, song = namespace["classifier"], namespace["song"]
+    assert namespace["genre_set"] == classifier(song, coverage=0.9) and namespace["genre_set"]
+    scores = [genre["score"] for genre in namespace["genre_set"]]
+    assert scores == sorted(scores, reverse=True)
+    pushes = namespace["pushes"]
+    assert list(pushes) == list(model.config.feature_names)
+    typical = classifier(extractor.reference_row(), top_k=None)
+    top = namespace["explained"][0]
+    typical_score = next(genre["score"] for genre in typical if genre["label"] == top["label"])
+    assert sum(pushes.values()) == pytest.approx(top["score"] - typical_score, abs=0.02)  # completeness
