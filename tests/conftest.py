@@ -25,6 +25,18 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The start of a `python -c` script that runs with the project unimportable, as on a Hub user's machine.
+WITHOUT_PROJECT = f"""
+import importlib.abc, json, sys
+BLOCKED = {{"modeling", "training", "hub_card", "space"}}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"blocked: {{name}}")
+sys.meta_path.insert(0, Block())
+sys.path = [p for p in sys.path if p not in ("", ".", {str(REPO)!r})]
+"""
+
 
 @pytest.fixture(scope="session")
 def csv_path() -> Path:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
+from tests.conftest import WITHOUT_PROJECT
 
 # What a saved model folder holds: config, safetensors weights, the feature extractor and the remote code.
 HUB_FOLDER_FILES = {
@@ -93,15 +94,9 @@ def test_pipeline_runs_both_encoding_views_and_refuses_a_mismatched_extractor(ra
 
 
 # Runs with the project unimportable, as on a Hub user's machine.
-REMOTE_LOAD = r"""
-import importlib.abc, json, sys
-BLOCKED = {"modeling", "training", "hub_card", "space"}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"blocked: {name}")
-sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if p not in ("", ".", REPO)]
+REMOTE_LOAD = (
+    WITHOUT_PROJECT
+    + r"""
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 folder, rows = sys.argv[1], json.loads(sys.argv[2])
 model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
@@ -113,12 +108,11 @@ assert not any(name.split(".")[0] in BLOCKED for name in sys.modules)
 print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "pipeline": classifier(rows, top_k=2),
                   "pipeline_by_task": by_task(rows, top_k=2), "model_class": type(model).__module__}))
 """
+)
 
 
 def load_in_clean_process(folder, rows) -> dict:
-    from tests.conftest import REPO
-
-    script = REMOTE_LOAD.replace("REPO", repr(str(REPO)))
+    script = REMOTE_LOAD
     result = subprocess.run(
         [sys.executable, "-c", script, str(folder), json.dumps(rows)],
         capture_output=True,

@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from tests.conftest import REPO
+from tests.conftest import REPO, WITHOUT_PROJECT
 from tests.test_modeling import make_model
 from training.calibration import (
     calibrate,
@@ -217,16 +217,10 @@ def test_explain_without_captum_names_what_to_install(calibrated, raw_rows, monk
 
 
 # The Hub user's machine: the project unimportable and captum missing.
-NO_CAPTUM = r"""
-import importlib.abc, json, sys
-BLOCKED = {"modeling", "training", "hub_card", "space"}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"blocked: {name}")
-sys.meta_path.insert(0, Block())
+NO_CAPTUM = (
+    WITHOUT_PROJECT
+    + r"""
 sys.modules["captum"] = None
-sys.path = [p for p in sys.path if p not in ("", ".", REPO)]
 from transformers import pipeline
 classifier = pipeline(model=sys.argv[1], trust_remote_code=True)
 rows = json.loads(sys.argv[2])
@@ -238,6 +232,7 @@ except ImportError as error:
     message = str(error)
 print(json.dumps({"sets": sets, "message": message, "temperature": classifier.model.config.calibration_temperature}))
 """
+)
 
 
 def test_the_remote_code_loads_and_serves_sets_without_captum(calibrated, raw_rows, tmp_path):
@@ -245,7 +240,7 @@ def test_the_remote_code_loads_and_serves_sets_without_captum(calibrated, raw_ro
     save_model_folder(model, extractor, tmp_path)
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path).config.conformal == model.config.conformal
     result = subprocess.run(
-        [sys.executable, "-c", NO_CAPTUM.replace("REPO", repr(str(REPO))), str(tmp_path), json.dumps(raw_rows)],
+        [sys.executable, "-c", NO_CAPTUM, str(tmp_path), json.dumps(raw_rows)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
