@@ -287,3 +287,13 @@ def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_targ
     # The mean (87 %) is above 80 %, but one random draw is below: the target is judged on every draw.
     assert "**87.0%** of rows" in text and "misses it" in text
     assert text.index("| popularity |") < text.index("| key |")
+
+
+def test_a_reused_peer_counts_as_reproduced_to_the_last_bits_only():
+    quality = load_bench("quality")
+    cached = {key: 0.5924481647143393 for key, _ in quality.METRICS}
+    refitted = {key: value + 1e-16 for key, value in cached.items()}  # a refit summing in another order
+    quality._check_reproduced(cached, refitted, "stratified", 0, "LightGBM")
+    moved = {**refitted, "accuracy": cached["accuracy"] + 1 / 5000}  # one test row of another split
+    with pytest.raises(RuntimeError, match="cannot be reused"):
+        quality._check_reproduced(cached, moved, "stratified", 0, "LightGBM")
