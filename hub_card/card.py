@@ -9,7 +9,6 @@ the Jinja template `templates/model_card.md`.
 
 import json
 import shlex
-from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
 from modeling import FEATURE_NAMES, GENRES, TASK
+from training.options import public_name
+from training.run_folder import RunFolder, read_run
+from training.scoring import SUMMARY_METRICS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LICENSE = "apache-2.0"
@@ -36,13 +38,6 @@ PAPER_SOURCE = {
     "url": None,
     "code": None,
     "model": None,
-}
-SUMMARY_METRICS = {
-    "accuracy": "accuracy",
-    "precision_weighted": "weighted precision",
-    "recall_weighted": "weighted recall",
-    "f1_weighted": "weighted F1",
-    "roc_auc_macro": "macro one-vs-rest ROC AUC",
 }
 # The model-index entries: metrics.json key, Hub metric id, metric arguments, display name.
 EVAL_METRICS = (
@@ -67,52 +62,6 @@ TRUST_FIGURES = ("reliability_diagram.png", "permutation_importance.png")
 SUMMARY_COVERAGE = "0.9"
 # Genre pairs whose songs share audio features in the public CSV (see ../shared/data/README.md).
 LOOKALIKE_GENRES = (("Rap", "Hip-Hop"), ("Alternative", "Rock"), ("Country", "Rock"), ("Electronic", "Jazz"))
-MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "training_run.json")
-RUN_FILES = ("metrics.json", "trials.csv", "data_report.json")
-
-
-@dataclass
-class RunFolder:
-    """What `music-genre train` wrote, read once: the card and the publisher both start here."""
-
-    path: Path
-    metrics: dict
-    trials: pd.DataFrame
-    data_report: dict
-    training_run: dict
-    config: dict
-    preprocessor: dict
-    figures: list[str]
-
-    @property
-    def model_dir(self) -> Path:
-        return self.path / "model"
-
-    def commit_message(self) -> str:
-        """Names the run a Hub commit came from."""
-        run = self.training_run
-        return f"music-genre run: seed {run['seed']}, {run['split_mode']} split, data sha256 {run['data_sha256'][:12]}"
-
-
-def read_run(run_dir: str | Path) -> RunFolder:
-    """Read a run folder; a missing file raises `FileNotFoundError` naming it."""
-    path = Path(run_dir)
-    needed = [path / name for name in RUN_FILES] + [path / "model" / name for name in MODEL_FILES]
-    missing = [str(file.relative_to(path)) for file in needed if not file.is_file()]
-    if missing:
-        raise FileNotFoundError(f"run folder {path} lacks {', '.join(missing)} (write it with `music-genre train`)")
-    figures_dir = path / "figures"
-    figures = sorted(p.name for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
-    return RunFolder(
-        path=path,
-        metrics=_read_json(path / "metrics.json"),
-        trials=pd.read_csv(path / "trials.csv"),
-        data_report=_read_json(path / "data_report.json"),
-        training_run=_read_json(path / "model" / "training_run.json"),
-        config=_read_json(path / "model" / "config.json"),
-        preprocessor=_read_json(path / "model" / "preprocessor_config.json"),
-        figures=figures,
-    )
 
 
 def write_model_card(
@@ -136,23 +85,17 @@ def default_dataset_repo_id(repo_id: str) -> str:
 
 
 def without_machine_paths(command: str) -> str:
-    """`command` as published: each absolute path cut to its last part, the data source to its file name and a
-    storage URL (which may hold a host and password) to its scheme, so it names nothing of the machine that ran it."""
+    """`command` as published: each absolute path cut to its last part, the data source and a storage URL (which
+    may hold a host and password) as `public_name` records them, so it names nothing of the machine that ran it.
+    Recorded commands are already so; this also cleans a command recorded by an older run."""
     parts = shlex.split(command)
     for i, part in enumerate(parts):
         option = parts[i - 1] if i else ""
-        if option == "--data":
-            parts[i] = source_name(part)
-        elif option == "--storage":
-            parts[i] = f"{part.split('://')[0]}://..." if "://" in part else Path(part).name
+        if option in ("--data", "--storage"):
+            parts[i] = public_name(part)
         elif Path(part).is_absolute():
             parts[i] = Path(part).name
     return shlex.join(parts)
-
-
-def source_name(source: str) -> str:
-    """What a card says the run read: a file's name, or a Hub dataset id as it is."""
-    return Path(source).name if Path(source).is_absolute() or source.endswith(".csv") else source
 
 
 def card_data(run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None) -> ModelCardData:
@@ -211,7 +154,7 @@ def render_model_card(
         dataset_repo_id=(data.datasets or [None])[0],
         space_repo_id=space_repo_id,
         paper_source=PAPER_SOURCE,
-        source_name=source_name(report["source"]),
+        source_name=public_name(report["source"]),
         command=without_machine_paths(run.training_run["command"]),
         evaluation=metrics.get("evaluation"),
         compute=metrics.get("compute"),
@@ -543,7 +486,3 @@ def _duration(seconds: float) -> str:
 def _setting(value) -> str:
     """A hyperparameter or offset as one would type it (0.001, 1e-06, 0.2)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())

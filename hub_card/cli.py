@@ -1,17 +1,14 @@
 """`music-genre push` and `music-genre bundle`: registered on the project's command by `add_push_parser` and
 `add_bundle_parser`.
 
-Cheap to import: the publishing stack (datasets, huggingface_hub, transformers) is imported when push runs.
+Cheap to import: the publishing stack (datasets, huggingface_hub, transformers) is imported when push runs. A
+fault is raised as `PublishError`, which the `music-genre` command shows as one line with exit status 2.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-# A fault's exit status, as every `music-genre` command's.
-FAULT_STATUS = 2
-# The model repo the project publishes; the card of the Space's bundled copy names it.
-BUNDLED_REPO_ID = "music-genre-ffn/genre-ffn"
+from hub_card import BUNDLED_REPO_ID
 
 
 def add_push_parser(
@@ -69,34 +66,26 @@ def add_bundle_parser(
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from hub_card.publish import SPACE_DIR, PublishError, bundle
+    from hub_card.publish import SPACE_DIR, bundle
 
-    try:
-        folder = bundle(args.run, args.repo_id, args.into or SPACE_DIR / "model")
-    except PublishError as error:
-        print(f"music-genre bundle: error: {error}", file=sys.stderr)
-        return FAULT_STATUS
+    folder = bundle(args.run, args.repo_id, args.into or SPACE_DIR / "model")
     print(f"bundled the model of {args.run} into {folder}")
     return 0
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from hub_card.publish import PublishError, push
+    from hub_card.publish import push
 
-    try:
-        staged = push(
-            args.run,
-            args.repo_id,
-            dataset_repo_id=args.dataset_repo_id,
-            space_repo_id=args.space_repo_id,
-            private=args.private,
-            stage_only=args.stage_only,
-            endpoint=args.endpoint,
-            data=args.data,
-        )
-    except PublishError as error:
-        print(f"music-genre push: error: {error}", file=sys.stderr)
-        return FAULT_STATUS
+    staged = push(
+        args.run,
+        args.repo_id,
+        dataset_repo_id=args.dataset_repo_id,
+        space_repo_id=args.space_repo_id,
+        private=args.private,
+        stage_only=args.stage_only,
+        endpoint=args.endpoint,
+        data=args.data,
+    )
     verb = "staged" if args.stage_only is not None else "pushed"
     for kind, folder in staged.items():
         print(f"{verb} the {kind} repo: {folder}")

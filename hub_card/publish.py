@@ -27,22 +27,28 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, SpaceCard, SpaceCardData, get_token
 
+from hub_card import BUNDLED_REPO_ID
 from hub_card.card import (
     KAGGLE_DATASET,
     KAGGLE_URL,
     LICENSE,
-    MODEL_FILES,
-    RunFolder,
     default_dataset_repo_id,
-    read_run,
     render_template,
-    source_name,
     without_machine_paths,
     write_model_card,
 )
-from hub_card.cli import BUNDLED_REPO_ID
 from modeling import FEATURE_NAMES, GENRES
 from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
+from training.options import public_name
+from training.run_folder import (
+    MODEL_FILES,
+    RunFolder,
+    RunFolderError,
+    looks_like_run_folder,
+    read_run,
+    verify,
+    write_json_atomic,
+)
 
 logger = logging.getLogger("music_genre")
 
@@ -297,7 +303,7 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
         card_data=card_data.to_yaml(),
         dataset_repo_id=dataset_repo_id,
         sha256=loaded.sha256,
-        source_name=source_name(str(source)),
+        source_name=public_name(str(source)),
         run=run.training_run,
         columns=[(name, _type_name(feature), COLUMN_MEANINGS[name]) for name, feature in features.items()],
         dropped_columns=_dropped_columns(source),
@@ -362,8 +368,6 @@ def stage_space(
 
 
 def _read_run(run_dir: str | Path) -> RunFolder:
-    from training.run_folder import RunFolderError, verify
-
     try:
         run = read_run(run_dir)
         verify(Path(run_dir))  # the model and the metrics on the card must be one run's
@@ -373,11 +377,7 @@ def _read_run(run_dir: str | Path) -> RunFolder:
 
 
 def _is_run_folder(folder: Path) -> bool:
-    """What train writes at a run folder's top (a staged model folder holds training_run.json too, one level down)."""
-    model_info = (folder / "model" / "training_run.json").is_file() and "model" not in _staged_folders(folder)
-    metrics_and_model = (folder / "metrics.json").is_file() and (folder / "model").is_dir()
-    own_files = (folder / "run.json").is_file() or (folder / "optuna-study.journal").is_file()
-    return model_info or metrics_and_model or own_files
+    return looks_like_run_folder(folder, staged_model="model" in _staged_folders(folder))
 
 
 def _staged_folders(out: Path) -> set[str]:
@@ -388,8 +388,6 @@ def _staged_folders(out: Path) -> set[str]:
 
 
 def _record_staged(out: Path, kinds: list[str]) -> None:
-    from training.run_folder import write_json_atomic
-
     write_json_atomic(out / STAGE_RECORD, {"folders": sorted(_staged_folders(out) | set(kinds))})
 
 
@@ -424,7 +422,7 @@ def _copy_model_files(run: RunFolder, folder: Path) -> None:
         shutil.copy2(run.model_dir / name, folder / name)
     # The published run record names files, never a folder of the machine that made it.
     published = dict(run.training_run, command=without_machine_paths(run.training_run["command"]))
-    published["data_source"] = source_name(str(published["data_source"]))
+    published["data_source"] = public_name(str(published["data_source"]))
     (folder / "training_run.json").write_text(json.dumps(published, indent=2) + "\n")
 
 

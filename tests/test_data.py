@@ -71,8 +71,11 @@ def test_group_split_keeps_every_artist_track_pair_on_one_side(real_data):
 
 
 def test_smote_touches_the_training_split_only(real_data):
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(real_data, extractor, seed=3, mode="group")
+    template = GenreFeatureExtractor()
+    prepared = prepare_splits(real_data, template, seed=3, mode="group")
+    assert template.to_dict() == GenreFeatureExtractor().to_dict()  # fitting is explicit: the caller's is untouched
+    extractor = prepared.extractor
+    assert extractor is not template and extractor.to_dict() != template.to_dict()
     train_rows = prepared.indices["train"]
     counts = np.bincount(prepared.labels["train"], minlength=10)
     assert len(set(counts)) == 1 and counts[0] == np.bincount(real_data.labels[train_rows]).max()

@@ -35,7 +35,9 @@ def build_small_run(csv_path: Path, root: Path) -> Path:
     it is written at test time, never kept in the repo. Built once per session under `root` (the test modules
     share it).
     """
-    from training.run import RunOptions, train_run
+    from hub_card.card import write_model_card
+    from training.options import RunOptions
+    from training.run import train_run
 
     run = root / "run"
     if (run / "metrics.json").is_file():
@@ -50,7 +52,8 @@ def build_small_run(csv_path: Path, root: Path) -> Path:
     sliced = pd.concat([sample, shared_rows[frame.columns], empty]).sample(frac=1.0, random_state=1)
     csv = root / "slice.csv"
     sliced.to_csv(csv, index=False)
-    return train_run(RunOptions(data=str(csv), output=run, seed=0, n_trials=2, max_epochs=1))
+    options = RunOptions(data=str(csv), output=run, seed=0, n_trials=2, max_epochs=1)
+    return train_run(options, write_card=write_model_card)
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +220,10 @@ def test_published_command_names_no_folder_host_or_password():
         "--storage postgresql://me:secret@db.example/optuna --workers 2"
     )
     assert without_machine_paths(command) == (
-        "music-genre train --data music_genre.csv --output w2 --storage postgresql://... --workers 2"
+        "music-genre train --data music_genre.csv --output w2 --storage postgresql://optuna --workers 2"
+    )
+    assert without_machine_paths("music-genre train --storage postgresql://me:secret@db.example?sslmode=x") == (
+        "music-genre train --storage postgresql://..."
     )
     relative = "music-genre train --data ../shared/data/music_genre.csv --output runs/w2"
     assert without_machine_paths(relative) == "music-genre train --data music_genre.csv --output runs/w2"

@@ -1,6 +1,5 @@
 """Publishing a run: the staged folders load as a user loads the repos, and the upload reaches a stand-in Hub."""
 
-import argparse
 import base64
 import fnmatch
 import json
@@ -21,7 +20,7 @@ import torch
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
-from hub_card.cli import add_push_parser
+from cli import main
 from hub_card.publish import PublishError, push, stage
 from modeling import GENRES
 from tests.test_hub_card import DATASET_REPO_ID, REPO_ID, build_small_run
@@ -283,12 +282,10 @@ def own_run(run_dir, tmp_path) -> Path:
     return Path(shutil.copytree(run_dir, tmp_path / "run"))
 
 
-def push_args(run: Path, endpoint: str, *extra: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="music-genre")
-    add_push_parser(parser.add_subparsers(dest="command", required=True))
+def push_args(run: Path, endpoint: str, *extra: str) -> list[str]:
     command = ["push", "--run", str(run), "--repo-id", REPO_ID, "--dataset-repo-id", DATASET_REPO_ID]
     command += ["--data", slice_of(run)]
-    return parser.parse_args([*command, "--endpoint", endpoint, *extra])
+    return [*command, "--endpoint", endpoint, *extra]
 
 
 def test_push_uploads_each_staged_folder_byte_for_byte(fake_hub, own_run, space_dir, monkeypatch, caplog, capsys):
@@ -332,8 +329,7 @@ def test_push_uploads_each_staged_folder_byte_for_byte(fake_hub, own_run, space_
 
 def test_missing_token_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    args = push_args(own_run, fake_hub.url)
-    assert args.handler(args) == 2
+    assert main(push_args(own_run, fake_hub.url)) == 2
     error = capsys.readouterr().err
     assert error.startswith("music-genre push: error: no Hugging Face token: set HF_TOKEN") and error.count("\n") == 1
     assert not fake_hub.created
@@ -344,8 +340,7 @@ def test_missing_token_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, o
 @pytest.mark.parametrize("fake_hub", [True], indirect=True)
 def test_a_failing_hub_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, own_run, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
-    args = push_args(own_run, fake_hub.url)
-    assert args.handler(args) == 2
+    assert main(push_args(own_run, fake_hub.url)) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"music-genre push: error: upload of the model repo {REPO_ID} failed: ")
     assert "500" in error and error.count("\n") == 1 and PLANTED_TOKEN not in error
@@ -356,8 +351,7 @@ def test_a_failing_hub_is_a_clear_error_and_keeps_the_staged_folders(fake_hub, o
 
 
 def test_stage_only_uploads_nothing(fake_hub, own_run, tmp_path, capsys):
-    args = push_args(own_run, fake_hub.url, "--stage-only", str(tmp_path / "out"))
-    assert args.handler(args) == 0
+    assert main(push_args(own_run, fake_hub.url, "--stage-only", str(tmp_path / "out"))) == 0
     assert not fake_hub.created and not fake_hub.authorizations
     assert (tmp_path / "out" / "model" / "README.md").is_file() and (
         tmp_path / "out" / "dataset" / "README.md"
@@ -367,7 +361,6 @@ def test_stage_only_uploads_nothing(fake_hub, own_run, tmp_path, capsys):
 
 def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(run_dir, tmp_path, capsys):
     from tests.conftest import REPO
-    from training.cli import main
 
     into = tmp_path / "space" / "model"
     into.mkdir(parents=True)

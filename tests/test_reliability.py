@@ -14,11 +14,11 @@ import pandas as pd
 import psutil
 import pytest
 
+from cli import main
 from hub_card.publish import PublishError, stage
 from tests.conftest import REPO
 from tests.test_hub_card import REPO_ID, build_small_run
 from training import run_folder
-from training.cli import main
 from training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
 from training.search import SearchSettings, load_study
 
@@ -137,7 +137,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 
 def test_kill_9_of_train_ends_every_search_worker(slice_csv, tmp_path):
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "training.cli", *train_args(slice_csv, output, "--workers", "2")]
+    command = [sys.executable, "-m", "cli", *train_args(slice_csv, output, "--workers", "2")]
     command[command.index("--n-trials") + 1] = "50"
     with open(tmp_path / "train.log", "wb") as log:
         main_process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=log, stderr=log)
@@ -307,7 +307,7 @@ def test_a_rerun_failing_midway_leaves_the_previous_run_whole(one_member_run, sl
 def test_kill_9_after_the_new_model_is_trained_leaves_the_previous_run_whole(one_member_run, slice_csv, tmp_path):
     output = Path(shutil.copytree(one_member_run, tmp_path / "run"))
     before = files_under(output)
-    command = [sys.executable, "-m", "training.cli", *train_args(slice_csv, output, "--members", "2")]
+    command = [sys.executable, "-m", "cli", *train_args(slice_csv, output, "--members", "2")]
     log_path = tmp_path / "rerun.log"
     with open(log_path, "wb") as log:
         rerun = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
@@ -407,7 +407,7 @@ def test_output_faults_and_wrong_arguments_are_one_line_and_status_2(slice_csv, 
 
 
 def test_a_fault_in_a_real_process_prints_no_traceback_unless_asked(tmp_path):
-    command = [sys.executable, "-m", "training.cli", "train", "--data", str(tmp_path / "nowhere.csv")]
+    command = [sys.executable, "-m", "cli", "train", "--data", str(tmp_path / "nowhere.csv")]
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     quiet = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
@@ -426,13 +426,13 @@ def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog)
 
 def test_importing_the_cli_imports_no_heavy_library():
     heavy = "{'torch', 'transformers', 'datasets', 'gradio'}"
-    probe = f"import sys, training.cli; print(sorted({heavy} & set(sys.modules)))"
+    probe = f"import sys, cli; print(sorted({heavy} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert (
         "push"
         in subprocess.run(
-            [sys.executable, "-m", "training.cli", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "cli", "--help"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout
     )
 

@@ -1,6 +1,7 @@
 """The reproducible run end to end on a small real slice of the CSV (a few trials, two epochs)."""
 
 import json
+import shlex
 
 import numpy as np
 import optuna
@@ -9,9 +10,9 @@ import pytest
 import torch
 from transformers import Trainer
 
+from cli import main
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
 from tests.test_modeling import HUB_FOLDER_FILES
-from training.cli import main
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
 from training.search import SearchSettings, load_study
@@ -168,6 +169,7 @@ def test_eda_writes_the_data_figures(slice_csv, tmp_path):
 def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(slice_csv, tmp_path):
     extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal")
     prepared = prepare_splits(load_data(slice_csv), extractor, 0, "stratified")
+    extractor = prepared.extractor
     settings = Hyperparameters(hidden_sizes=[16], epochs=1)
     trainer = make_trainer(prepared, extractor, settings, tmp_path, 0, keep_best=False, quiet=True)
     assert isinstance(trainer, GenreTrainer)
@@ -182,11 +184,32 @@ def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(sl
     )
 
 
-def test_cli_choices_and_defaults_agree_with_the_extractor_the_config_and_the_run():
+def test_the_clis_encodings_and_dtypes_are_the_librarys():
+    """The cheap CLI lists them without importing modeling (which imports transformers)."""
     from modeling.configuration_genre_ffn import INFERENCE_DTYPES
     from modeling.feature_extraction_genre_ffn import ENCODINGS
-    from training import cli
-    from training.run import RunOptions
+    from training import options
 
-    assert cli.ENCODINGS == ENCODINGS and cli.DEFAULT_ENCODING == RunOptions.encoding
-    assert cli.INFERENCE_DTYPES == INFERENCE_DTYPES and cli.DEFAULT_INFERENCE_DTYPE == RunOptions.inference_dtype
+    assert options.ENCODINGS == ENCODINGS and options.INFERENCE_DTYPES == INFERENCE_DTYPES
+
+
+def test_the_parser_and_the_recorded_command_come_from_the_run_options(tmp_path):
+    from cli import build_parser
+    from training.options import RunOptions
+
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--members", "2", "--timeout", "9", "--fresh-study"])
+    options = RunOptions.from_args(args)
+    assert options == RunOptions(data="x.csv", num_members=2, timeout=9.0, fresh_study=True)
+    # The command reparses to the same run (what --fresh-study instructs is not a setting of the run).
+    again = RunOptions.from_args(build_parser().parse_args(shlex.split(options.command())[1:]))
+    assert again == RunOptions(data="x.csv", num_members=2, timeout=9.0)
+    assert options.command() == (
+        "music-genre train --data x.csv --output runs/latest --seed 42 --split stratified --n-trials 30 "
+        "--encoding quantile-normal+log-standard --members 2 --max-epochs 25 --inference-dtype bfloat16 "
+        "--timeout 9.0 --trial-batch 8 --workers 1"
+    )
+    absolute = RunOptions(data=str(tmp_path / "music_genre.csv"), output=tmp_path / "run", storage="sqlite:////x/y.db")
+    assert "--data music_genre.csv --output run " in absolute.command() and "--storage sqlite://y.db" in (
+        absolute.command()
+    )
+    assert str(tmp_path) not in json.dumps(absolute.public_settings(), default=str)

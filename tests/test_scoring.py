@@ -17,7 +17,7 @@ from sklearn.metrics import (
 from transformers import EvalPrediction
 
 from modeling import GENRES
-from training.scoring import SUMMARY_KEYS, compute_metrics, metric_module, softmax, summary_metrics, test_metrics
+from training.scoring import SUMMARY_METRICS, compute_metrics, metric_module, softmax, summary_metrics, test_metrics
 
 NEVER_PREDICTED = 7
 
@@ -88,7 +88,7 @@ def test_compute_metrics_through_an_eval_prediction(predictions):
     labels = predictions[0]
     logits = np.random.default_rng(1).normal(size=(len(labels), len(GENRES))) + 2.0 * np.eye(len(GENRES))[labels]
     from_trainer = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
-    assert tuple(from_trainer) == SUMMARY_KEYS
+    assert tuple(from_trainer) == tuple(SUMMARY_METRICS)
     probabilities, predicted = scipy_softmax(logits, axis=1), logits.argmax(axis=1)
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="weighted", zero_division=0)
     assert from_trainer == pytest.approx(

@@ -36,7 +36,7 @@ STUDY = "genre-ffn-stratified-seed5"
 
 def train_command(data: Path, output: Path, workers: int = 1, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "training.cli", "train", "--data", str(data), "--output", str(output),
+        sys.executable, "-m", "cli", "train", "--data", str(data), "--output", str(output),
         "--seed", "5", "--n-trials", str(N_TRIALS), "--trial-batch", str(TRIAL_BATCH), "--max-epochs", "2",
         "--members", "1", "--workers", str(workers), *extra,
     ]  # fmt: skip

@@ -52,6 +52,7 @@ def model_folder(real_data, tmp_path_factory) -> Path:
         return folder
     extractor = GenreFeatureExtractor()
     prepared = prepare_splits(real_data, extractor, seed=0)
+    extractor = prepared.extractor
     torch.manual_seed(0)
     model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

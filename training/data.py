@@ -5,6 +5,7 @@ A source is a local CSV in the public Kaggle format, or a dataset published by
 train/validation/test splits are the run's exact split.
 """
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
+from training.options import SPLIT_MODES
 
 DEFAULT_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "music_genre.csv"
 SPLITS = ("train", "validation", "test")
-SPLIT_MODES = ("stratified", "group")
 GROUP_COLUMNS = ("artist_name", "track_name")
 KEPT_COLUMNS = (*FEATURE_NAMES, "genre", *GROUP_COLUMNS)
 # The fewest rows of a genre that an 80/10/10 stratified split and SMOTE's 5 neighbours can work with.
@@ -262,30 +263,35 @@ def balanced_class_weights(labels: np.ndarray) -> list[float]:
 
 @dataclass
 class PreparedSplits:
-    """Encoded features and genre ids per split; only `train` is oversampled."""
+    """Encoded features and genre ids per split (only `train` is oversampled), and the extractor that encoded them,
+    fitted on the training rows."""
 
     indices: dict[str, np.ndarray]
     features: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+    extractor: GenreFeatureExtractor
 
     def only(self, *names: str) -> "PreparedSplits":
         """The same data restricted to some splits, e.g. what a search may see."""
-        return PreparedSplits(
-            *({name: part[name] for name in names} for part in (self.indices, self.features, self.labels))
-        )
+        parts = ({name: part[name] for name in names} for part in (self.indices, self.features, self.labels))
+        return PreparedSplits(*parts, extractor=self.extractor)
 
 
 def prepare_splits(
     data: GenreData, extractor: GenreFeatureExtractor, seed: int = 42, mode: str = "stratified"
 ) -> PreparedSplits:
-    """Split, fit `extractor` on the training rows only, encode every split, SMOTE the training split."""
+    """Split, fit a copy of `extractor` on the training rows only, encode every split, SMOTE the training split.
+
+    `extractor` is a template (its settings, e.g. the encoding) and is left as it was; the fitted copy is
+    `PreparedSplits.extractor`.
+    """
     indices = split_indices(data, seed, mode)
     labels = data.labels
-    extractor.fit(data.frame.iloc[indices["train"]])
+    extractor = copy.deepcopy(extractor).fit(data.frame.iloc[indices["train"]])
     features, split_labels = {}, {}
     for name, rows in indices.items():
         features[name] = extractor(data.frame.iloc[rows])["input_features"]
         split_labels[name] = labels[rows]
     features["train"], split_labels["train"] = oversample(features["train"], split_labels["train"], seed)
     features["train"] = features["train"].astype(np.float32)
-    return PreparedSplits(indices, features, split_labels)
+    return PreparedSplits(indices, features, split_labels, extractor)

@@ -9,10 +9,10 @@ once. Everything lands in one run folder (see README, "The run folder").
 import json
 import logging
 import os
-import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,9 +25,19 @@ from training import figures
 from training.calibration import calibrate
 from training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
 from training.environment import compute_record, evaluation_record, software_versions
+from training.options import RunOptions
 from training.run_folder import (
+    DATA_REPORT,
+    FIGURES_DIR,
     LOCK_FILE,
     MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    RUN_ENTRIES,
+    RUN_INFO,
+    SPLITS,
+    STUDY_JOURNAL,
+    TRIALS,
     RunFolderError,
     commit,
     file_hashes,
@@ -38,7 +48,7 @@ from training.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from training.scoring import test_metrics
+from training.scoring import SUMMARY_METRICS, test_metrics
 from training.search import (
     SEARCH_SPACE_VERSION,
     SearchSettings,
@@ -59,65 +69,32 @@ PAPER = {
     "initial": {"accuracy": 0.5514, "f1_weighted": 0.5392, "roc_auc_macro": 0.9115},
     "tuned": {"accuracy": 0.5952, "f1_weighted": 0.5937, "roc_auc_macro": 0.9338},
 }
-SUMMARY_METRICS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc_macro")
-RUN_INFO = "training_run.json"
-STUDY_JOURNAL = "optuna-study.journal"
-# What one run writes and commits together, under the manifest run.json (the study journal lives beside them).
-RUN_ENTRIES = ["model", "figures", "metrics.json", "trials.csv", "data_report.json", "splits.json"]
+# What `write_card(run_folder, card_path)` is given by the `music-genre` command: the card renderer of hub_card.
+CardWriter = Callable[[Path, Path], object]
 
 
-@dataclass
-class RunOptions:
-    data: str | None = None
-    output: Path = field(default_factory=lambda: Path("runs/latest"))
-    seed: int = 42
-    split: str = "stratified"
-    n_trials: int = 30
-    timeout: float | None = None
-    storage: str | None = None
-    workers: int = 1
-    trial_batch: int = 8
-    encoding: str = "quantile-normal+log-standard"
-    members: int = 3
-    max_epochs: int = 25
-    inference_dtype: str = "bfloat16"
-    fresh_study: bool = False
-
-    def command(self) -> str:
-        """The command that reproduces this run, naming files only: no path of this machine is published."""
-        output = Path(self.output)
-        output = output.name if output.is_absolute() or ".." in output.parts else output.as_posix()
-        parts = ["music-genre", "train", "--data", _public_name(self.data), "--output", output]
-        parts += ["--seed", str(self.seed), "--split", self.split, "--n-trials", str(self.n_trials)]
-        parts += ["--encoding", self.encoding, "--members", str(self.members), "--max-epochs", str(self.max_epochs)]
-        parts += ["--inference-dtype", self.inference_dtype]
-        if self.timeout is not None:
-            parts += ["--timeout", str(self.timeout)]
-        if self.storage is not None:
-            parts += ["--storage", _public_name(self.storage)]
-        parts += ["--trial-batch", str(self.trial_batch), "--workers", str(self.workers)]
-        return shlex.join(parts)
-
-
-def train_run(options: RunOptions) -> Path:
+def train_run(options: RunOptions, write_card: CardWriter | None = None, torch_threads: int = 1) -> Path:
     """Run the whole method; returns the run folder.
 
     One command at a time per folder (`run_lock`); everything is written into a pending folder of the run's
     own and committed with a manifest (`run.json`) last, so a kill at any point leaves the previous complete
-    state or the new one (see training/run_folder.py).
+    state or the new one (see training/run_folder.py). `write_card(run, path)` renders the model card into
+    `model/README.md` before the commit (the command passes hub_card's). Training runs on `torch_threads`
+    threads (one is several times faster for this small network); the caller's setting is restored after.
     """
-    torch.set_num_threads(1)
     _quiet_libraries()
     run_folder = Path(options.output)
     created = not run_folder.exists()
     _make_run_folder(run_folder)
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
     try:
         with run_lock(run_folder, options.command()):
             for note in settle(run_folder):
                 logger.info("run folder: %s", note)
             pending = new_pending(run_folder)
             try:
-                _train_into(options, run_folder, pending)
+                _train_into(options, run_folder, pending, write_card)
             except BaseException:
                 shutil.rmtree(pending, ignore_errors=True)  # ours, uncommitted: the previous state stays as it was
                 raise
@@ -127,23 +104,28 @@ def train_run(options: RunOptions) -> Path:
             if not any(run_folder.iterdir()):
                 run_folder.rmdir()
         raise
+    finally:
+        torch.set_num_threads(caller_threads)
     return run_folder
 
 
-def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
+def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: CardWriter | None) -> None:
     """The run itself, writing into the pending folder `out`; commits it into `run_folder` at the end."""
     started = time.perf_counter()
     logger.info("run folder: %s", run_folder)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
 
     data = load_data(options.data)
     _log_dropped_rows(data.report)
-    options.data = data.report["source"]
-    extractor = GenreFeatureExtractor(numeric_encoding=options.encoding)
-    prepared = prepare_splits(data, extractor, options.seed, options.split)
+    # The run records the source the loader resolved (the caller's options stay as given).
+    options = replace(options, data=data.report["source"])
+    prepared = prepare_splits(
+        data, GenreFeatureExtractor(numeric_encoding=options.encoding), options.seed, options.split
+    )
+    extractor = prepared.extractor
     test_rows = data.frame.iloc[prepared.indices["test"]]
-    _write_json(out / "data_report.json", _data_report(data, prepared))
-    _write_json(out / "splits.json", {name: rows.tolist() for name, rows in prepared.indices.items()})
+    _write_json(out / DATA_REPORT, _data_report(data, prepared))
+    _write_json(out / SPLITS, {name: rows.tolist() for name, rows in prepared.indices.items()})
 
     storage = options.storage or str(run_folder / STUDY_JOURNAL)
     if options.fresh_study:
@@ -181,9 +163,9 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
     )
     search_seconds = time.perf_counter() - search_started
     trials = trials_frame(study)
-    _write_csv(out / "trials.csv", trials)
+    _write_csv(out / TRIALS, trials)
     chosen = best_trial(study)
-    best = hyperparameters_from(chosen.params, options.members)
+    best = hyperparameters_from(chosen.params, options.num_members)
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     final_started = time.perf_counter()
@@ -193,7 +175,7 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
     tuned.model.config.inference_dtype = options.inference_dtype
     # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
     calibrate(tuned.model, prepared.features["validation"], prepared.labels["validation"])
-    save_model_folder(tuned.model, extractor, out / "model")
+    save_model_folder(tuned.model, extractor, out / MODEL_DIR)
     run_info = {
         "seed": options.seed,
         "split_mode": options.split,
@@ -201,8 +183,8 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
         "data_source": options.data,
         "command": options.command(),
     }
-    _write_json(out / "model" / RUN_INFO, run_info)
-    tuned_metrics = evaluate_folder(out / "model", data)
+    _write_json(out / MODEL_DIR / RUN_INFO, run_info)
+    tuned_metrics = evaluate_folder(out / MODEL_DIR, data)
 
     metrics = {
         "seed": options.seed,
@@ -218,26 +200,23 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path) -> None:
         },
         "initial": {**initial_metrics, "hyperparameters": initial_settings.to_dict()},
         "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
-        **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / "figures", options.seed),
+        **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / FIGURES_DIR, options.seed),
         "paper": PAPER,
         # What the card reports of the run: how the test figures were computed, its timings and software.
         "evaluation": evaluation_record(tuned.model, len(test_rows)),
         "compute": compute_record(time.perf_counter() - started, search_seconds, final_seconds, options.workers),
         "software": software_versions(),
     }
-    _write_json(out / "metrics.json", metrics)
-    write_run_figures(out / "figures", data, prepared, extractor, tuned, trials)
+    _write_json(out / METRICS, metrics)
+    write_run_figures(out / FIGURES_DIR, data, prepared, extractor, tuned, trials)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    _write_model_card(out)
+    if write_card is not None:
+        _write_model_card(out, write_card)
     commit(
         run_folder,
         out,
         {
-            "settings": {
-                **asdict(options),
-                "output": run_folder.name,
-                "storage": None if options.storage is None else _public_name(options.storage),
-            },
+            "settings": {**options.public_settings(), "output": run_folder.name},
             "data_sha256": data.sha256,
             "files": file_hashes(out, RUN_ENTRIES),
         },
@@ -315,24 +294,11 @@ def _warn_if_tuned_is_worse(metrics: dict) -> None:
         )
 
 
-def _write_model_card(out: Path) -> None:
-    from hub_card.card import write_model_card
-
+def _write_model_card(out: Path, write_card: CardWriter) -> None:
     try:
-        write_model_card(out, out / "model" / "README.md")
+        write_card(out, out / MODEL_DIR / "README.md")
     except Exception as error:  # the card is rendered again by push; a card fault must not lose the run
         logger.warning("the model card was not written into model/README.md: %s", " ".join(str(error).split()))
-
-
-def _public_name(source: str | None) -> str:
-    """A local path as its file name; a Hub id or a storage URL's last part as is."""
-    if source is None:
-        return "None"
-    if "://" in source:
-        scheme, _, rest = source.partition("://")
-        return f"{scheme}://{Path(rest).name}"
-    path = Path(source)
-    return path.name if path.is_absolute() or path.exists() or path.suffix == ".csv" else source
 
 
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
@@ -375,11 +341,11 @@ def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: 
     if not model_dir.is_dir():
         raise RunFolderError(f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)")
     run_folder = model_dir.parent
-    in_run = model_dir.name == "model" and any((run_folder / name).exists() for name in ("metrics.json", MANIFEST))
+    in_run = model_dir.name == MODEL_DIR and any((run_folder / name).exists() for name in (METRICS, MANIFEST))
     report = {"model": str(model_dir)}
     if in_run:
         verify(run_folder)
-        recorded = json.loads((run_folder / "metrics.json").read_text())
+        recorded = json.loads((run_folder / METRICS).read_text())
         report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
     report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
     return report
@@ -420,10 +386,9 @@ def write_eda_figures(source: str | None, output: Path, seed: int = 42, split: s
     """`music-genre eda`: the data figures (log transforms, PCA, t-SNE) from a fresh train-only fit."""
     output.mkdir(parents=True, exist_ok=True)
     data = load_data(source)
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(data, extractor, seed, split)
-    write_data_figures(output, data, prepared, extractor, seed)
-    _write_json(output / "data_report.json", _data_report(data, prepared))
+    prepared = prepare_splits(data, GenreFeatureExtractor(), seed, split)
+    write_data_figures(output, data, prepared, prepared.extractor, seed)
+    _write_json(output / DATA_REPORT, _data_report(data, prepared))
     return output
 
 

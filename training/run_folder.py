@@ -1,4 +1,6 @@
-"""What a run folder guarantees: one run at a time, atomic files, and a manifest tying the model to its metrics.
+"""The run folder: its layout, how it is written and how it is read, in one place.
+
+What a run folder guarantees: one run at a time, atomic files, and a manifest tying the model to its metrics.
 
 A run writes everything into a pending folder of its own (`.pending-*` inside the run folder), writes the
 manifest `run.json` there last, then moves each entry into place. A run killed before the manifest leaves
@@ -15,11 +17,31 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The layout `music-genre train` writes (README, "The run folder"); `read_run` reads it back for the card and push.
+MODEL_DIR = "model"
+FIGURES_DIR = "figures"
+METRICS = "metrics.json"
+TRIALS = "trials.csv"
+DATA_REPORT = "data_report.json"
+SPLITS = "splits.json"
+# Inside the model folder: the seed, split, data sha256 and command of the run that made the weights.
+RUN_INFO = "training_run.json"
+STUDY_JOURNAL = "optuna-study.journal"
+# What one run writes and commits together, under the manifest (the study journal lives beside them).
+RUN_ENTRIES = [MODEL_DIR, FIGURES_DIR, METRICS, TRIALS, DATA_REPORT, SPLITS]
+# What reading a run needs: the files the card and the publisher take their numbers from.
+RUN_FILES = (METRICS, TRIALS, DATA_REPORT)
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", RUN_INFO)
 MANIFEST = "run.json"
 MANIFEST_FORMAT = 1
 LOCK_FILE = ".run.lock"
@@ -270,3 +292,62 @@ def verify(folder: Path) -> dict:
                 f"with another run's files): {rerun}"
             )
     return manifest
+
+
+@dataclass
+class RunFolder:
+    """What `music-genre train` wrote, read once: the card and the publisher both start here."""
+
+    path: Path
+    metrics: dict
+    trials: "pd.DataFrame"
+    data_report: dict
+    training_run: dict
+    config: dict
+    preprocessor: dict
+    figures: list[str]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    def commit_message(self) -> str:
+        """Names the run a Hub commit came from."""
+        run = self.training_run
+        return f"music-genre run: seed {run['seed']}, {run['split_mode']} split, data sha256 {run['data_sha256'][:12]}"
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder; a missing file raises `FileNotFoundError` naming it."""
+    import pandas as pd
+
+    path = Path(run_dir)
+    needed = [path / name for name in RUN_FILES] + [path / MODEL_DIR / name for name in MODEL_FILES]
+    missing = [str(file.relative_to(path)) for file in needed if not file.is_file()]
+    if missing:
+        raise FileNotFoundError(f"run folder {path} lacks {', '.join(missing)} (write it with `music-genre train`)")
+    figures_dir = path / FIGURES_DIR
+    figures = sorted(p.name for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    return RunFolder(
+        path=path,
+        metrics=_read_json(path / METRICS),
+        trials=pd.read_csv(path / TRIALS),
+        data_report=_read_json(path / DATA_REPORT),
+        training_run=_read_json(path / MODEL_DIR / RUN_INFO),
+        config=_read_json(path / MODEL_DIR / "config.json"),
+        preprocessor=_read_json(path / MODEL_DIR / "preprocessor_config.json"),
+        figures=figures,
+    )
+
+
+def looks_like_run_folder(folder: Path, staged_model: bool = False) -> bool:
+    """What train writes at a run folder's top. `staged_model`: `folder/model` is a staged model repo (which holds
+    training_run.json too), not a run's model."""
+    model_info = (folder / MODEL_DIR / RUN_INFO).is_file() and not staged_model
+    metrics_and_model = (folder / METRICS).is_file() and (folder / MODEL_DIR).is_dir()
+    own_files = (folder / MANIFEST).is_file() or (folder / STUDY_JOURNAL).is_file()
+    return model_info or metrics_and_model or own_files
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,5 +1,7 @@
 """The `music-genre` command: train, evaluate, eda, serve, push, bundle.
 
+It sits above the project's packages: `training` (train, evaluate, eda), `hub_card` (push, bundle) and `space`
+(serve) never import it, and `training` never imports `hub_card` (train gets its card writer from here).
 Importing this module is cheap (no torch, transformers, datasets or gradio): each command imports its stack
 when it runs, so `--help` answers at once. A fault ends as one line on stderr and exit status 2; `--debug`
 (or MUSIC_GENRE_DEBUG=1) shows the traceback instead.
@@ -14,21 +16,10 @@ import traceback
 from pathlib import Path
 
 from hub_card.cli import add_bundle_parser, add_push_parser
+from training.options import DATA_HELP, add_run_arguments
 
-# As in modeling.feature_extraction_genre_ffn.ENCODINGS and RunOptions.encoding (this module imports neither, to start
-# fast; tests/test_run.py checks they agree).
-ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
-DEFAULT_ENCODING = "quantile-normal+log-standard"
-# As in modeling.configuration_genre_ffn.INFERENCE_DTYPES and RunOptions.inference_dtype.
-INFERENCE_DTYPES = ("float32", "bfloat16")
-DEFAULT_INFERENCE_DTYPE = "bfloat16"
-# As in training.data.SPLIT_MODES.
-SPLIT_MODES = ("stratified", "group")
 FAULT_STATUS = 2
 DEBUG_VARIABLE = "MUSIC_GENRE_DEBUG"
-DATA_HELP = "a CSV in the Kaggle format, a dataset folder staged by push or a Hub dataset id (default: MUSIC_GENRE_CSV)"
-SEED_HELP = "seed of the split, SMOTE, the initialisations and the search (default: %(default)s)"
-SPLIT_HELP = "stratified by genre, or group: each (artist, track) pair on one side (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,48 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The paper's method as one run: clean, split 80/10/10, train the initial design, search, "
         "retrain the best trial, test once. One command at a time per --output folder.",
     )
-    train.add_argument("--data", help=DATA_HELP)
-    train.add_argument("--output", type=Path, default=Path("runs/latest"), help="the run folder (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=42, help=SEED_HELP)
-    train.add_argument("--split", choices=SPLIT_MODES, default="stratified", help=SPLIT_HELP)
-    train.add_argument(
-        "--n-trials", type=int, default=30, help="trials in the study, counting finished ones (default: %(default)s)"
-    )
-    train.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    train.add_argument("--storage", help="an Optuna storage URL shared by workers (default: a journal in the run)")
-    train.add_argument(
-        "--workers", type=int, default=1, help="search processes, one torch thread each (default: %(default)s)"
-    )
-    train.add_argument(
-        "--trial-batch",
-        type=int,
-        default=8,
-        help="trials per synchronous batch of the search: each sees the trials of earlier batches only, so the result "
-        "does not depend on --workers (a run setting, part of the study's identity)",
-    )
-    train.add_argument(
-        "--encoding",
-        choices=ENCODINGS,
-        default=DEFAULT_ENCODING,
-        help="numeric encoding: the paper's clip+log+standardise, quantile-normal, or both side by side (see bench/)",
-    )
-    train.add_argument(
-        "--members", type=int, default=3, help="networks averaged in the final model (search: 1; default: %(default)s)"
-    )
-    train.add_argument(
-        "--max-epochs", type=int, default=25, help="upper bound of the epochs the search samples (default: %(default)s)"
-    )
-    train.add_argument(
-        "--inference-dtype",
-        choices=INFERENCE_DTYPES,
-        default=DEFAULT_INFERENCE_DTYPE,
-        help="how the saved model computes at inference: bfloat16 where the hardware has it natively (see bench/)",
-    )
-    train.add_argument(
-        "--fresh-study",
-        action="store_true",
-        help="start a new search study in this folder (the old journal is kept under a dated name)",
-    )
+    add_run_arguments(train)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -150,25 +100,11 @@ def _one_line(error: BaseException) -> str:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from training.run import RunOptions, train_run
+        from hub_card.card import write_model_card
+        from training.options import RunOptions
+        from training.run import train_run
 
-        options = RunOptions(
-            data=args.data,
-            output=args.output,
-            seed=args.seed,
-            split=args.split,
-            n_trials=args.n_trials,
-            timeout=args.timeout,
-            storage=args.storage,
-            workers=args.workers,
-            trial_batch=args.trial_batch,
-            encoding=args.encoding,
-            members=args.members,
-            max_epochs=args.max_epochs,
-            inference_dtype=args.inference_dtype,
-            fresh_study=args.fresh_study,
-        )
-        train_run(options)
+        train_run(RunOptions.from_args(args), write_card=write_model_card)
     elif args.command == "evaluate":
         from training.run import evaluate_report, evaluation_table
 
@@ -186,7 +122,3 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         return args.handler(args)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
