@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         parents=[common],
-        help="recompute a saved model's test figures on its run's split",
-        description="Recompute the test figures of a model folder written by train; beside its run folder, the "
-        "initial model's figures are shown too. The run folder is checked against its manifest run.json.",
+        help="recompute a saved model's test metrics on its run's split",
+        description="Recompute the test metrics of a model folder written by train; beside its run folder, the "
+        "initial model's metrics are shown too. The run folder is checked against its manifest run.json.",
     )
     evaluate.add_argument("--model", type=Path, required=True, help="a model folder written by train (RUN/model)")
     evaluate.add_argument(

@@ -54,7 +54,14 @@ def add_bundle_parser(
         description="Replace space/model/ with the model repo a push of RUN would stage: weights, remote code, "
         "the card generated from the run, figures.",
     )
-    parser.add_argument("--run", type=Path, required=True, help="the run folder written by `music-genre train`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="the run folder written by `music-genre train`")
+    source.add_argument(
+        "--code-only",
+        action="store_true",
+        help="copy only today's remote code (modeling/*_genre_ffn.py) into the bundled model, keeping its weights, "
+        "config and card (for a code change that keeps the config's meaning; runs are not kept)",
+    )
     parser.add_argument(
         "--repo-id",
         default=BUNDLED_REPO_ID,
@@ -66,9 +73,14 @@ def add_bundle_parser(
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from hub_card.publish import SPACE_DIR, bundle
+    from hub_card.publish import SPACE_DIR, bundle, refresh_bundled_code
 
-    folder = bundle(args.run, args.repo_id, args.into or SPACE_DIR / "model")
+    into = args.into or SPACE_DIR / "model"
+    if args.code_only:
+        changed = refresh_bundled_code(into)
+        print(f"refreshed {', '.join(changed)} in {into}" if changed else f"the remote code in {into} was current")
+        return 0
+    folder = bundle(args.run, args.repo_id, into)
     print(f"bundled the model of {args.run} into {folder}")
     return 0
 

@@ -47,6 +47,7 @@ from training.run_folder import (
     looks_like_run_folder,
     read_run,
     verify,
+    write_bytes_atomic,
     write_json_atomic,
 )
 
@@ -56,6 +57,7 @@ logger = logging.getLogger("music_genre")
 STAGE_RECORD = ".music-genre-staging.json"
 
 SPACE_DIR = Path(__file__).resolve().parent.parent / "space"
+MODELING_DIR = SPACE_DIR.parent / "modeling"
 SPACE_FILES = ("app.py", "requirements.txt")
 REMOTE_CODE = (
     "configuration_genre_ffn.py",
@@ -210,6 +212,23 @@ def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path
         shutil.rmtree(work, ignore_errors=True)
     logger.info("bundled %s into %s", run.path.name, into)
     return into
+
+
+def refresh_bundled_code(into: str | Path = SPACE_DIR / "model") -> list[str]:
+    """Copy today's remote code (modeling/*_genre_ffn.py) into the bundled model, leaving its weights, config and
+    card: for a change to the code that keeps the saved config's meaning (runs are not kept, so a full `bundle`
+    needs a new run). Returns the names of the files that changed."""
+    into = Path(into)
+    if not (into / "config.json").is_file() or not (into / "model.safetensors").is_file():
+        raise PublishError(f"{into} is not a bundled model folder (no config.json and model.safetensors)")
+    changed = []
+    for name in REMOTE_CODE:
+        source = (MODELING_DIR / name).read_bytes()
+        target = into / name
+        if not target.is_file() or target.read_bytes() != source:
+            write_bytes_atomic(target, source)
+            changed.append(name)
+    return changed
 
 
 def stage_model(

@@ -64,8 +64,10 @@ def test_the_bundled_folder_is_complete_and_unpickled():
 
 def test_the_bundled_remote_code_is_the_projects():
     """The bundled folder runs today's modeling/ code; after a change, regenerate it from a run folder with
-    `music-genre bundle --run RUN` (or copy the changed file when the weights and config are unaffected)."""
+    `music-genre bundle --run RUN`, or `music-genre bundle --code-only` when the weights and config are unaffected
+    (the figure tests above then check that the bundled model still computes what its card states)."""
     for source in (REPO / "modeling").glob("*_genre_ffn.py"):
         assert (BUNDLED / source.name).read_text() == source.read_text(), (
-            f"space/model/{source.name} is stale: `music-genre bundle --run RUN` regenerates space/model/"
+            f"space/model/{source.name} is stale: `music-genre bundle --code-only` copies today's remote code, "
+            "`music-genre bundle --run RUN` regenerates space/model/ from a run"
         )

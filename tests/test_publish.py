@@ -383,3 +383,22 @@ def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(
     assert main(["bundle", "--run", str(tmp_path / "no-run"), "--into", str(into)]) == 2
     assert "no-run" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in into.iterdir() if p.is_file()} == before
+
+
+def test_bundle_code_only_refreshes_the_remote_code_and_keeps_the_weights_and_card(run_dir, tmp_path, capsys):
+    from tests.conftest import REPO
+
+    into = Path(shutil.copytree(run_dir / "model", tmp_path / "space" / "model"))
+    stale = into / "modeling_genre_ffn.py"
+    stale.write_text("# an older copy\n")
+    kept = {name: (into / name).read_bytes() for name in ("config.json", "model.safetensors", "README.md")}
+    assert main(["bundle", "--code-only", "--into", str(into)]) == 0
+    assert "refreshed modeling_genre_ffn.py" in capsys.readouterr().out
+    assert stale.read_text() == (REPO / "modeling" / "modeling_genre_ffn.py").read_text()
+    assert {name: (into / name).read_bytes() for name in kept} == kept
+    assert main(["bundle", "--code-only", "--into", str(into)]) == 0
+    assert "was current" in capsys.readouterr().out
+    assert main(["bundle", "--code-only", "--into", str(tmp_path)]) == 2  # not a model folder: refused, nothing written
+    assert (
+        "is not a bundled model folder" in capsys.readouterr().err and not (tmp_path / "modeling_genre_ffn.py").exists()
+    )

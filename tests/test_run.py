@@ -2,6 +2,7 @@
 
 import json
 import shlex
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -213,3 +214,29 @@ def test_the_parser_and_the_recorded_command_come_from_the_run_options(tmp_path)
         absolute.command()
     )
     assert str(tmp_path) not in json.dumps(absolute.public_settings(), default=str)
+
+
+def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
+    """No hidden global state: the caller's torch threads, progress bars and options are theirs again after a run."""
+    import datasets
+    import transformers
+
+    from training.options import RunOptions
+    from training.run import train_run
+
+    options = RunOptions(data=str(slice_csv), output=tmp_path / "run", seed=0, n_trials=1, max_epochs=1, num_members=1)
+    given = replace(options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    transformers.utils.logging.enable_progress_bar()
+    datasets.enable_progress_bars()
+    try:
+        train_run(options)
+        assert torch.get_num_threads() == 2
+        assert transformers.utils.logging.is_progress_bar_enabled() and not datasets.are_progress_bars_disabled()
+    finally:
+        torch.set_num_threads(threads)
+    assert options == given and options.data == str(slice_csv)
+    # The run itself recorded the source the loader resolved, as a file name.
+    command = json.loads((tmp_path / "run" / "model" / "training_run.json").read_text())["command"]
+    assert command.startswith("music-genre train --data slice.csv --output run ") and "--members 1" in command

@@ -18,11 +18,11 @@ from tests.conftest import REPO, WITHOUT_PROJECT
 from tests.test_modeling import make_model
 from training.calibration import (
     calibrate,
-    calibration_figures,
     calibration_report,
     conformal_config,
     conformity_scores,
     fit_temperature,
+    peer_calibration_report,
     set_coverage,
 )
 from training.explanation import faithfulness
@@ -268,7 +268,7 @@ def test_calibration_report_and_the_peer_figures_agree_on_one_model(calibrated, 
     # From log-probabilities as a peer gives them: T = 1 fitted on the same rows leaves the figures unchanged.
     with torch.no_grad():
         log_probabilities = model(input_features=torch.as_tensor(test, dtype=torch.float32)).logits.double().numpy()
-    peer = calibration_figures(log_probabilities, labels, log_probabilities, labels)
+    peer = peer_calibration_report(log_probabilities, labels, log_probabilities, labels)
     assert peer["calibration"]["before"]["nll"] == pytest.approx(report["calibration"]["after"]["nll"], rel=1e-5)
     assert peer["calibration"]["after"]["nll"] <= peer["calibration"]["before"]["nll"] + 1e-12
 

@@ -97,7 +97,7 @@ def set_coverage(
     return float(covered.mean()), float(np.mean([len(row) for row in ids])), per_genre
 
 
-def probability_figures(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+def probability_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """ECE, NLL, Brier and the one-vs-rest AUC, which a temperature can move slightly (accuracy it cannot)."""
     return {
         **calibration_metrics(labels, probabilities),
@@ -133,7 +133,7 @@ def coverage_by_level(probabilities: np.ndarray, labels: np.ndarray, config: Gen
 
 
 def calibration_report(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:
-    """The calibrated model's figures on (test) rows: ECE, NLL and Brier before and after the temperature, and the
+    """The calibrated model's metrics on (test) rows: ECE, NLL and Brier before and after the temperature, and the
     coverage and mean size of the conformal sets at each stored level."""
     labels = np.asarray(labels, dtype=np.int64)
     temperature = model.config.calibration_temperature
@@ -142,8 +142,8 @@ def calibration_report(model: GenreFFNForSequenceClassification, features: np.nd
     report = {
         "calibration": {
             "temperature": temperature,
-            "before": probability_figures(labels, before),
-            "after": probability_figures(labels, after),
+            "before": probability_metrics(labels, before),
+            "after": probability_metrics(labels, after),
         }
     }
     if model.config.conformal:
@@ -151,10 +151,10 @@ def calibration_report(model: GenreFFNForSequenceClassification, features: np.nd
     return report
 
 
-def calibration_figures(
+def peer_calibration_report(
     validation_logits: np.ndarray, validation_labels: np.ndarray, test_logits: np.ndarray, test_labels: np.ndarray
 ) -> dict:
-    """The same figures as `calibration_report` for any classifier, from its logits (log-probabilities for a peer
+    """The same metrics as `calibration_report` for any classifier, from its logits (log-probabilities for a peer
     such as LightGBM): temperature and conformal sets fitted on validation, measured on test."""
     validation_logits, test_logits = np.asarray(validation_logits), np.asarray(test_logits)
     temperature = fit_temperature(validation_logits, validation_labels)
@@ -165,8 +165,8 @@ def calibration_figures(
     return {
         "calibration": {
             "temperature": temperature,
-            "before": probability_figures(test_labels, softmax(test_logits)),
-            "after": probability_figures(test_labels, after),
+            "before": probability_metrics(test_labels, softmax(test_logits)),
+            "after": probability_metrics(test_labels, after),
         },
         "conformal": coverage_by_level(after, test_labels, config),
     }

@@ -12,7 +12,7 @@ import torch
 
 from modeling.modeling_genre_ffn import native_bfloat16
 
-# The distributions a run's figures depend on, by their PyPI names.
+# The distributions a run's metrics depend on, by their PyPI names.
 SOFTWARE = (
     "torch",
     "transformers",
@@ -59,7 +59,7 @@ def hardware(device_type: str = "cpu") -> str:
 
 
 def evaluation_record(model: torch.nn.Module, rows: int, split: str = "test") -> dict:
-    """How a model's figures on `split` were computed: rows, the dtype the network computed in, device, hardware."""
+    """How a model's metrics on `split` were computed: rows, the dtype the network computed in, device, hardware."""
     device_type = next(model.parameters()).device.type
     bfloat16 = getattr(model.config, "inference_dtype", "float32") == "bfloat16" and native_bfloat16(device_type)
     return {

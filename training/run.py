@@ -11,7 +11,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,7 @@ from training.trust import trust_report
 
 logger = logging.getLogger("music_genre")
 
-# The published figures this project reproduces and has to beat (test split).
+# The published metrics this project reproduces and has to beat (test split).
 PAPER = {
     "initial": {"accuracy": 0.5514, "f1_weighted": 0.5392, "roc_auc_macro": 0.9115},
     "tuned": {"accuracy": 0.5952, "f1_weighted": 0.5937, "roc_auc_macro": 0.9338},
@@ -82,14 +83,13 @@ def train_run(options: RunOptions, write_card: CardWriter | None = None, torch_t
     `model/README.md` before the commit (the command passes hub_card's). Training runs on `torch_threads`
     threads (one is several times faster for this small network); the caller's setting is restored after.
     """
-    _quiet_libraries()
     run_folder = Path(options.output)
     created = not run_folder.exists()
     _make_run_folder(run_folder)
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads)
     try:
-        with run_lock(run_folder, options.command()):
+        with _quiet_libraries(), run_lock(run_folder, options.command()):
             for note in settle(run_folder):
                 logger.info("run folder: %s", note)
             pending = new_pending(run_folder)
@@ -171,7 +171,7 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     final_started = time.perf_counter()
     tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
     final_seconds = time.perf_counter() - final_started
-    # How the saved model computes at inference; its test figures below are measured that way.
+    # How the saved model computes at inference; its test metrics below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
     # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
     calibrate(tuned.model, prepared.features["validation"], prepared.labels["validation"])
@@ -202,7 +202,7 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
         **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / FIGURES_DIR, options.seed),
         "paper": PAPER,
-        # What the card reports of the run: how the test figures were computed, its timings and software.
+        # What the card reports of the run: how the test metrics were computed, its timings and software.
         "evaluation": evaluation_record(tuned.model, len(test_rows)),
         "compute": compute_record(time.perf_counter() - started, search_seconds, final_seconds, options.workers),
         "software": software_versions(),
@@ -226,13 +226,23 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", run_folder)
 
 
-def _quiet_libraries() -> None:
-    """No "Writing model shards" bar per save, no dataset-generation bars: one bar per stage of the run."""
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No "Writing model shards" bar per save, no dataset-generation bars: one bar per stage of the run. The
+    libraries' settings are the caller's again afterwards."""
     import datasets
     import transformers
 
+    bars = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars[0]:
+            transformers.utils.logging.enable_progress_bar()
+        if bars[1]:
+            datasets.enable_progress_bars()
 
 
 def _make_run_folder(folder: Path) -> None:
@@ -302,13 +312,13 @@ def _write_model_card(out: Path, write_card: CardWriter) -> None:
 
 
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
-    """Test figures of a model on raw rows, encoded by its own feature extractor."""
+    """Test metrics of a model on raw rows, encoded by its own feature extractor."""
     probabilities = predict_probabilities(model, extractor(rows)["input_features"])
     return test_metrics(labels, probabilities)
 
 
 def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_other_data: bool = False) -> dict:
-    """Recompute a saved model's test figures on the split its run recorded.
+    """Recompute a saved model's test metrics on the split its run recorded.
 
     Without `data`, the run's recorded source (a file name or Hub id) is looked up: a CSV via MUSIC_GENRE_CSV or
     the default path; its sha256 must be the run's.
@@ -332,33 +342,35 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
 
 
 def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: bool = False) -> dict:
-    """`music-genre evaluate`: the tuned model's figures recomputed, and the initial model's from its run.
+    """`music-genre evaluate`: the tuned model's metrics recomputed, and the initial model's from its run.
 
     A model folder inside a run folder (RUN/model) is checked against the run's manifest first.
     """
-    _quiet_libraries()
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise RunFolderError(f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)")
-    run_folder = model_dir.parent
-    in_run = model_dir.name == MODEL_DIR and any((run_folder / name).exists() for name in (METRICS, MANIFEST))
-    report = {"model": str(model_dir)}
-    if in_run:
-        verify(run_folder)
-        recorded = json.loads((run_folder / METRICS).read_text())
-        report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
-    report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
-    return report
+    with _quiet_libraries():
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise RunFolderError(
+                f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)"
+            )
+        run_folder = model_dir.parent
+        in_run = model_dir.name == MODEL_DIR and any((run_folder / name).exists() for name in (METRICS, MANIFEST))
+        report = {"model": str(model_dir)}
+        if in_run:
+            verify(run_folder)
+            recorded = json.loads((run_folder / METRICS).read_text())
+            report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
+        report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
+        return report
 
 
 def evaluation_table(report: dict) -> str:
-    """The summary figures as the terminal shows them: initial (from the run) and tuned (recomputed)."""
+    """The summary metrics as the terminal shows them: initial (from the run) and tuned (recomputed)."""
     stages = [stage for stage in ("initial", "tuned") if stage in report]
     header = {"initial": "initial (run)", "tuned": "tuned (now)"}
     lines = [f"test split, {report['model']}", f"{'':<20}" + "".join(f"{header[s]:>16}" for s in stages)]
     for name in SUMMARY_METRICS:
         lines.append(f"{name:<20}" + "".join(f"{report[stage][name]:>16.4f}" for stage in stages))
-    lines.append("(--json prints the full record: per-genre figures and the confusion matrix)")
+    lines.append("(--json prints the full record: per-genre metrics and the confusion matrix)")
     return "\n".join(lines)
 
 
@@ -393,7 +405,7 @@ def write_eda_figures(source: str | None, output: Path, seed: int = 42, split: s
 
 
 def results_table(metrics: dict) -> str:
-    """Initial vs tuned vs the paper's published figures, as the terminal shows them."""
+    """Initial vs tuned vs the paper's published metrics, as the terminal shows them."""
     lines = [f"{'test split':<20}{'initial':>10}{'tuned':>10}{'paper initial':>15}{'paper tuned':>13}"]
     for name in SUMMARY_METRICS:
         paper = [metrics["paper"][stage].get(name) for stage in ("initial", "tuned")]

@@ -1,7 +1,7 @@
 """The one metric definition: `evaluate` modules shipped in `training/metrics/`, loaded by path (works offline).
 
 `compute_metrics` is what `transformers.Trainer` calls on each evaluation; `test_metrics` is the results table
-of one model on the test split; both report the same five figures, computed by the same modules.
+of one model on the test split; both report the same five metrics, computed by the same modules.
 """
 
 from functools import cache
@@ -64,7 +64,7 @@ def summary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
 
 
 def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
-    """For `Trainer(compute_metrics=...)`: the five summary figures from the logits and labels of an evaluation."""
+    """For `Trainer(compute_metrics=...)`: the five summary metrics from the logits and labels of an evaluation."""
     logits = eval_pred.predictions
     if isinstance(logits, tuple):
         logits = logits[0]  # a model returning extra outputs puts the logits first
@@ -72,7 +72,7 @@ def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
 
 
 def test_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """The results table of one model: summary figures, per-genre figures, confusion matrix and row count.
+    """The results table of one model: summary metrics, per-genre metrics, confusion matrix and row count.
 
     Plain Python numbers only, so the table goes straight into `metrics.json`.
     """
