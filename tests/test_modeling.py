@@ -73,8 +73,13 @@ def test_pipeline_returns_genres_best_first(raw_rows):
     assert [set(item) for item in one] == [{"label", "score"}] * 3
     scores = [item["score"] for item in one]
     assert scores == sorted(scores, reverse=True)
-    every = classifier(raw_rows)
+    every = classifier(raw_rows, top_k=None)
     assert len(every) == len(raw_rows) and all(len(genres) == 10 for genres in every)
+    # By default the most probable genre only, as transformers' text-classification pipeline.
+    top = classifier(raw_rows)
+    assert [[g["label"] for g in genres] for genres in top] == [[genres[0]["label"]] for genres in every]
+    assert [genres[0]["score"] for genres in top] == pytest.approx([genres[0]["score"] for genres in every], abs=1e-5)
+    assert len(classifier(raw_rows[0])) == 1
     assert [g["label"] for g in every[0][:3]] == [g["label"] for g in one]
     assert [g["score"] for g in every[0][:3]] == pytest.approx(scores, abs=1e-6)
     assert sum(item["score"] for item in every[0]) == pytest.approx(1.0, abs=1e-5)

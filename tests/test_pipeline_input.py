@@ -26,6 +26,15 @@ def test_top_k_must_be_a_positive_whole_number(classifier, raw_rows, top_k):
 
 def test_top_k_beyond_the_genres_gives_every_genre(classifier, raw_rows):
     assert len(classifier(raw_rows[0], top_k=50)) == 10 and len(classifier(raw_rows[0], top_k=2)) == 2
+    assert len(classifier(raw_rows[0], top_k=None)) == 10 and len(classifier(raw_rows[0])) == 1
+
+
+def test_a_pipeline_made_for_every_genre_keeps_that_default(raw_rows):
+    torch.manual_seed(0)
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[16])).eval()
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    every = pipeline(model=model, feature_extractor=extractor, task="music-genre-classification", top_k=None)
+    assert len(every(raw_rows[0])) == 10 and len(every(raw_rows[0], top_k=2)) == 2
 
 
 def test_chunks_give_the_same_results_and_number_errors_in_the_whole_table(classifier, raw_rows, monkeypatch):

@@ -160,7 +160,7 @@ def test_the_pipeline_returns_coverage_sets_highest_first_as_the_calibration_mea
     model, extractor = calibrated
     classifier = pipeline(model=model, feature_extractor=extractor, task=TASK)
     sets = classifier(raw_rows, coverage=0.9)
-    full = classifier(raw_rows)
+    full = classifier(raw_rows, top_k=None)
     threshold = model.config.conformal_threshold(0.9)
     for genres, ranked in zip(sets, full):
         assert [set(g) for g in genres] == [{"label", "score"}] * len(genres)
@@ -194,7 +194,7 @@ def test_explanations_sum_to_the_score_change_from_the_reference_row(calibrated,
     model, extractor = calibrated
     classifier = pipeline(model=model, feature_extractor=extractor, task=TASK)
     explained = classifier(raw_rows, top_k=3, explain=True)
-    reference = {g["label"]: g["score"] for g in classifier(extractor.reference_row())}
+    reference = {g["label"]: g["score"] for g in classifier(extractor.reference_row(), top_k=None)}
     for genres in explained:
         for genre in genres:
             assert list(genre["attributions"]) == list(model.config.feature_names)

@@ -4,6 +4,9 @@
     >>> classifier({"popularity": 45, "key": "C#", "mode": "Major", "tempo": "?", ...}, top_k=3)
     [{'label': 'Jazz', 'score': 0.61}, {'label': 'Blues', 'score': 0.2}, {'label': 'Electronic', 'score': 0.1}]
 
+As transformers' text-classification pipeline, it gives the most probable genre by default (`top_k=1`) and every
+genre with `top_k=None`; a table of a million rows then stays one small dict per row.
+
 With `coverage=0.9` (a calibrated model: 0.8, 0.9 and 0.95 are stored, other levels computed) each row gets the
 genres of its conformal set instead of a top k, highest first; `explain=True` (needs captum) adds to each genre an
 `"attributions"` dict: Integrated Gradients of its score per raw feature against the training-median row.
@@ -31,15 +34,18 @@ class GenreClassificationPipeline(Pipeline):
     _load_tokenizer = False
 
     def _sanitize_parameters(
-        self, top_k: int | None = None, coverage: float | None = None, explain: bool | None = None, **kwargs
+        self, top_k: int | None | str = "", coverage: float | None = None, explain: bool | None = None, **kwargs
     ):
+        # "" is "not given" (as in transformers' text-classification pipeline): None asks for every genre.
         forward_params, postprocess_params = {}, {}
-        if top_k is not None:
+        if top_k is None:
+            postprocess_params["top_k"] = None
+        elif top_k != "":
             if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
                 raise ValueError(f"top_k must be a whole number of genres, 1 or more (or None for all), got {top_k!r}")
             postprocess_params["top_k"] = int(top_k)
         if coverage is not None:
-            if top_k is not None:
+            if top_k != "":
                 raise ValueError("give top_k or coverage, not both: a coverage set has its own size for each row")
             postprocess_params["threshold"] = self.model.config.conformal_threshold(coverage)
         if explain is not None:
@@ -75,7 +81,7 @@ class GenreClassificationPipeline(Pipeline):
     def postprocess(
         self,
         model_outputs: dict[str, torch.Tensor],
-        top_k: int | None = None,
+        top_k: int | None = 1,
         threshold: float | None = None,
         explain: bool = False,
     ) -> list[list[dict]]:
@@ -83,7 +89,7 @@ class GenreClassificationPipeline(Pipeline):
         if threshold is not None:
             scores, ids = genre_sets(probabilities, threshold)
         else:
-            k = min(top_k or probabilities.shape[-1], probabilities.shape[-1])
+            k = probabilities.shape[-1] if top_k is None else min(top_k, probabilities.shape[-1])
             scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
         id2label = self.model.config.id2label
         labels = [id2label[i] for i in range(len(id2label))]
