@@ -5,7 +5,7 @@ command that runs. Each figure is the median wall clock of several fresh `python
 processes (interpreter start-up included); a bare `python -c pass` is timed the same way for reference. Writes
 `bench/cli_help.md`.
 
-    python bench/cli_help.py
+    python -m bench.cli_help
 """
 
 import argparse
@@ -16,10 +16,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-OUTPUT = REPO / "bench" / "cli_help.md"
+from bench.common import BENCH, REPO, load_average
+
+OUTPUT = BENCH / "cli_help.md"
 COMMANDS = ([], ["train"], ["evaluate"], ["eda"], ["serve"], ["push"])
 TARGET_S = 1.0
 
@@ -36,7 +36,7 @@ def time_process(arguments: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.cli_help", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="fresh processes per command (default: %(default)s)")
     args = parser.parse_args()
     baseline = time_process(["-c", "pass"], args.repeats)
@@ -51,9 +51,9 @@ def main() -> None:
     lines = [
         "# CLI help time",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `python bench/cli_help.py` ({args.repeats} fresh "
+        f"Measured {datetime.date.today().isoformat()} with `python -m bench.cli_help` ({args.repeats} fresh "
         f"processes per line, median). Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average "
-        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}); Python {platform.python_version()}.",
+        f"{load_average()}); Python {platform.python_version()}.",
         "",
         f"Target: under {TARGET_S:.0f} s for every line. Slowest: {slowest * 1000:.0f} ms "
         f"({'met' if slowest < TARGET_S else 'NOT met'}).",

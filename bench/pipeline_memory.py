@@ -5,8 +5,8 @@ with replacement (seed 0; never written anywhere), loads `pipeline(model=space/m
 calls it once, and reports its peak resident memory (`resource.getrusage`, `ru_maxrss`), its resident memory just
 before the call, and the call's wall-clock and CPU time. Writes `bench/pipeline_memory.md`.
 
-    python bench/pipeline_memory.py                       # 1,000,000 rows, top_k None and 1
-    python bench/pipeline_memory.py --rows 100000 --output /tmp/pipeline_memory.md
+    python -m bench.pipeline_memory                       # 1,000,000 rows, top_k None and 1
+    python -m bench.pipeline_memory --rows 100000 --output /tmp/pipeline_memory.md
 """
 
 import argparse
@@ -18,8 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-OUTPUT = REPO / "bench" / "pipeline_memory.md"
+from bench.common import BENCH, SPACE_MODEL, csv_path, load_average
+from modeling.pipeline_genre_ffn import CHUNK_ROWS
+
+OUTPUT = BENCH / "pipeline_memory.md"
 TARGET_PEAK_GB = 1.5
 TARGET_ROWS_PER_S = 100_000
 
@@ -64,17 +66,12 @@ def measure(rows: int, top_k: int | None, csv: Path, model: Path, chunk: int = 0
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from modeling.pipeline_genre_ffn import CHUNK_ROWS
-    from training.data import default_csv
-
-    model = REPO / "space" / "model"
-    figures = [measure(args.rows, top_k, default_csv(), model) for top_k in (None, 1)]
-    figures.append(measure(args.rows, None, default_csv(), model, chunk=100_000))
+    figures = [measure(args.rows, top_k, csv_path(), SPACE_MODEL) for top_k in (None, 1)]
+    figures.append(measure(args.rows, None, csv_path(), SPACE_MODEL, chunk=100_000))
     lines = [
         "| call | top_k | RSS before the call | peak RSS | call wall clock | rows/s (wall) | rows/s (CPU) |",
         "|---|---|---|---|---|---|---|",
@@ -87,8 +84,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{figure['wall_s']:.1f} s | {figure['rows'] / figure['wall_s']:,.0f} | "
             f"{figure['rows'] / figure['cpu_s']:,.0f} |"
         )
-    command = "python bench/pipeline_memory.py" + (f" {' '.join(argv)}" if argv else "")
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    command = "python -m bench.pipeline_memory" + (f" {' '.join(argv)}" if argv else "")
+    load = load_average()
     report = f"""# Pipeline memory on a large table
 
 Measured {datetime.date.today().isoformat()} with `{command}`: {args.rows:,} rows sampled with replacement (seed 0)

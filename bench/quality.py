@@ -6,8 +6,8 @@ CSV, over several split seeds and both split modes, and is scored by the project
 (`training.scoring.summary_metrics`) on the test split. Validation picks epochs, iterations and trials, and fits each
 model's temperature and conformal genre sets (`training.calibration`); test is read once per model and split.
 
-    TQDM_DISABLE=1 python bench/quality.py --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
-    TQDM_DISABLE=1 python bench/quality.py --quick        # 1 seed, stratified, tiny peers, 3 epochs (bench/output/)
+    TQDM_DISABLE=1 python -m bench.quality --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
+    TQDM_DISABLE=1 python -m bench.quality --quick        # 1 seed, stratified, tiny peers, 3 epochs (bench/output/)
 
 The peers are deterministic (seeded searches, seeded training, one thread) and take nearly all the wall time, so a
 run that changes only the network may take them from an earlier `quality.json` of the same data and peer settings
@@ -17,69 +17,42 @@ lacks is run afresh; LightGBM results without calibration figures (files from be
 booster trained again with its recorded parameters for its best iteration's rounds, checked to give the same figures.
 """
 
+import argparse
+import datetime
+import importlib.util
+import json
+import logging
+import multiprocessing
 import os
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-# One process, one thread: set before numpy, torch, LightGBM and scikit-learn load their thread pools.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-    os.environ.setdefault(_name, "1")
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+import transformers
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
-from dataclasses import fields, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_config, log, machine, versions
+from modeling import FEATURE_NAMES, GENRES, KEY_NAMES, GenreFeatureExtractor, parse_rows
+from modeling.configuration_genre_ffn import MODE_NAMES
+from training.calibration import calibrate, calibration_figures, calibration_report
+from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
+from training.run import PAPER
+from training.scoring import summary_metrics
+from training.trainer import Hyperparameters, fit, predict_probabilities
 
-import lightgbm as lgb  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import sklearn  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as `python bench/quality.py` from anywhere
-    sys.path.insert(0, str(REPO))
-
-from modeling import FEATURE_NAMES, GENRES, KEY_NAMES, GenreFeatureExtractor, parse_rows  # noqa: E402
-from modeling.configuration_genre_ffn import MODE_NAMES  # noqa: E402
-from training.calibration import calibrate, calibration_figures, calibration_report  # noqa: E402
-from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices  # noqa: E402
-from training.run import PAPER  # noqa: E402
-from training.scoring import summary_metrics  # noqa: E402
-from training.trainer import Hyperparameters, fit, predict_probabilities  # noqa: E402
-
-BENCH = Path(__file__).resolve().parent
-DEFAULT_CONFIG = BENCH / "tuned_config.json"
-# Used until the tuned configuration is written: the best trial of an earlier quantile-normal search.
-FALLBACK_CONFIG = {
-    "encoding": "quantile-normal",
-    "hyperparameters": {
-        "hidden_sizes": [512, 128, 64],
-        "dropout": 0.1251,
-        "learning_rate": 9.41e-4,
-        "batch_size": 32,
-        "epochs": 15,
-        "num_members": 5,
-    },
-}
 NETWORK = "GenreFFN (this project)"
 LIGHTGBM = "LightGBM (Optuna-tuned)"
 CATBOOST = "CatBoost (early-stopped)"
@@ -126,10 +99,6 @@ QUICK_SETTINGS = {"lgbm_trials": 3, "epochs": 3, "catboost_iterations": 30, "rea
 PEER_SETTING_KEYS = {LIGHTGBM: ("lgbm_trials",), CATBOOST: ("catboost_iterations",), REALMLP: ("realmlp_epochs",)}
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def raw_features(rows: Any) -> np.ndarray:
     """The 13 raw features in CSV order, key and mode as category codes, missing values as NaN."""
     numeric, key, mode = parse_rows(rows)
@@ -142,18 +111,6 @@ def raw_features(rows: Any) -> np.ndarray:
         else:
             columns.append(next(numeric_columns))
     return np.column_stack(columns).astype(np.float64)
-
-
-def load_config(path: Path) -> tuple[dict, str]:
-    """The network's fixed configuration and where it came from."""
-    if not path.is_file():
-        return FALLBACK_CONFIG, f"fallback (no {path.name} yet)"
-    config = json.loads(path.read_text())
-    known = {f.name for f in fields(Hyperparameters)}
-    unknown = sorted(set(config["hyperparameters"]) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown hyperparameter(s) {unknown}; expected fields of Hyperparameters {known}")
-    return config, str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 
 
 def peer_trust(
@@ -709,23 +666,18 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
 
 
 def machine_note(jobs: int) -> str:
-    optional = "".join(
-        f", {package} {importlib.metadata.version(package)}"
-        for package, _ in OPTIONAL_PACKAGES.values()
-        if importlib.util.find_spec(package) is not None
-    )
+    optional = [package for package, _ in OPTIONAL_PACKAGES.values() if importlib.util.find_spec(package) is not None]
     return (
-        f"{platform.machine()} {platform.system()}, {os.cpu_count()} logical CPUs shared with other jobs, "
-        f"{jobs} process(es) at once, 1 thread each (torch.set_num_threads(1), OMP_NUM_THREADS=1, LightGBM "
-        "num_threads=1, CatBoost thread_count=1, pytabkit n_threads=1); "
-        f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"lightgbm {lgb.__version__}, scikit-learn {sklearn.__version__}, optuna {optuna.__version__}, "
-        f"pandas {pd.__version__}{optional}"
+        f"{machine()}, {jobs} process(es) at once, 1 thread each (torch.set_num_threads(1), OMP_NUM_THREADS=1, "
+        "LightGBM num_threads=1, CatBoost thread_count=1, pytabkit n_threads=1); "
+        + versions("torch", "transformers", "lightgbm", "scikit-learn", "optuna", "pandas", *optional)
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="split seeds")
     parser.add_argument("--modes", nargs="+", choices=SPLIT_MODES, default=list(SPLIT_MODES), help="split modes")
     parser.add_argument(
@@ -752,6 +704,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file")
     args.settings = dict(QUICK_SETTINGS if args.quick else FULL_SETTINGS)
     if args.lgbm_trials is not None:
         if args.lgbm_trials < 1:
@@ -864,7 +818,7 @@ def main(argv: list[str] | None = None) -> None:
     data = _WORKER["data"]
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join(["python", "bench/quality.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "-m", "bench.quality", *(sys.argv[1:] if argv is None else argv)]),
         "seeds": args.seeds,
         "modes": args.modes,
         "models": args.models,

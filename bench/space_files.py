@@ -6,30 +6,23 @@ Files, written at run time to a temporary folder (real rows sampled from the dat
 - a 50 MB file of one line without a line break;
 - 100,000 ordinary rows (the row limit).
 
-    python bench/space_files.py     # writes bench/space_files.md
+    python -m bench.space_files     # writes bench/space_files.md
 """
 
 import datetime
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+from bench.common import BENCH, SPACE_MODEL, load_average, read_raw_rows
+from space.app import MAX_COLUMNS, MAX_FILE_MB, MAX_ROWS, GenreApp
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from space.app import MAX_COLUMNS, MAX_FILE_MB, MAX_ROWS, GenreApp  # noqa: E402
-from training.data import default_csv  # noqa: E402
-
-OUTPUT = REPO / "bench" / "space_files.md"
+OUTPUT = BENCH / "space_files.md"
 
 
 def write_files(folder: Path) -> dict[str, Path]:
-    real = pd.read_csv(default_csv()).dropna(how="all")
+    real = read_raw_rows()
     files = {}
     lines = real.head(20).to_csv(index=False).splitlines()
     files["one row with ~1 MB of extra fields, then 19 rows"] = folder / "wide_row.csv"
@@ -51,7 +44,7 @@ def write_files(folder: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    app = GenreApp(REPO / "space" / "model")
+    app = GenreApp(SPACE_MODEL)
     lines = ["| file | size | seconds | status |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="space-files-") as scratch:
         for name, path in write_files(Path(scratch)).items():
@@ -60,11 +53,11 @@ def main() -> None:
             seconds = time.perf_counter() - start
             lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {seconds:.2f} | {status[:110]} |")
             print(lines[-1])
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     OUTPUT.write_text(
         f"""# Hostile files through the CSV worker
 
-Measured {datetime.date.today().isoformat()} with `python bench/space_files.py`: `GenreApp.predict_table` in one
+Measured {datetime.date.today().isoformat()} with `python -m bench.space_files`: `GenreApp.predict_table` in one
 process (what the Space's worker process runs), one torch thread, wall clock; {os.cpu_count()} shared cores (load
 average {load} at the end).
 

@@ -8,42 +8,32 @@ the 90 % genre set and the feature chart. One song is timed with and without the
 with `explain=False`, calls alternating) and in-process (`GenreApp.predict_song`). Writes the figures to
 `bench/space_latency.md`.
 
-    OMP_NUM_THREADS=1 python bench/space_latency.py
+    OMP_NUM_THREADS=1 python -m bench.space_latency
 """
 
+import argparse
+import datetime
+import json
 import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Offline and single-threaded before torch and gradio are imported: the machine is shared.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False")
+import httpx
+import numpy as np
+import torch
+from gradio_client import Client, handle_file
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from importlib.metadata import version  # noqa: E402
-from pathlib import Path  # noqa: E402
+from bench.common import BENCH, cpu_name, csv_path, load_average, read_raw_rows, versions
+from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
+from space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row
+from training.calibration import calibrate
+from training.data import load_data, split_indices
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project's packages
-
-from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder  # noqa: E402
-from space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row  # noqa: E402
-from training.calibration import calibrate  # noqa: E402
-from training.data import default_csv, load_data, split_indices  # noqa: E402
-
-OUTPUT = REPO / "bench" / "space_latency.md"
+OUTPUT = BENCH / "space_latency.md"
 
 
 def free_port() -> int:
@@ -77,7 +67,7 @@ def calibrated_copy(folder: Path, scratch: Path) -> tuple[Path, str]:
         return folder, "with its own calibration"
     extractor = GenreFeatureExtractor.from_pretrained(folder)
     run = json.loads((folder / "training_run.json").read_text())
-    data = load_data(default_csv())
+    data = load_data(csv_path())
     validation = split_indices(data, run["seed"], run["split_mode"])["validation"]
     calibrate(model, extractor(data.frame.iloc[validation])["input_features"], data.labels[validation])
     return save_model_folder(model, extractor, scratch / "calibrated"), (
@@ -91,23 +81,15 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 
 
 def machine_note() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
-        f"{os.cpu_count()} CPU cores ({cpu}), shared with other jobs (load average {load} when the run ended, so "
-        f"figures vary between runs); OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, gradio {version('gradio')}, "
-        f"gradio_client {version('gradio_client')}, transformers {version('transformers')}"
+        f"{os.cpu_count()} CPU cores ({cpu_name()}), shared with other jobs (load average {load_average()} when the "
+        f"run ended, so figures vary between runs); OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        + versions("torch", "gradio", "gradio_client", "transformers")
     )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.space_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="one-song calls timed (after 20 warm-up calls)")
     parser.add_argument("--rows", type=int, default=10_000, help="rows of the batch CSV")
     parser.add_argument("--repeats", type=int, default=3, help="timed uploads of the batch CSV")
@@ -120,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not (DEFAULT_MODEL / "config.json").exists():
             parser.error(f"no bundled model in {DEFAULT_MODEL}: run `music-genre train` and stage it first")
         model, model_note = DEFAULT_MODEL, "the bundled `space/model/`"
-        frame = pd.read_csv(default_csv()).dropna(how="all")
+        frame = read_raw_rows()
         batch = frame.sample(args.rows, random_state=0, replace=args.rows > len(frame))
         batch_csv = scratch / "songs.csv"
         batch.to_csv(batch_csv, index=False)
@@ -194,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "in_process_table_rows_per_s": args.rows / min(in_process_table),
         "in_process_table_without_sets_rows_per_s": args.rows / min(in_process_table_without_sets),
     }
-    command = "OMP_NUM_THREADS=1 python bench/space_latency.py" + (f" {' '.join(argv)}" if argv else "")
+    command = "OMP_NUM_THREADS=1 python -m bench.space_latency" + (f" {' '.join(argv)}" if argv else "")
     rows = args.rows
     lines = [
         ("what", "figure"),

@@ -13,7 +13,7 @@ same model), so the two are measured minutes apart on the same machine. `--song-
 scenarios with the one-song limit set to each N (the app reads GENRE_SPACE_SONG_CONCURRENCY). Writes
 `bench/space_load.md`.
 
-    python bench/space_load.py --baseline f77fbad --song-concurrency 1 4 8 16
+    python -m bench.space_load --baseline f77fbad --song-concurrency 1 4 8 16
 """
 
 import argparse
@@ -33,14 +33,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
-OUTPUT = REPO / "bench" / "space_load.md"
-sys.path.insert(0, str(REPO))
+from bench.common import BENCH, REPO, SPACE_MODEL, load_average, read_raw_rows
+from space.app import EXAMPLES
 
-from space.app import EXAMPLES  # noqa: E402
-from training.data import default_csv  # noqa: E402
+OUTPUT = BENCH / "space_load.md"
 
 SONGS = [values for _, _, _, values in EXAMPLES]
 # No client waits longer than this for one answer; a slower one is counted as an error.
@@ -135,7 +132,7 @@ async def songs_during_uploads(url: str, csv_path: Path, uploaders: int, request
 
 def serve(app_file: Path, env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**env, "GRADIO_SERVER_PORT": str(port), "MODEL_ID": str(REPO / "space" / "model")}
+    env = {**env, "GRADIO_SERVER_PORT": str(port), "MODEL_ID": str(SPACE_MODEL)}
     server = subprocess.Popen(
         [sys.executable, str(app_file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -198,7 +195,7 @@ def row(name: str, figures: dict, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.space_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=20, help="one-song requests per client")
     parser.add_argument("--ratio-requests", type=int, default=40, help="one-song requests, idle and during uploads")
@@ -214,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="space-load-") as scratch:
         scratch = Path(scratch)
         csv_path = scratch / "songs.csv"
-        frame = pd.read_csv(default_csv()).dropna(how="all")
+        frame = read_raw_rows()
         frame.sample(args.rows, random_state=0, replace=args.rows > len(frame)).to_csv(csv_path, index=False)
         if args.baseline:
             old = subprocess.run(
@@ -231,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = {k: run for k, run in figures.items() if isinstance(run, Run)}
         print(name, json.dumps({k: [run.rate, run.p(50), run.p(95), len(run.errors)] for k, run in runs.items()}))
     errors = {name: [e for k in ("one", "many", "idle", "loaded") for e in f[k].errors][:3] for name, f in results}
-    command = "python bench/space_load.py" + (f" {' '.join(argv)}" if argv else "")
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    command = "python -m bench.space_load" + (f" {' '.join(argv)}" if argv else "")
+    load = load_average()
     report = f"""# The Space under load
 
 Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `{command}`, all lines in this one run.

@@ -10,59 +10,45 @@ One process and one torch thread throughout (the project's run gives each search
 - the full reproducible run: wall clock and peak memory from each `/usr/bin/time -v music-genre train ...` log
   given with `--full-run-log` (one with `--workers 1`, one with `--workers 2`).
 
-    TQDM_DISABLE=1 python bench/speed.py --full-run-log /tmp/run_w1.log --full-run-log /tmp/run_w2.log  # bench/speed.md
-    TQDM_DISABLE=1 python bench/speed.py --quick                              # fewer repeats (bench/output/)
+    TQDM_DISABLE=1 python -m bench.speed --full-run-log /tmp/run_w1.log --full-run-log /tmp/run_w2.log  # bench/speed.md
+    TQDM_DISABLE=1 python -m bench.speed --quick                              # fewer repeats (bench/output/)
 
 Throughputs are judged on this single-threaded process's CPU time (`time.process_time`), which on a shared machine
 is what the work would take on an idle core; the wall-clock figures stand beside them. Latencies are wall clock.
 A missed target gets a cProfile of the section that missed it, and what to change, in the report.
 """
 
+import argparse
+import cProfile
+import datetime
+import io
 import os
+import pstats
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-    os.environ.setdefault(_name, "1")
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from torch import nn
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline, set_seed
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import datetime  # noqa: E402
-import io  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from bench.common import BENCH, DEFAULT_CONFIG, SPACE_MODEL, load_config, log, machine, read_raw_rows, versions
+from bench.quality import CATEGORICAL, raw_features
+from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder
+from modeling.modeling_genre_ffn import INFERENCE_CHUNK, fold_batch_norm, native_bfloat16
+from training.data import GenreData, PreparedSplits, balanced_class_weights, load_data, prepare_splits
+from training.trainer import Hyperparameters, build_model, make_trainer
 
-import lightgbm as lgb  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline, set_seed  # noqa: E402
-
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-for _path in (REPO, BENCH):  # the project's packages, and quality.py beside this file
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from quality import CATEGORICAL, DEFAULT_CONFIG, load_config, raw_features  # noqa: E402
-
-from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder  # noqa: E402
-from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
-from training.data import balanced_class_weights, default_csv, load_data, prepare_splits  # noqa: E402
-from training.trainer import Hyperparameters, build_model, make_trainer  # noqa: E402
-
-SPACE_MODEL = REPO / "space" / "model"
 INFERENCE_ROWS = 50_000
 TRAIN_EPOCHS = 3
 TRAIN_BATCH_SIZE = 32
@@ -77,10 +63,6 @@ TARGETS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 @dataclass
 class Figure:
     name: str
@@ -92,10 +74,17 @@ class Figure:
 
 @dataclass
 class Report:
-    figures: list[Figure]
-    profiles: dict[str, str]
-    notes: list[str]
-    recommendations: list[str]
+    figures: list[Figure] = field(default_factory=list)
+    profiles: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
+
+    def add(self, other: "Report") -> None:
+        """`other`'s figures, profiles, notes and recommendations after this report's own."""
+        self.figures += other.figures
+        self.profiles |= other.profiles
+        self.notes += other.notes
+        self.recommendations += other.recommendations
 
 
 def profile(call: Callable[[], Any], limit: int = 18) -> str:
@@ -170,12 +159,6 @@ def trainer_path(prepared, extractor, hyperparameters: Hyperparameters, seed: in
 # Batch inference.
 
 
-def read_raw_rows(path: Path, n_rows: int) -> pd.DataFrame:
-    """The CSV as pandas reads it (tempo stays text with its `?`), entirely empty lines dropped."""
-    frame = pd.read_csv(path)
-    return frame.dropna(how="all").head(n_rows).reset_index(drop=True)
-
-
 def network_predict(model: nn.Module, extractor, frame: pd.DataFrame) -> np.ndarray:
     """The extractor over the whole frame, then the model in one call (which slices large tables itself)."""
     features = extractor(frame, return_tensors="pt")["input_features"]
@@ -220,39 +203,25 @@ def parse_time_log(path: Path) -> dict[str, Any]:
     }
 
 
-# The benchmark.
+# The benchmarks, one function each; `run` calls them in turn and gathers their figures into one report.
 
 
-def run(args: argparse.Namespace) -> Report:
-    torch.set_num_threads(1)
-    transformers.logging.set_verbosity_error()
-    full_run, full_run_notes = full_run_figures(args.full_run_log)  # a bad log fails before the timings
-    figures: list[Figure] = []
-    profiles: dict[str, str] = {}
-    notes: list[str] = []
-    config, config_source = load_config(args.config)
-    hyperparameters = replace(
-        Hyperparameters(**config["hyperparameters"]), epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH_SIZE
-    )
-    notes.append(
-        f"Training network: {config_source}, encoding `{config['encoding']}`, hidden sizes "
-        f"{hyperparameters.hidden_sizes}, {hyperparameters.num_members} member(s), dropout "
-        f"{hyperparameters.dropout:.3g}, learning rate {hyperparameters.learning_rate:.3g}; batch size "
-        f"{TRAIN_BATCH_SIZE} and {TRAIN_EPOCHS} epochs for both paths (the configuration's own batch size is "
-        f"{config['hyperparameters'].get('batch_size')})."
-    )
-
-    # Training.
-    data = load_data(args.data)
-    extractor = GenreFeatureExtractor(numeric_encoding=config["encoding"])
-    prepared = prepare_splits(data, extractor, args.seed, "stratified")
+def benchmark_training(
+    prepared: PreparedSplits,
+    extractor: GenreFeatureExtractor,
+    hyperparameters: Hyperparameters,
+    seed: int,
+    repeats: int,
+) -> tuple[Report, Any]:
+    """Rows/second of the Trainer path against the bare loop, interleaved; returns the last trainer too (its model
+    stands in for the bundled one when there is none)."""
     features, labels = prepared.features["train"], prepared.labels["train"]
     rows = len(labels) * TRAIN_EPOCHS
-    log(f"training: {len(labels)} rows x {TRAIN_EPOCHS} epochs, {args.train_repeats} repeat(s) each")
+    log(f"training: {len(labels)} rows x {TRAIN_EPOCHS} epochs, {repeats} repeat(s) each")
     bare_times, trainer_times, trainer = [], [], None
-    for repeat in range(args.train_repeats):  # interleaved, so background load hits both alike
-        bare_times.append(bare_loop(features, labels, hyperparameters, args.seed))
-        timing, trainer = trainer_path(prepared, extractor, hyperparameters, args.seed)
+    for repeat in range(repeats):  # interleaved, so background load hits both alike
+        bare_times.append(bare_loop(features, labels, hyperparameters, seed))
+        timing, trainer = trainer_path(prepared, extractor, hyperparameters, seed)
         trainer_times.append(timing)
         log(
             f"  repeat {repeat}: bare loop {bare_times[-1].wall:.1f} s ({bare_times[-1].cpu:.1f} s CPU), "
@@ -260,7 +229,8 @@ def run(args: argparse.Namespace) -> Report:
         )
     bare, trained = fastest(bare_times), fastest(trainer_times)
     ratio, wall_ratio = bare.cpu / trained.cpu, bare.wall / trained.wall
-    figures += [
+    report = Report()
+    report.figures += [
         Figure(
             "Training, bare PyTorch loop (rows/s)", f"{rows / bare.cpu:,.0f}", f"{rows / bare.wall:,.0f}", "-", None
         ),
@@ -275,16 +245,17 @@ def run(args: argparse.Namespace) -> Report:
             ratio >= TARGETS["training"],
         ),
     ]
-    notes.append(
-        f"Training: {len(labels):,} encoded training rows x {TRAIN_EPOCHS} epochs, best of {args.train_repeats}; "
+    report.notes.append(
+        f"Training: {len(labels):,} encoded training rows x {TRAIN_EPOCHS} epochs, best of {repeats}; "
         "the Trainer path is `make_trainer(keep_best=True, quiet=True)` + `.train()` as `fit` runs it (per-epoch "
         "validation and best-epoch checkpoint included); the bare loop has no evaluation, no checkpoint, no "
         "scheduler. Early stopping (patience 3) cannot stop a 3-epoch run."
     )
-    training_recommendation = None
     if ratio < TARGETS["training"]:
-        profiles["Training, Trainer path"] = profile(lambda: trainer_path(prepared, extractor, hyperparameters, 0))
-        training_recommendation = (
+        report.profiles["Training, Trainer path"] = profile(
+            lambda: trainer_path(prepared, extractor, hyperparameters, 0)
+        )
+        report.recommendations.append(
             "Training, in `training/trainer.py`: the Trainer's own per-step work is what the bare loop lacks "
             "(`GenreTrainer` already counts the parameters for the FLOP log once per model). Gradient clipping "
             "(`TrainingArguments.max_grad_norm`, 1.0 by default) goes through accelerate's `clip_grad_norm_`, "
@@ -292,14 +263,19 @@ def run(args: argparse.Namespace) -> Report:
             "`max_grad_norm=0` drops it but changes training (the paper does not clip), so only with a new run. "
             "`model.train()` at every step is the Trainer's and stays."
         )
+    return report, trainer
 
-    # The model the inference figures use: the Space's bundled model, else the one just trained, saved as a folder.
-    workdir = tempfile.TemporaryDirectory(prefix="bench-speed-model-")
+
+def inference_model(
+    trainer: Any, extractor: GenreFeatureExtractor, config: dict, hyperparameters: Hyperparameters, workdir: Path
+) -> tuple[Path, nn.Module, Any, str]:
+    """The model the inference figures use, its folder, its extractor and the note saying which it is: the Space's
+    bundled model, else the one just trained, saved as a folder in `workdir`."""
     if SPACE_MODEL.is_dir():
-        folder, model_source = SPACE_MODEL, "space/model/ (the Space's bundled model)"
+        folder, source = SPACE_MODEL, "space/model/ (the Space's bundled model)"
     else:
-        folder = save_model_folder(trainer.model, extractor, Path(workdir.name) / "model")
-        model_source = (
+        folder = save_model_folder(trainer.model, extractor, workdir / "model")
+        source = (
             f"space/model/ does not exist: a {config['encoding']} extractor and the {hyperparameters.num_members}-"
             f"member {hyperparameters.hidden_sizes} model fitted above ({TRAIN_EPOCHS} epochs), saved with "
             "`save_model_folder`"
@@ -309,20 +285,24 @@ def run(args: argparse.Namespace) -> Report:
     dtype = getattr(model.config, "inference_dtype", "float32")
     native = native_bfloat16("cpu")
     computes = "bfloat16" if dtype == "bfloat16" and native else "float32"
-    notes.append(
-        f"Inference model: {model_source}; inference dtype `{dtype}` in its config, so it computes in {computes} on "
+    note = (
+        f"Inference model: {source}; inference dtype `{dtype}` in its config, so it computes in {computes} on "
         f"this CPU ({'with' if native else 'without'} native bfloat16)."
     )
+    return folder, model, folder_extractor, note
 
-    # Batch inference.
-    frame = read_raw_rows(default_csv() if args.data is None else Path(args.data), INFERENCE_ROWS)
+
+def benchmark_batch_inference(
+    data: GenreData, prepared: PreparedSplits, model: nn.Module, extractor, frame: pd.DataFrame, seed: int, repeats: int
+) -> Report:
+    """Rows/second of the extractor and the network over `frame`, against LightGBM trained on the training split."""
     booster = lgb.train(
         {
             "objective": "multiclass",
             "num_class": len(GENRES),
             "num_threads": 1,
             "verbosity": -1,
-            "seed": args.seed,
+            "seed": seed,
             "learning_rate": 0.05,
             "num_leaves": 31,
         },
@@ -335,16 +315,17 @@ def run(args: argparse.Namespace) -> Report:
         num_boost_round=LGBM_ROUNDS,
     )
     small_booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=LGBM_ROUNDS // 10))
-    log(f"batch inference: {len(frame):,} raw rows, best of {args.repeats}")
-    network = best_of(lambda: network_predict(model, folder_extractor, frame), args.repeats)
-    lightgbm_time = best_of(lambda: lightgbm_predict(booster, frame), args.repeats)
-    small_time = best_of(lambda: lightgbm_predict(small_booster, frame), args.repeats)
-    encode = best_of(lambda: folder_extractor(frame), args.repeats)
+    log(f"batch inference: {len(frame):,} raw rows, best of {repeats}")
+    network = best_of(lambda: network_predict(model, extractor, frame), repeats)
+    lightgbm_time = best_of(lambda: lightgbm_predict(booster, frame), repeats)
+    small_time = best_of(lambda: lightgbm_predict(small_booster, frame), repeats)
+    encode = best_of(lambda: extractor(frame), repeats)
     n = len(frame)
     network_rate, lightgbm_rate = n / network.cpu, n / lightgbm_time.cpu
     target_rate = TARGETS["inference_rows_per_s"]
     speedup = TARGETS["inference_vs_lightgbm"]
-    figures += [
+    report = Report()
+    report.figures += [
         Figure(
             "Batch inference, extractor + network (rows/s)",
             f"{network_rate:,.0f}",
@@ -381,69 +362,94 @@ def run(args: argparse.Namespace) -> Report:
             None,
         ),
     ]
-    modeling_module = sys.modules.get(type(model).__module__)
-    chunk = getattr(modeling_module, "INFERENCE_CHUNK", None)
-    folds = (
-        " through members with BatchNorm folded into the Linear layers"
-        if hasattr(modeling_module, "_fold_batch_norm")
-        else ""
-    )
-    notes.append(
+    report.notes.append(
         f"Batch inference: {n:,} rows read with `pandas.read_csv` (tempo as text, `?` kept), one call over the whole "
         "DataFrame: the extractor (parsing and validation included), then the model under `torch.inference_mode()` "
         "and a softmax, as the pipeline runs a table (encoded and classified in one batch); "
-        + (f"the model itself runs large eval batches in {chunk:,}-row slices{folds}. " if chunk else "")
-        + "LightGBM: `raw_features` (the same parsing, key/mode as "
+        f"the model itself runs large eval batches in {INFERENCE_CHUNK:,}-row slices through members with BatchNorm "
+        f"folded into the Linear layers (`{fold_batch_norm.__name__}`). "
+        "LightGBM: `raw_features` (the same parsing, key/mode as "
         f"categorical codes) then `Booster.predict(num_threads=1)`, trained {LGBM_ROUNDS} rounds (learning rate "
         f"0.05, 31 leaves; {len(GENRES)} trees per round, one per genre) on the training split. Best of "
-        f"{args.repeats} after a warm-up."
+        f"{repeats} after a warm-up."
     )
-    recommendations = [training_recommendation] if training_recommendation else []
     if network_rate < target_rate or network_rate / lightgbm_rate < speedup:
-        profiles["Batch inference, extractor + network"] = profile(
-            lambda: network_predict(model, folder_extractor, frame)
+        report.profiles["Batch inference, extractor + network"] = profile(
+            lambda: network_predict(model, extractor, frame)
         )
         sizes = [model.config.input_size, *model.config.hidden_sizes, model.config.num_labels]
         macs = model.config.num_members * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         network_alone = 1 / max(1 / network_rate - 1 / (n / encode.cpu), 1e-12)
-        recommendations.append(
+        report.recommendations.append(
             f"Batch inference: the network alone runs at about {network_alone:,.0f} rows/s; "
             f"{model.config.num_members} member(s) of {sizes} are {macs:,} multiply-adds per row, so that is "
             f"{2 * macs * network_alone / 1e9:.0f} GFLOP/s on one core (see the profile for where the rest goes). "
             f"The extractor ({n / encode.cpu:,.0f} rows/s) is {encode.cpu / network.cpu:.0%} of the time."
         )
+    return report
 
-    # One song through the pipeline.
+
+def benchmark_one_song(folder: Path, song: dict, calls: int) -> Report:
+    """Wall-clock latency of `pipeline(model=folder, trust_remote_code=True)` on one raw row dict."""
     classifier = pipeline(model=str(folder), trust_remote_code=True)
-    song = frame.iloc[0].to_dict()
     for _ in range(100):
         classifier(song)
     latencies = []
-    for _ in range(args.calls):
+    for _ in range(calls):
         tick = time.perf_counter_ns()
         classifier(song)
         latencies.append((time.perf_counter_ns() - tick) / 1e6)
     p50, p99 = np.percentile(latencies, [50, 99])
-    figures += [
+    target = TARGETS["one_song_p50_ms"]
+    report = Report()
+    report.figures += [
         Figure(
-            "One song, pipeline latency p50 (ms, wall clock)",
-            f"{p50:.3f}",
-            f"{p50:.3f}",
-            f"< {TARGETS['one_song_p50_ms']}",
-            p50 < TARGETS["one_song_p50_ms"],
+            "One song, pipeline latency p50 (ms, wall clock)", f"{p50:.3f}", f"{p50:.3f}", f"< {target}", p50 < target
         ),
         Figure("One song, pipeline latency p99 (ms, wall clock)", f"{p99:.3f}", f"{p99:.3f}", "-", None),
     ]
-    notes.append(
+    report.notes.append(
         f"One song: `pipeline(model=folder, trust_remote_code=True)` on one raw CSV row as a dict (all its columns, "
-        f"tempo as text), {args.calls:,} calls after 100 warm-up calls."
+        f"tempo as text), {calls:,} calls after 100 warm-up calls."
     )
-    if p50 >= 2.0:
-        profiles["One song, pipeline"] = profile(lambda: [classifier(song) for _ in range(200)])
+    if p50 >= target:
+        report.profiles["One song, pipeline"] = profile(lambda: [classifier(song) for _ in range(200)])
     log(f"one song: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    return report
 
-    workdir.cleanup()
-    return Report(figures + full_run, profiles, notes + full_run_notes, recommendations)
+
+def run(args: argparse.Namespace) -> Report:
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    full_run, full_run_notes = full_run_figures(args.full_run_log)  # a bad log fails before the timings
+    config, config_source = load_config(args.config)
+    hyperparameters = replace(
+        Hyperparameters(**config["hyperparameters"]), epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH_SIZE
+    )
+    report = Report()
+    report.notes.append(
+        f"Training network: {config_source}, encoding `{config['encoding']}`, hidden sizes "
+        f"{hyperparameters.hidden_sizes}, {hyperparameters.num_members} member(s), dropout "
+        f"{hyperparameters.dropout:.3g}, learning rate {hyperparameters.learning_rate:.3g}; batch size "
+        f"{TRAIN_BATCH_SIZE} and {TRAIN_EPOCHS} epochs for both paths (the configuration's own batch size is "
+        f"{config['hyperparameters'].get('batch_size')})."
+    )
+    data = load_data(args.data)
+    extractor = GenreFeatureExtractor(numeric_encoding=config["encoding"])
+    prepared = prepare_splits(data, extractor, args.seed, "stratified")
+    training, trainer = benchmark_training(prepared, extractor, hyperparameters, args.seed, args.train_repeats)
+    report.add(training)
+
+    with tempfile.TemporaryDirectory(prefix="bench-speed-model-") as workdir:
+        folder, model, folder_extractor, note = inference_model(
+            trainer, extractor, config, hyperparameters, Path(workdir)
+        )
+        report.notes.append(note)
+        frame = read_raw_rows(args.data).head(INFERENCE_ROWS).reset_index(drop=True)
+        report.add(benchmark_batch_inference(data, prepared, model, folder_extractor, frame, args.seed, args.repeats))
+        report.add(benchmark_one_song(folder, frame.iloc[0].to_dict(), args.calls))
+    report.add(Report(full_run, notes=full_run_notes))
+    return report
 
 
 def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
@@ -451,7 +457,7 @@ def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
     if not paths:
         return [], [
             "Full run: no log given. Run `/usr/bin/time -v music-genre train ... > FILE 2>&1`, then "
-            "`python bench/speed.py --full-run-log FILE` (once per log)."
+            "`python -m bench.speed --full-run-log FILE` (once per log)."
         ]
     figures: list[Figure] = []
     notes: list[str] = []
@@ -498,9 +504,8 @@ def markdown(report: Report, command: str, load: str, note: str = "") -> str:
         "",
         f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- Command: `{command}`",
-        f"- Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} logical CPUs shared with other jobs; "
-        f"one process, one torch thread; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, lightgbm {lgb.__version__}, pandas {pd.__version__}",
+        f"- Machine: {machine()}; one process, one torch thread; "
+        + versions("torch", "transformers", "lightgbm", "pandas"),
         f"- Load: {load} (the figures are the best of several timed calls, to damp other jobs' interference)",
         *([f"- Note: {note}"] if note else []),
         "",
@@ -536,7 +541,9 @@ def table(report: Report) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--full-run-log",
         type=Path,
@@ -554,6 +561,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument("--quick", action="store_true", help="1 training repeat, 2 inference repeats, 200 calls")
     args = parser.parse_args(argv)
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file")
     if args.quick:
         args.train_repeats, args.repeats, args.calls = 1, 2, 200
     if args.output is None:
@@ -563,7 +572,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    command = shlex.join(["python", "bench/speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.speed", *(sys.argv[1:] if argv is None else argv)])
     load_before = os.getloadavg()[0]
     report = run(args)
     load = f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"

@@ -1,8 +1,8 @@
 """Trust benchmark of the bundled model (`space/model/`): calibration, conformal coverage and how faithful its
 explanations are, on the split its own run recorded (`training_run.json`) of the real CSV.
 
-    python bench/trust.py                   # bench/trust.md: 1,000 test rows explained, every test row calibrated
-    python bench/trust.py --rows 200 --output bench/output/trust.md
+    python -m bench.trust                   # bench/trust.md: 1,000 test rows explained, every test row calibrated
+    python -m bench.trust --rows 200 --output bench/output/trust.md
 
 The bundled folder was saved before calibration existed (temperature 1.0, no conformal scores), so this fits both
 on the run's validation split, exactly as `music-genre train` now does before saving, and measures them on its test
@@ -12,42 +12,33 @@ training-median reference row) to the reference should lower that probability mo
 features does; the target is at least 80 % of rows.
 """
 
+import argparse
+import datetime
+import json
 import os
+import shlex
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-    os.environ.setdefault(_name, "1")
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as `python bench/trust.py` from anywhere
-    sys.path.insert(0, str(REPO))
-
-from modeling import (  # noqa: E402
+from bench.common import BENCH, SPACE_MODEL
+from modeling import (
     FEATURE_NAMES,
     TASK,
     GenreClassificationPipeline,
     GenreFeatureExtractor,
     GenreFFNForSequenceClassification,
 )
-from modeling.modeling_genre_ffn import native_bfloat16  # noqa: E402
-from training.calibration import calibrate, ece_if_calibrated  # noqa: E402
-from training.data import load_data, split_indices  # noqa: E402
-from training.explanation import faithfulness  # noqa: E402
-from training.trainer import predict_probabilities  # noqa: E402
-from training.trust import trust_report  # noqa: E402
+from modeling.modeling_genre_ffn import native_bfloat16
+from training.calibration import calibrate, ece_if_calibrated
+from training.data import load_data, split_indices
+from training.explanation import faithfulness
+from training.trainer import predict_probabilities
+from training.trust import trust_report
 
-BUNDLED = REPO / "space" / "model"
 FAITHFULNESS_TARGET = 0.8
 RANDOM_SEEDS = (0, 1, 2, 3, 4)  # draws of the 3 random features: the figure should not hang on one draw
 
@@ -172,14 +163,14 @@ def markdown(report: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.trust", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="the real CSV (default: MUSIC_GENRE_CSV or ../shared/data)")
-    parser.add_argument("--model", type=Path, default=BUNDLED, help="a model folder with its training_run.json")
+    parser.add_argument("--model", type=Path, default=SPACE_MODEL, help="a model folder with its training_run.json")
     parser.add_argument("--rows", type=int, default=1000, help="test rows explained for the faithfulness check")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "trust.md")
-    parser.add_argument("--figures", type=Path, default=REPO / "bench" / "figures", help="where the two PNGs go")
+    parser.add_argument("--output", type=Path, default=BENCH / "trust.md")
+    parser.add_argument("--figures", type=Path, default=BENCH / "figures", help="where the two PNGs go")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "bench/trust.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.trust", *(sys.argv[1:] if argv is None else argv)])
     load_before = os.getloadavg()[0]
     report = measure(args.data, args.model, args.rows, args.figures)
     text = markdown(report, command)

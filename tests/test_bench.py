@@ -1,7 +1,9 @@
 """The benchmarks' own logic: reading `/usr/bin/time -v` logs, judging targets, and a quick quality run."""
 
-import importlib.util
+import importlib
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -12,11 +14,21 @@ pytest.importorskip("lightgbm", reason="the benchmarks need the bench extra: pip
 
 
 def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A benchmark module of the `bench` package: `bench.quality`, `bench.speed`, ..."""
+    return importlib.import_module(f"bench.{name}")
+
+
+def test_a_benchmark_runs_as_a_module_from_the_repository_root_with_one_thread():
+    # Neither the caller's thread setting nor a PYTHONPATH: the package sets the one and the root is enough.
+    env = {name: value for name, value in os.environ.items() if name not in ("OMP_NUM_THREADS", "PYTHONPATH")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.quality", "--help"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m bench.quality")
+    threads = "import os, bench.common; print(os.environ['OMP_NUM_THREADS'])"
+    done = subprocess.run([sys.executable, "-c", threads], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
 
 
 TIME_LOG = """\
@@ -136,7 +148,7 @@ def test_quality_report_judges_the_networks_calibration_and_coverage_and_tables_
     assert lines[-1].endswith("0.8100 at 0.8, 0.9100 at 0.9, 0.9600 at 0.95: **met**")
     meta = {
         "date": "2026-11-26",
-        "command": "python bench/quality.py",
+        "command": "python -m bench.quality",
         "seeds": [0, 1],
         "modes": ["stratified"],
         "data_source": "music_genre.csv",
@@ -162,7 +174,7 @@ def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_par
     results = [{"model": m, "mode": mode, "seed": s, **figures} for mode, s in done for m in quality.MODELS]
     meta = {
         "date": "2026-11-25",
-        "command": "python bench/quality.py",
+        "command": "python -m bench.quality",
         "seeds": [0, 1, 2],
         "modes": ["stratified", "group"],
         "data_source": "music_genre.csv",
@@ -281,7 +293,7 @@ def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_targ
             "split_mode": "group",
         },
     }
-    text = trust.markdown(report, "python bench/trust.py")
+    text = trust.markdown(report, "python -m bench.trust")
     assert "| after temperature | 0.0190 | 0.9883 | 0.4972 | 0.9392 |" in text
     assert "| 0.9 | 0.9030 | 2.271 | 0.826 (Alternative) |" in text
     # The mean (87 %) is above 80 %, but one random draw is below: the target is judged on every draw.

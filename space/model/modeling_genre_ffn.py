@@ -140,11 +140,11 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         try:
             key = (dtype, *((t.data_ptr(), t._version) for t in tensors if t is not None))
         except RuntimeError:  # inference tensors (a model built under torch.inference_mode) have no version counter
-            return _fold_batch_norm(member, dtype)
+            return fold_batch_norm(member, dtype)
         folded_members = self.__dict__.setdefault("_folded_members", {})  # a plain dict: never saved or a submodule
         cached = folded_members.get(id(member))
         if cached is None or cached[0] != key:
-            cached = folded_members[id(member)] = (key, _fold_batch_norm(member, dtype))
+            cached = folded_members[id(member)] = (key, fold_batch_norm(member, dtype))
         return cached[1]
 
 
@@ -172,7 +172,7 @@ def native_bfloat16(device_type: str) -> bool:
     return False
 
 
-def _fold_batch_norm(member: GenreFFNNetwork, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+def fold_batch_norm(member: GenreFFNNetwork, dtype: torch.dtype = torch.float32) -> nn.Sequential:
     """The eval-mode network with each BatchNorm folded into the Linear before it, Dropout (an identity) left out,
     and the weights in `dtype`.
 
