@@ -47,7 +47,7 @@ from sklearn.linear_model import LogisticRegression
 from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_config, log, machine, versions
 from modeling import FEATURE_NAMES, GENRES, KEY_NAMES, GenreFeatureExtractor, parse_rows
 from modeling.configuration_genre_ffn import MODE_NAMES
-from training.calibration import calibrate, calibration_figures, calibration_report
+from training.calibration import calibrate, calibration_report, peer_calibration_report
 from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
 from training.run import PAPER
 from training.scoring import summary_metrics
@@ -125,7 +125,7 @@ def peer_trust(
     def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
         return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), np.finfo(np.float64).tiny, None))
 
-    return calibration_figures(
+    return peer_calibration_report(
         log_probabilities(validation_probabilities),
         validation_labels,
         log_probabilities(test_probabilities),
@@ -143,8 +143,8 @@ def run_network(
     hyperparameters = Hyperparameters(**config["hyperparameters"])
     if epochs is not None:
         hyperparameters = replace(hyperparameters, epochs=epochs)
-    extractor = GenreFeatureExtractor(numeric_encoding=config["encoding"])
-    prepared = prepare_splits(data, extractor, seed, mode)
+    prepared = prepare_splits(data, GenreFeatureExtractor(numeric_encoding=config["encoding"]), seed, mode)
+    extractor = prepared.extractor
     _check_same_split(prepared.indices, split)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as output_dir:
         trainer = fit(prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True)
@@ -375,8 +375,7 @@ def run_hist_gradient_boosting(
 def run_logistic_regression(
     data: GenreData, split: dict[str, np.ndarray], seed: int, mode: str
 ) -> tuple[np.ndarray, dict, dict]:
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(data, extractor, seed, mode)
+    prepared = prepare_splits(data, GenreFeatureExtractor(), seed, mode)
     _check_same_split(prepared.indices, split)
     model = LogisticRegression(C=1.0, max_iter=2000)
     with warnings.catch_warnings():

@@ -435,8 +435,8 @@ def run(args: argparse.Namespace) -> Report:
         f"{config['hyperparameters'].get('batch_size')})."
     )
     data = load_data(args.data)
-    extractor = GenreFeatureExtractor(numeric_encoding=config["encoding"])
-    prepared = prepare_splits(data, extractor, args.seed, "stratified")
+    prepared = prepare_splits(data, GenreFeatureExtractor(numeric_encoding=config["encoding"]), args.seed, "stratified")
+    extractor = prepared.extractor
     training, trainer = benchmark_training(prepared, extractor, hyperparameters, args.seed, args.train_repeats)
     report.add(training)
 
