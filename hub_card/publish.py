@@ -41,6 +41,7 @@ from modeling import FEATURE_NAMES, GENRES
 from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
 from training.options import public_name
 from training.run_folder import (
+    FIGURES_DIR,
     MODEL_FILES,
     RunFolder,
     RunFolderError,
@@ -240,9 +241,9 @@ def stage_model(
     write_model_card(run.path, folder / "README.md", repo_id, dataset_repo_id, space_repo_id)
     (folder / ".gitattributes").write_text(GITATTRIBUTES)
     if run.figures:
-        (folder / "figures").mkdir()
+        (folder / FIGURES_DIR).mkdir()  # the card links figures/NAME.png, as in the run folder
         for name in run.figures:
-            shutil.copy2(run.path / "figures" / name, folder / "figures" / name)
+            shutil.copy2(run.path / FIGURES_DIR / name, folder / FIGURES_DIR / name)
     return folder
 
 
