@@ -10,7 +10,7 @@ import torch
 from transformers import Trainer
 
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
-from tests.test_modeling import HUB_FOLDER_FILES
+from tests.conftest import HUB_FOLDER_FILES
 from training.cli import main
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
