@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 _HOME = tempfile.mkdtemp(prefix="music-genre-tests-")
 os.environ.update(
@@ -28,6 +29,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+if TYPE_CHECKING:
+    from modeling import GenreFFNForSequenceClassification
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,7 +79,7 @@ DATASET_REPO_ID = "someone/music-genre-data"
 SPACE_REPO_ID = "someone/music-genre-space"
 
 
-def make_model(**overrides):
+def make_model(**overrides) -> "GenreFFNForSequenceClassification":
     """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)`, seeded, in eval mode."""
     from modeling import GenreFFNConfig, GenreFFNForSequenceClassification
 
@@ -97,6 +101,7 @@ def load_in_clean_process(folder: Path, rows: list[dict]) -> dict:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
