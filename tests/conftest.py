@@ -1,7 +1,13 @@
-"""Offline test set-up: no Hub, no telemetry, a private HF_HOME, one torch thread."""
+"""Offline test set-up (no Hub, no telemetry, a private HF_HOME, one torch thread) and what several test modules
+share: the real data and slices of it, a small run folder, a small trained model folder, hand-made rows and helpers."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 _HOME = tempfile.mkdtemp(prefix="music-genre-tests-")
 os.environ.update(
@@ -17,11 +23,15 @@ os.environ.update(
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+if TYPE_CHECKING:
+    from modeling import GenreFFNForSequenceClassification
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +46,65 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path = [p for p in sys.path if p not in ("", ".", {str(REPO)!r})]
 """
+# Loads a saved folder through the remote code with the project unimportable, as on a Hub user's machine.
+REMOTE_LOAD = (
+    WITHOUT_PROJECT
+    + r"""
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+folder, rows = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+logits = model(**extractor(rows, return_tensors="pt")).logits
+classifier = pipeline(model=folder, trust_remote_code=True)
+by_task = pipeline("tabular-classification", model=folder, trust_remote_code=True)  # the card's pipeline_tag
+assert not any(name.split(".")[0] in BLOCKED for name in sys.modules)
+print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "pipeline": classifier(rows, top_k=2),
+                  "pipeline_by_task": by_task(rows, top_k=2), "model_class": type(model).__module__}))
+"""
+)
+
+# What a saved model folder holds: config, safetensors weights, the feature extractor and the remote code.
+HUB_FOLDER_FILES = {
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+}
+# The Hub repos the publishing tests stage for; nothing is ever uploaded.
+REPO_ID = "someone/music-genre-ffn"
+DATASET_REPO_ID = "someone/music-genre-data"
+SPACE_REPO_ID = "someone/music-genre-space"
+
+
+def make_model(**overrides) -> "GenreFFNForSequenceClassification":
+    """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)`, seeded, in eval mode."""
+    from modeling import GenreFFNConfig, GenreFFNForSequenceClassification
+
+    torch.manual_seed(0)
+    return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
+
+
+def load_in_clean_process(folder: Path, rows: list[dict]) -> dict:
+    """What `REMOTE_LOAD` reads from `folder` for `rows` in a fresh python with the project unimportable."""
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(folder), json.dumps(rows)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +165,78 @@ def raw_rows() -> list[dict]:
             }
         )
     return rows
+
+
+@pytest.fixture(scope="session")
+def small_run(csv_path, tmp_path_factory) -> Path:
+    """A real run folder from `train_run` on a slice of the real CSV (two trials of one epoch), built once a session.
+
+    The slice, `slice.csv` beside the run folder, holds 150 raw rows per genre, every row of 20 songs filed under
+    several genres and two empty rows; it is written at test time, never kept in the repo.
+    """
+    from hub_card.card import write_model_card
+    from training.options import RunOptions
+    from training.run import train_run
+
+    root = tmp_path_factory.mktemp("small-run")
+    frame = pd.read_csv(csv_path, dtype={"tempo": str})
+    rows = frame.dropna(how="all")
+    genres_per_pair = rows.groupby(["artist_name", "track_name"])["music_genre"].nunique()
+    shared = genres_per_pair[genres_per_pair > 1].index[:20]
+    shared_rows = rows.set_index(["artist_name", "track_name"]).loc[shared].reset_index()
+    sample = rows.groupby("music_genre", group_keys=False).sample(150, random_state=0)
+    empty = pd.DataFrame([[np.nan] * len(frame.columns)] * 2, columns=frame.columns)
+    sliced = pd.concat([sample, shared_rows[frame.columns], empty]).sample(frac=1.0, random_state=1)
+    csv = root / "slice.csv"
+    sliced.to_csv(csv, index=False)
+    options = RunOptions(data=str(csv), output=root / "run", seed=0, n_trials=2, max_epochs=1)
+    return train_run(options, write_card=write_model_card)
+
+
+@pytest.fixture(scope="session")
+def model_folder(real_data, tmp_path_factory) -> Path:
+    """A small network trained for two epochs on the real training split, calibrated (temperature and conformal
+    sets) on the validation split as `music-genre train` does, saved as a Hub folder."""
+    from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
+    from training.calibration import calibrate
+    from training.data import prepare_splits
+
+    folder = tmp_path_factory.mktemp("space-model")
+    prepared = prepare_splits(real_data, GenreFeatureExtractor(), seed=0)
+    extractor = prepared.extractor
+    torch.manual_seed(0)
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    features = torch.as_tensor(prepared.features["train"])
+    labels = torch.as_tensor(prepared.labels["train"])
+    model.train()
+    for _ in range(2):
+        for batch in torch.randperm(len(labels)).split(256):
+            model(input_features=features[batch], labels=labels[batch]).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    calibrate(model.eval(), prepared.features["validation"], prepared.labels["validation"])
+    save_model_folder(model, extractor, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_pipeline(model_folder):
+    """`model_folder` served in-process through its remote code, as the Space serves it."""
+    from transformers import pipeline
+
+    return pipeline(model=str(model_folder), trust_remote_code=True)
+
+
+@pytest.fixture(scope="module")
+def songs(csv_path) -> pd.DataFrame:
+    """50 real rows in the public CSV's format (read at test time, never stored in the repo)."""
+    frame = pd.read_csv(csv_path).dropna(how="all").sample(50, random_state=3).reset_index(drop=True)
+    return frame.astype({"instance_id": int})
+
+
+@pytest.fixture
+def songs_csv(songs, tmp_path) -> Path:
+    path = tmp_path / "songs.csv"
+    songs.to_csv(path, index=False)
+    return path

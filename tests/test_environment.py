@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from tests.test_modeling import make_model
+from tests.conftest import make_model
 from training import environment
 
 

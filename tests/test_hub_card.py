@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import huggingface_hub
-import numpy as np
 import pandas as pd
 import pytest
 from huggingface_hub import ModelCard
@@ -22,54 +21,18 @@ from hub_card.card import (
     write_model_card,
 )
 from modeling import GENRES
-from tests.conftest import REPO
-
-REPO_ID = "someone/music-genre-ffn"
-DATASET_REPO_ID = "someone/music-genre-data"
-
-
-def build_small_run(csv_path: Path, root: Path) -> Path:
-    """A real run folder from `train_run` on a slice of the real CSV (two trials of one epoch).
-
-    The slice holds 150 raw rows per genre, every row of 20 songs filed under several genres and two empty rows;
-    it is written at test time, never kept in the repo. Built once per session under `root` (the test modules
-    share it).
-    """
-    from hub_card.card import write_model_card
-    from training.options import RunOptions
-    from training.run import train_run
-
-    run = root / "run"
-    if (run / "metrics.json").is_file():
-        return run
-    frame = pd.read_csv(csv_path, dtype={"tempo": str})
-    rows = frame.dropna(how="all")
-    genres_per_pair = rows.groupby(["artist_name", "track_name"])["music_genre"].nunique()
-    shared = genres_per_pair[genres_per_pair > 1].index[:20]
-    shared_rows = rows.set_index(["artist_name", "track_name"]).loc[shared].reset_index()
-    sample = rows.groupby("music_genre", group_keys=False).sample(150, random_state=0)
-    empty = pd.DataFrame([[np.nan] * len(frame.columns)] * 2, columns=frame.columns)
-    sliced = pd.concat([sample, shared_rows[frame.columns], empty]).sample(frac=1.0, random_state=1)
-    csv = root / "slice.csv"
-    sliced.to_csv(csv, index=False)
-    options = RunOptions(data=str(csv), output=run, seed=0, n_trials=2, max_epochs=1)
-    return train_run(options, write_card=write_model_card)
-
-
-@pytest.fixture(scope="session")
-def run_dir(csv_path, tmp_path_factory) -> Path:
-    return build_small_run(csv_path, tmp_path_factory.getbasetemp())
+from tests.conftest import DATASET_REPO_ID, REPO, REPO_ID
 
 
 @pytest.fixture(scope="module")
-def card_path(run_dir, tmp_path_factory) -> Path:
+def card_path(small_run, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("card") / "README.md"
-    write_model_card(run_dir, path, repo_id=REPO_ID, dataset_repo_id=DATASET_REPO_ID)
+    write_model_card(small_run, path, repo_id=REPO_ID, dataset_repo_id=DATASET_REPO_ID)
     return path
 
 
-def test_card_metadata_round_trips_to_the_runs_numbers(card_path, run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def test_card_metadata_round_trips_to_the_runs_numbers(card_path, small_run):
+    metrics = json.loads((small_run / "metrics.json").read_text())
     card = ModelCard.load(card_path)
     data = card.data
     assert data.license == "apache-2.0" and data.library_name == "transformers"
@@ -86,10 +49,10 @@ def test_card_metadata_round_trips_to_the_runs_numbers(card_path, run_dir):
     assert data.to_dict()["model-index"][0]["name"] == "music-genre-ffn"
 
 
-def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    report = json.loads((run_dir / "data_report.json").read_text())
-    run_info = json.loads((run_dir / "model" / "training_run.json").read_text())
+def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, small_run):
+    metrics = json.loads((small_run / "metrics.json").read_text())
+    report = json.loads((small_run / "data_report.json").read_text())
+    run_info = json.loads((small_run / "model" / "training_run.json").read_text())
     text = card_path.read_text()
     lines = text.splitlines()
     header = lines.index("| test split | initial | tuned | paper, initial | paper, tuned |")
@@ -107,10 +70,10 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, run
     assert f"| (artist, track) pairs filed under two or more genres | {report['pairs_under_several_genres']} |" in text
     assert f'pipeline(model="{REPO_ID}", trust_remote_code=True)' in text
     assert without_machine_paths(run_info["command"]) in text and run_info["data_sha256"] in text
-    trials = pd.read_csv(run_dir / "trials.csv")
+    trials = pd.read_csv(small_run / "trials.csv")
     completed, pruned = (int((trials["state"] == state).sum()) for state in ("COMPLETE", "PRUNED"))
     assert f"{len(trials)} trials ({completed} completed, {pruned} pruned)" in text
-    assert json.loads((run_dir / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
+    assert json.loads((small_run / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
     assert "the networks compute in bfloat16" in text
 
 
@@ -142,8 +105,8 @@ def test_card_has_the_sections_of_the_hubs_model_card_template_in_its_order(card
         position = found.index(heading, position) + 1
 
 
-def test_card_reports_the_runs_evaluation_compute_and_software_and_cites_the_paper(card_path, run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def test_card_reports_the_runs_evaluation_compute_and_software_and_cites_the_paper(card_path, small_run):
+    metrics = json.loads((small_run / "metrics.json").read_text())
     text = card_path.read_text()
     evaluation = metrics["evaluation"]
     assert (
@@ -161,11 +124,11 @@ def test_card_reports_the_runs_evaluation_compute_and_software_and_cites_the_pap
     assert ("author " in entry) == ("authors" in recorded) and ("year " in entry) == ("year" in recorded)
 
 
-def test_card_names_a_hub_dataset_id_never_the_kaggle_slug(run_dir, tmp_path):
-    derived = write_model_card(run_dir, tmp_path / "derived.md", repo_id=REPO_ID).data
+def test_card_names_a_hub_dataset_id_never_the_kaggle_slug(small_run, tmp_path):
+    derived = write_model_card(small_run, tmp_path / "derived.md", repo_id=REPO_ID).data
     assert derived.datasets == ["someone/prediction-of-music-genre-cleaned"]
     assert {result.dataset_type for result in derived.eval_results} == {"someone/prediction-of-music-genre-cleaned"}
-    local = write_model_card(run_dir, tmp_path / "local.md")  # no repo: no Hub dataset to name, so no model-index
+    local = write_model_card(small_run, tmp_path / "local.md")  # no repo: no Hub dataset to name, so no model-index
     assert local.data.eval_results is None and local.data.datasets is None
     for path in (tmp_path / "derived.md", tmp_path / "local.md"):
         assert KAGGLE_DATASET not in path.read_text().split("\n---\n", 1)[0]  # the YAML header
@@ -176,15 +139,15 @@ def python_blocks(card_path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", card_path.read_text(), re.S)
 
 
-def test_card_usage_code_runs_on_the_model_folder(card_path, run_dir):
+def test_card_usage_code_runs_on_the_model_folder(card_path, small_run):
     """The two Python snippets a user copies from the card, pointed at the run's model folder."""
     blocks = python_blocks(card_path)
     assert len(blocks) == 2
     one_row = {}
-    exec(blocks[0].replace(REPO_ID, str(run_dir / "model")).replace("classifier(\n", "top = classifier(\n"), one_row)
+    exec(blocks[0].replace(REPO_ID, str(small_run / "model")).replace("classifier(\n", "top = classifier(\n"), one_row)
     assert [set(genre) for genre in one_row["top"]] == [{"label", "score"}] * 3
     batch = {}
-    exec(blocks[1].replace(REPO_ID, str(run_dir / "model")), batch)
+    exec(blocks[1].replace(REPO_ID, str(small_run / "model")), batch)
     assert tuple(batch["probabilities"].shape) == (1, len(GENRES))
     assert one_row["top"][0]["label"] == GENRES[int(batch["probabilities"].argmax())]
 
@@ -202,16 +165,16 @@ def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
         assert formatted == block
 
 
-def test_every_figure_the_card_links_is_in_the_staged_folder(run_dir, tmp_path):
+def test_every_figure_the_card_links_is_in_the_staged_folder(small_run, tmp_path):
     from hub_card.publish import stage
 
-    staged = stage(run_dir, tmp_path, REPO_ID, data=str(run_dir.parent / "slice.csv"))["model"]
+    staged = stage(small_run, tmp_path, REPO_ID, data=str(small_run.parent / "slice.csv"))["model"]
     text = (staged / "README.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", text)
     local = [link for link in links if not link.startswith(("http://", "https://", "#"))]
     assert sorted(local) == sorted(f"figures/{name}" for name in FIGURES)
     for link in local:
-        assert (staged / link).read_bytes() == (run_dir / link).read_bytes()
+        assert (staged / link).read_bytes() == (small_run / link).read_bytes()
 
 
 def test_published_command_names_no_folder_host_or_password():
@@ -244,9 +207,9 @@ def markdown_table(text: str, header: str) -> list[list[str]]:
     return rows
 
 
-def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_path, run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "model" / "config.json").read_text())
+def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_path, small_run):
+    metrics = json.loads((small_run / "metrics.json").read_text())
+    config = json.loads((small_run / "model" / "config.json").read_text())
     text = card_path.read_text()
     calibration, conformal = metrics["calibration"], metrics["conformal"]
     assert f"temperature T =\n{calibration['temperature']:.4f}" in text
@@ -285,8 +248,8 @@ def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_pa
     assert "](figures/permutation_importance.png)" in section[1].split("## Environmental Impact", 1)[0]
 
 
-def test_a_run_from_before_calibration_says_it_was_not_recorded(run_dir):
-    run = read_run(run_dir)
+def test_a_run_from_before_calibration_says_it_was_not_recorded(small_run):
+    run = read_run(small_run)
     for key in ("calibration", "conformal", "permutation_importance"):
         del run.metrics[key]
     run.figures = [

@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -9,23 +8,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-from tests.conftest import WITHOUT_PROJECT
-
-# What a saved model folder holds: config, safetensors weights, the feature extractor and the remote code.
-HUB_FOLDER_FILES = {
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "configuration_genre_ffn.py",
-    "modeling_genre_ffn.py",
-    "feature_extraction_genre_ffn.py",
-    "pipeline_genre_ffn.py",
-}
-
-
-def make_model(**overrides) -> GenreFFNForSequenceClassification:
-    torch.manual_seed(0)
-    return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
+from tests.conftest import HUB_FOLDER_FILES, load_in_clean_process, make_model
 
 
 def test_network_is_linear_batchnorm_relu_dropout_blocks():
@@ -96,37 +79,6 @@ def test_pipeline_runs_both_encoding_views_and_refuses_a_mismatched_extractor(ra
     mismatched = pipeline(model=model, feature_extractor=paper, task="music-genre-classification")
     with pytest.raises(ValueError, match="input_features has 24 columns but this model takes 35"):
         mismatched(raw_rows[0])
-
-
-# Runs with the project unimportable, as on a Hub user's machine.
-REMOTE_LOAD = (
-    WITHOUT_PROJECT
-    + r"""
-from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
-folder, rows = sys.argv[1], json.loads(sys.argv[2])
-model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
-logits = model(**extractor(rows, return_tensors="pt")).logits
-classifier = pipeline(model=folder, trust_remote_code=True)
-by_task = pipeline("tabular-classification", model=folder, trust_remote_code=True)  # the card's pipeline_tag
-assert not any(name.split(".")[0] in BLOCKED for name in sys.modules)
-print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "pipeline": classifier(rows, top_k=2),
-                  "pipeline_by_task": by_task(rows, top_k=2), "model_class": type(model).__module__}))
-"""
-)
-
-
-def load_in_clean_process(folder, rows) -> dict:
-    script = REMOTE_LOAD
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(folder), json.dumps(rows)],
-        capture_output=True,
-        text=True,
-        cwd=folder,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_remote_code_folder_loads_without_the_project(tmp_path, raw_rows):

@@ -23,11 +23,9 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 from cli import main
 from hub_card.publish import PublishError, push, stage
 from modeling import GENRES
-from tests.test_hub_card import DATASET_REPO_ID, REPO_ID, build_small_run
-from tests.test_modeling import HUB_FOLDER_FILES, load_in_clean_process
+from tests.conftest import DATASET_REPO_ID, HUB_FOLDER_FILES, REPO_ID, SPACE_REPO_ID, load_in_clean_process
 from training.data import load_data, split_indices
 
-SPACE_REPO_ID = "someone/music-genre-space"
 PLANTED_TOKEN = "hf_PLANTEDtokenThatMustNeverLeak0123456789"
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 # A stand-in for the Space app (space/app.py belongs to the Space's own tests): it reads MODEL_ID, default model/.
@@ -36,11 +34,6 @@ from pathlib import Path
 
 MODEL_ID = os.environ.get("MODEL_ID", str(Path(__file__).parent / "model"))
 """
-
-
-@pytest.fixture(scope="session")
-def run_dir(csv_path, tmp_path_factory) -> Path:
-    return build_small_run(csv_path, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +45,13 @@ def space_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def staged(run_dir, space_dir, tmp_path_factory) -> dict[str, Path]:
+def staged(small_run, space_dir, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("staged")
-    return stage(run_dir, out, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, space_dir=space_dir, data=slice_of(run_dir))
+    return stage(small_run, out, REPO_ID, DATASET_REPO_ID, SPACE_REPO_ID, space_dir=space_dir, data=slice_of(small_run))
 
 
 def slice_of(run: Path) -> str:
-    """The CSV `build_small_run` trained on: the run records its file name only, never where it lies."""
+    """The CSV `small_run` trained on: the run records its file name only, never where it lies."""
     return str(run.parent / "slice.csv")
 
 
@@ -66,14 +59,14 @@ def files_under(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-def test_staged_model_loads_without_the_project_and_predicts_as_in_process(staged, run_dir, raw_rows):
+def test_staged_model_loads_without_the_project_and_predicts_as_in_process(staged, small_run, raw_rows):
     folder = staged["model"]
-    figures = {f"figures/{p.name}" for p in (run_dir / "figures").iterdir()}
+    figures = {f"figures/{p.name}" for p in (small_run / "figures").iterdir()}
     assert set(files_under(folder)) == MODEL_FILES | {"README.md", ".gitattributes"} | figures
     remote = load_in_clean_process(folder, raw_rows)
     assert remote["model_class"].startswith("transformers_modules.")
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model").eval()
-    extractor = AutoFeatureExtractor.from_pretrained(run_dir / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(small_run / "model").eval()
+    extractor = AutoFeatureExtractor.from_pretrained(small_run / "model")
     with torch.no_grad():
         local = model(**extractor(raw_rows, return_tensors="pt")).logits.softmax(-1).numpy()
     np.testing.assert_allclose(remote["probabilities"], local, rtol=1e-5, atol=1e-6)
@@ -81,9 +74,9 @@ def test_staged_model_loads_without_the_project_and_predicts_as_in_process(stage
     assert [row[0]["label"] for row in remote["pipeline"]] == best
 
 
-def test_staged_dataset_loads_with_the_runs_split(staged, run_dir):
-    report = json.loads((run_dir / "data_report.json").read_text())
-    run_info = json.loads((run_dir / "model" / "training_run.json").read_text())
+def test_staged_dataset_loads_with_the_runs_split(staged, small_run):
+    report = json.loads((small_run / "data_report.json").read_text())
+    run_info = json.loads((small_run / "model" / "training_run.json").read_text())
     published = datasets.load_dataset(str(staged["dataset"]))
     assert {name: part.num_rows for name, part in published.items()} == report["split_sizes"]
     features = published["train"].features
@@ -93,8 +86,8 @@ def test_staged_dataset_loads_with_the_runs_split(staged, run_dir):
 
     # The training loader reads the folder back as the run's exact rows, split as the run split them.
     assert run_info["data_source"] == "slice.csv"
-    original = load_data(slice_of(run_dir))
-    positions = json.loads((run_dir / "splits.json").read_text())
+    original = load_data(slice_of(small_run))
+    positions = json.loads((small_run / "splits.json").read_text())
     reloaded = load_data(str(staged["dataset"]))
     assert reloaded.sha256 == run_info["data_sha256"]
     fixed = split_indices(reloaded, seed=123, mode="group")
@@ -123,19 +116,19 @@ def test_dataset_card_states_license_source_columns_and_what_was_dropped(staged)
     assert "@misc{prediction_of_music_genre," in text
 
 
-def machine_paths(run_dir: Path) -> set[str]:
+def machine_paths(small_run: Path) -> set[str]:
     """Absolute paths of the machine that made a run: its folder, its data and where both live."""
     from tests.conftest import REPO
 
-    run_info = json.loads((run_dir / "model" / "training_run.json").read_text())
+    run_info = json.loads((small_run / "model" / "training_run.json").read_text())
     data = Path(run_info["data_source"]).resolve()
-    paths = {run_dir, run_dir.resolve(), data, data.parent, run_dir.parent.resolve(), REPO}
+    paths = {small_run, small_run.resolve(), data, data.parent, small_run.parent.resolve(), REPO}
     return {str(path) for path in paths if path.is_absolute() and len(path.parts) > 2}
 
 
-def test_no_staged_file_holds_a_path_of_the_machine(staged, run_dir):
-    paths = machine_paths(run_dir)
-    assert str(run_dir.resolve()) in paths and len(paths) >= 4
+def test_no_staged_file_holds_a_path_of_the_machine(staged, small_run):
+    paths = machine_paths(small_run)
+    assert str(small_run.resolve()) in paths and len(paths) >= 4
     for kind, folder in staged.items():
         for name, content in files_under(folder).items():
             for path in paths:
@@ -169,21 +162,35 @@ def test_staged_space_bundles_the_model_its_app_loads_by_default(staged, space_d
     assert card.models == [REPO_ID] and card.datasets == [DATASET_REPO_ID]
 
 
-def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(run_dir, tmp_path):
+def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(small_run, tmp_path):
     source = tmp_path / "space"
     source.mkdir()
     (source / "requirements.txt").write_text("gradio\n")
     with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
-        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source, data=slice_of(run_dir))
+        stage(
+            small_run,
+            tmp_path / "out",
+            REPO_ID,
+            space_repo_id=SPACE_REPO_ID,
+            space_dir=source,
+            data=slice_of(small_run),
+        )
     (source / "app.py").write_text("from modeling import GENRES\n")
     with pytest.raises(PublishError, match="imports modeling"):
-        stage(run_dir, tmp_path / "out", REPO_ID, space_repo_id=SPACE_REPO_ID, space_dir=source, data=slice_of(run_dir))
+        stage(
+            small_run,
+            tmp_path / "out",
+            REPO_ID,
+            space_repo_id=SPACE_REPO_ID,
+            space_dir=source,
+            data=slice_of(small_run),
+        )
 
 
-def test_the_projects_own_space_app_stages_by_default(run_dir, tmp_path):
+def test_the_projects_own_space_app_stages_by_default(small_run, tmp_path):
     from tests.conftest import REPO
 
-    folder = stage(run_dir, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID, data=slice_of(run_dir))["space"]
+    folder = stage(small_run, tmp_path, REPO_ID, space_repo_id=SPACE_REPO_ID, data=slice_of(small_run))["space"]
     for name in ("app.py", "requirements.txt"):
         assert (folder / name).read_bytes() == (REPO / "space" / name).read_bytes()
     requirements = [line.split("#")[0].strip() for line in (folder / "requirements.txt").read_text().splitlines()]
@@ -193,7 +200,7 @@ def test_the_projects_own_space_app_stages_by_default(run_dir, tmp_path):
     assert f"torch=={version('torch').split('+')[0]}" in requirements
     assert not [line for line in requirements if line.startswith("gradio")]
     weights = "model/model.safetensors"
-    assert (folder / weights).read_bytes() == (run_dir / weights).read_bytes()
+    assert (folder / weights).read_bytes() == (small_run / weights).read_bytes()
 
 
 class FakeHub(ThreadingHTTPServer):
@@ -276,10 +283,10 @@ def fake_hub(request, monkeypatch):
 
 
 @pytest.fixture
-def own_run(run_dir, tmp_path) -> Path:
+def own_run(small_run, tmp_path) -> Path:
     """A copy of the run folder (and its CSV beside it): `push` stages into RUN/hub."""
-    shutil.copy2(slice_of(run_dir), tmp_path / "slice.csv")
-    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+    shutil.copy2(slice_of(small_run), tmp_path / "slice.csv")
+    return Path(shutil.copytree(small_run, tmp_path / "run"))
 
 
 def push_args(run: Path, endpoint: str, *extra: str) -> list[str]:
@@ -359,23 +366,23 @@ def test_stage_only_uploads_nothing(fake_hub, own_run, tmp_path, capsys):
     assert "staged the model repo" in capsys.readouterr().out
 
 
-def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(run_dir, tmp_path, capsys):
+def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(small_run, tmp_path, capsys):
     from tests.conftest import REPO
 
     into = tmp_path / "space" / "model"
     into.mkdir(parents=True)
     (into / "old.txt").write_text("the previous bundled copy\n")
-    assert main(["bundle", "--run", str(run_dir), "--into", str(into), "--repo-id", REPO_ID]) == 0
+    assert main(["bundle", "--run", str(small_run), "--into", str(into), "--repo-id", REPO_ID]) == 0
     assert not (into / "old.txt").exists() and not (into / ".gitattributes").exists()
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "training_run.json"):
-        assert (into / name).read_bytes() == (run_dir / "model" / name).read_bytes()
+        assert (into / name).read_bytes() == (small_run / "model" / name).read_bytes()
     for source in (REPO / "modeling").glob("*_genre_ffn.py"):
         assert (into / source.name).read_text() == source.read_text()
     card = ModelCard.load(into / "README.md")
     assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == (
-        json.loads((run_dir / "metrics.json").read_text())["tuned"]["accuracy"]
+        json.loads((small_run / "metrics.json").read_text())["tuned"]["accuracy"]
     )
-    figures = sorted(p.name for p in (run_dir / "figures").iterdir())
+    figures = sorted(p.name for p in (small_run / "figures").iterdir())
     assert sorted(p.name for p in (into / "figures").iterdir()) == figures
     assert [p.name for p in into.parent.iterdir()] == ["model"]  # no temporary folder left beside it
     before = {p.name: p.read_bytes() for p in into.iterdir() if p.is_file()}
@@ -385,10 +392,10 @@ def test_bundle_regenerates_the_spaces_model_from_a_run_and_keeps_it_on_failure(
     assert {p.name: p.read_bytes() for p in into.iterdir() if p.is_file()} == before
 
 
-def test_bundle_code_only_refreshes_the_remote_code_and_keeps_the_weights_and_card(run_dir, tmp_path, capsys):
+def test_bundle_code_only_refreshes_the_remote_code_and_keeps_the_weights_and_card(small_run, tmp_path, capsys):
     from tests.conftest import REPO
 
-    into = Path(shutil.copytree(run_dir / "model", tmp_path / "space" / "model"))
+    into = Path(shutil.copytree(small_run / "model", tmp_path / "space" / "model"))
     stale = into / "modeling_genre_ffn.py"
     stale.write_text("# an older copy\n")
     kept = {name: (into / name).read_bytes() for name in ("config.json", "model.safetensors", "README.md")}

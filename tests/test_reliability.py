@@ -16,18 +16,10 @@ import pytest
 
 from cli import main
 from hub_card.publish import PublishError, stage
-from tests.conftest import REPO
-from tests.test_hub_card import REPO_ID, build_small_run
+from tests.conftest import REPO, REPO_ID, SPACE_REPO_ID
 from training import run_folder
 from training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
 from training.search import SearchSettings, load_study
-
-SPACE_REPO_ID = "someone/music-genre-space"
-
-
-@pytest.fixture(scope="session")
-def small_run(csv_path, tmp_path_factory) -> Path:
-    return build_small_run(csv_path, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,11 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import pipeline
 
-from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
 from space.app import (
     EXAMPLES,
     SONG_INPUTS,
@@ -32,41 +29,12 @@ from space.app import (
     remove_expired,
     song_row,
 )
-from tests.conftest import REPO
-from training.calibration import calibrate
-from training.data import prepare_splits
+from tests.conftest import REPO, free_port
 
 BUNDLED_MODEL = REPO / "space" / "model"
 LIMIT = 300  # the served app's row limit, small so that going over it is cheap
 MAX_MB = 2  # the served app's upload limit, small for the same reason
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
-
-
-@pytest.fixture(scope="session")
-def model_folder(real_data, tmp_path_factory) -> Path:
-    """A small network trained for two epochs on the real training split, calibrated (temperature and conformal
-    sets) on the validation split as `music-genre train` does, saved as a Hub folder."""
-    # A fixed path under the session's temp dir: the browser test imports this fixture and reuses the folder.
-    folder = tmp_path_factory.getbasetemp() / "space-model"
-    if (folder / "config.json").exists():
-        return folder
-    extractor = GenreFeatureExtractor()
-    prepared = prepare_splits(real_data, extractor, seed=0)
-    extractor = prepared.extractor
-    torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    features = torch.as_tensor(prepared.features["train"])
-    labels = torch.as_tensor(prepared.labels["train"])
-    model.train()
-    for _ in range(2):
-        for batch in torch.randperm(len(labels)).split(256):
-            model(input_features=features[batch], labels=labels[batch]).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    calibrate(model.eval(), prepared.features["validation"], prepared.labels["validation"])
-    save_model_folder(model, extractor, folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +48,6 @@ def uncalibrated_folder(model_folder, tmp_path_factory) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(model_folder):
     demo = build_demo(model_folder, max_rows=LIMIT, max_file_mb=MAX_MB)
@@ -97,25 +59,6 @@ def client(model_folder):
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def local_pipeline(model_folder):
-    return pipeline(model=str(model_folder), trust_remote_code=True)
-
-
-@pytest.fixture(scope="module")
-def songs(csv_path) -> pd.DataFrame:
-    """50 real rows in the public CSV's format (read at test time, never stored in the repo)."""
-    frame = pd.read_csv(csv_path).dropna(how="all").sample(50, random_state=3).reset_index(drop=True)
-    return frame.astype({"instance_id": int})
-
-
-@pytest.fixture
-def songs_csv(songs, tmp_path) -> Path:
-    path = tmp_path / "songs.csv"
-    songs.to_csv(path, index=False)
-    return path
 
 
 def predict_csv(client: Client, path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from space.app import UNIT_FEATURES, launch
-from tests.test_space import free_port, local_pipeline, model_folder, songs, songs_csv  # noqa: F401  (shared fixtures)
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue
 

@@ -21,23 +21,21 @@ from huggingface_hub import SpaceCard
 
 from hub_card.publish import stage
 from modeling import GENRES
-from tests.test_hub_card import REPO_ID, build_small_run
+from tests.conftest import REPO_ID, SPACE_REPO_ID
 
 pytestmark = pytest.mark.slow
-SPACE_REPO_ID = "someone/music-genre-space"
 INSTALL_TIMEOUT_S = 900
 START_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
-def staged_space(csv_path, tmp_path_factory) -> Path:
-    run_dir = build_small_run(csv_path, tmp_path_factory.getbasetemp())
+def staged_space(small_run, tmp_path_factory) -> Path:
     staged = stage(
-        run_dir,
+        small_run,
         tmp_path_factory.mktemp("hub"),
         REPO_ID,
         space_repo_id=SPACE_REPO_ID,
-        data=str(run_dir.parent / "slice.csv"),
+        data=str(small_run.parent / "slice.csv"),
     )["space"]
     # The Space's folder alone, away from the project's checkout.
     return Path(shutil.copytree(staged, tmp_path_factory.mktemp("space-repo") / "space"))

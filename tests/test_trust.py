@@ -14,8 +14,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from tests.conftest import REPO, WITHOUT_PROJECT
-from tests.test_modeling import make_model
+from tests.conftest import REPO, WITHOUT_PROJECT, make_model
 from training.calibration import (
     calibrate,
     calibration_report,

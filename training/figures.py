@@ -1,45 +1,58 @@
-"""The run's figures as PNG files: the paper's, and what a reader of the model card expects.
+"""The run's figures: the paper's, and what a reader of the model card expects.
 
-Every function writes one PNG and returns its path. Genres always take the same colour,
-`COLOURS[i]` for label id i (`modeling.GENRES[i]`), so figures can be read side by side.
+Every `plot_*` function builds and returns a `matplotlib.figure.Figure` (no pyplot: nothing global to close) and,
+given a `path`, also writes it there as a PNG. Genres always take the same colour, `COLOURS[i]` for label id i
+(`modeling.GENRES[i]`), so figures can be read side by side.
 """
 
 import io
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import auc, roc_curve
 
-matplotlib.use("Agg")  # files only, never a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
-from sklearn.metrics import auc, roc_curve  # noqa: E402
-
-from modeling import GENRES, GenreFeatureExtractor  # noqa: E402
-from modeling.feature_extraction_genre_ffn import _quantile_normal  # noqa: E402
-from training.run_folder import write_bytes_atomic  # noqa: E402
-from training.scoring import calibration_metrics, reliability_bins  # noqa: E402
+from modeling import GENRES, GenreFeatureExtractor
+from modeling.feature_extraction_genre_ffn import _quantile_normal
+from training.run_folder import write_bytes_atomic
+from training.scoring import calibration_metrics, reliability_bins
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
-COLOURS = plt.get_cmap("tab10").colors  # one fixed colour per genre, in GENRES order
+COLOURS = matplotlib.colormaps["tab10"].colors  # one fixed colour per genre, in GENRES order
 RAW_COLOUR, TRANSFORMED_COLOUR = "#4C72B0", "#DD8452"
 DPI = 110
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **subplots) -> tuple[Figure, Axes]:
+    """A figure drawn by Agg, outside pyplot, and its axes (`Figure.subplots`: one Axes or an array of them)."""
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(nrows, ncols, **subplots)
+
+
+def save_png(figure: Figure, path: str | Path) -> Path:
+    """Writes `figure` as a PNG at `path`, atomically (a reader never sees half a file); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
     png = io.BytesIO()
     figure.savefig(png, dpi=DPI, format="png")
-    plt.close(figure)
     write_bytes_atomic(path, png.getvalue())
     return path
+
+
+def _finished(figure: Figure, path: str | Path | None) -> Figure:
+    figure.tight_layout()
+    if path is not None:
+        save_png(figure, path)
+    return figure
 
 
 def log_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, name: str) -> np.ndarray:
@@ -59,9 +72,11 @@ def extractor_transformed(values: np.ndarray, extractor: GenreFeatureExtractor, 
     return np.clip(values, extractor.clip_low[name], extractor.clip_high[name]), "clipped, no log"
 
 
-def plot_log_transforms(frame: pd.DataFrame, extractor: GenreFeatureExtractor, path: str | Path) -> Path:
+def plot_log_transforms(
+    frame: pd.DataFrame, extractor: GenreFeatureExtractor, path: str | Path | None = None
+) -> Figure:
     """Histograms of the skewed features: raw (top row) and after the fitted extractor's transform (bottom row)."""
-    figure, axes = plt.subplots(2, len(SKEWED_FEATURES), figsize=(13, 7))
+    figure, axes = new_figure(2, len(SKEWED_FEATURES), figsize=(13, 7))
     for column, name in enumerate(SKEWED_FEATURES):
         raw = frame[name].dropna().to_numpy(dtype=np.float64)  # missing values are imputed later, not transformed
         transformed, rule = extractor_transformed(raw, extractor, name)
@@ -82,10 +97,10 @@ def plot_log_transforms(frame: pd.DataFrame, extractor: GenreFeatureExtractor, p
     elif "quantile-normal" in extractor.numeric_views:
         title += "\nthis extractor also gives the network a quantile-normal map of every numeric feature"
     figure.suptitle(title)
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
-def _scatter_by_genre(axis: plt.Axes, points: np.ndarray, labels: np.ndarray) -> None:
+def _scatter_by_genre(axis: Axes, points: np.ndarray, labels: np.ndarray) -> None:
     """One translucent point per row in its genre's colour, drawn in a fixed shuffled order, and a genre legend."""
     labels = np.asarray(labels).astype(np.int64)
     # Shuffled, not genre by genre: otherwise the last genre drawn paints over all the others.
@@ -105,34 +120,36 @@ def pca_title(ratio: np.ndarray) -> str:
     return f"PCA of the preprocessed features: PC1 {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance"
 
 
-def plot_pca(features: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
+def plot_pca(features: np.ndarray, labels: np.ndarray, path: str | Path | None = None) -> Figure:
     """The first two principal components of the encoded features, one colour per genre."""
     pca = PCA(n_components=2, random_state=0)
     points = pca.fit_transform(np.asarray(features, dtype=np.float64))
     ratio = pca.explained_variance_ratio_
-    figure, axis = plt.subplots(figsize=(8, 6.5))
+    figure, axis = new_figure(figsize=(8, 6.5))
     _scatter_by_genre(axis, points, labels)
     axis.set_xlabel(f"PC1 ({ratio[0]:.1%} of the variance)")
     axis.set_ylabel(f"PC2 ({ratio[1]:.1%} of the variance)")
     axis.set_title(pca_title(ratio))
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
-def plot_tsne(features: np.ndarray, labels: np.ndarray, path: str | Path, seed: int, sample: int = 3000) -> Path:
+def plot_tsne(
+    features: np.ndarray, labels: np.ndarray, path: str | Path | None = None, *, seed: int, sample: int = 3000
+) -> Figure:
     """A 2-D t-SNE map of a seeded sample of the encoded features, one colour per genre."""
     rows = np.random.default_rng(seed).choice(len(features), size=min(sample, len(features)), replace=False)
     perplexity = min(30.0, (len(rows) - 1) / 3)  # sklearn needs perplexity < n_samples
     # 500 iterations (250 after early exaggeration) give the same map as the default 1000 in half the time.
     embedding = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=500, random_state=seed, n_jobs=1)
     points = embedding.fit_transform(np.asarray(features, dtype=np.float64)[rows])
-    figure, axis = plt.subplots(figsize=(8, 6.5))
+    figure, axis = new_figure(figsize=(8, 6.5))
     _scatter_by_genre(axis, points, np.asarray(labels)[rows])
     axis.set_title(f"t-SNE of the preprocessed features ({len(rows):,} sampled training rows, seed {seed})")
     axis.set_xlabel("t-SNE 1 (axes have no units)")
     axis.set_ylabel("t-SNE 2")
     axis.set_xticks([])
     axis.set_yticks([])
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
 def loss_points(log_history: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -144,10 +161,10 @@ def loss_points(log_history: list[dict]) -> tuple[list[tuple[float, float]], lis
     return train, validation
 
 
-def plot_loss_curves(log_history: list[dict], path: str | Path) -> Path:
+def plot_loss_curves(log_history: list[dict], path: str | Path | None = None) -> Figure:
     """Training and validation loss per epoch from `Trainer.state.log_history`."""
     train, validation = loss_points(log_history)
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = new_figure(figsize=(7, 4.5))
     for points, label, colour in ((train, "training", RAW_COLOUR), (validation, "validation", TRANSFORMED_COLOUR)):
         if points:
             epochs, losses = zip(*sorted(points))
@@ -162,13 +179,13 @@ def plot_loss_curves(log_history: list[dict], path: str | Path) -> Path:
     axis.set_xlabel("epoch")
     axis.set_ylabel("class-weighted cross-entropy")
     axis.set_title("Final model: training and validation loss per epoch")
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
-def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: str | Path) -> Path:
+def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: str | Path | None = None) -> Figure:
     """One-vs-rest ROC curve per genre, its AUC in the legend."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    figure, axis = plt.subplots(figsize=(7, 6.5))
+    figure, axis = new_figure(figsize=(7, 6.5))
     for genre_id, genre in enumerate(GENRES):
         positives = labels == genre_id
         if positives.all() or not positives.any():
@@ -183,14 +200,14 @@ def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: str | P
     axis.set_ylabel("true positive rate")
     axis.set_title(f"One-vs-rest ROC curves per genre ({len(labels):,} test rows)")
     axis.legend(fontsize=8, loc="lower right")
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: str | Path) -> Path:
+def plot_confusion_matrix(matrix: list[list[int]], path: str | Path | None = None) -> Figure:
     """Counts per (true, predicted) genre; colour is the share of the true genre's rows."""
     counts = np.asarray(matrix, dtype=np.int64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(8.5, 7.5))
+    figure, axis = new_figure(figsize=(8.5, 7.5))
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
@@ -203,7 +220,7 @@ def plot_confusion_matrix(matrix: list[list[int]], path: str | Path) -> Path:
     axis.set_ylabel("true genre")
     axis.set_title(f"Confusion matrix ({counts.sum():,} test rows; numbers are counts)")
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true genre's rows")
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
 def _state_names(states: pd.Series) -> pd.Series:
@@ -211,13 +228,13 @@ def _state_names(states: pd.Series) -> pd.Series:
     return states.astype(str).str.rsplit(".", n=1).str[-1].str.upper()
 
 
-def plot_optimization_history(trials: pd.DataFrame, path: str | Path) -> Path:
+def plot_optimization_history(trials: pd.DataFrame, path: str | Path | None = None) -> Figure:
     """Objective per completed trial, pruned trials at their last reported value, and the best so far."""
     states = _state_names(trials["state"]) if "state" in trials else pd.Series("", index=trials.index)
     values = trials["value"] if "value" in trials else pd.Series(np.nan, index=trials.index)
     complete = trials.assign(value=values)[(states == "COMPLETE") & values.notna()].sort_values("number")
     pruned = trials.assign(value=values)[(states == "PRUNED") & values.notna()]
-    figure, axis = plt.subplots(figsize=(9.5, 4.8))
+    figure, axis = new_figure(figsize=(9.5, 4.8))
     if len(complete):
         axis.scatter(complete["number"], complete["value"], color=RAW_COLOUR, label="completed trial", zorder=3)
         best = complete["value"].cummax()
@@ -240,16 +257,14 @@ def plot_optimization_history(trials: pd.DataFrame, path: str | Path) -> Path:
     axis.set_xlabel("trial number")
     axis.set_ylabel("objective: best validation accuracy")
     axis.set_title(f"Optuna search: {len(complete)} completed, {int((states == 'PRUNED').sum())} pruned{suffix}")
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
 def plot_reliability_diagram(
-    labels: np.ndarray, before: np.ndarray, after: np.ndarray, temperature: float, path: str | Path
-) -> Path:
+    labels: np.ndarray, before: np.ndarray, after: np.ndarray, temperature: float, path: str | Path | None = None
+) -> Figure:
     """Accuracy against top-label confidence per bin, before and after the temperature, with the rows per bin."""
-    figure, (axis, counts_axis) = plt.subplots(
-        2, 1, figsize=(7, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    figure, (axis, counts_axis) = new_figure(2, 1, figsize=(7, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect calibration")
     for name, probabilities, colour in (("before", before, RAW_COLOUR), ("after", after, TRANSFORMED_COLOUR)):
         bins = reliability_bins(labels, probabilities)
@@ -268,13 +283,13 @@ def plot_reliability_diagram(
     axis.legend(loc="upper left")
     counts_axis.set_xlabel("top-label confidence")
     counts_axis.set_ylabel("rows")
-    return _save(figure, path)
+    return _finished(figure, path)
 
 
-def plot_permutation_importance(importances: dict[str, dict[str, float]], path: str | Path) -> Path:
+def plot_permutation_importance(importances: dict[str, dict[str, float]], path: str | Path | None = None) -> Figure:
     """Test accuracy lost when each raw feature is shuffled (mean and std over repeats), largest on top."""
     ranked = sorted(importances.items(), key=lambda item: item[1]["mean"])
-    figure, axis = plt.subplots(figsize=(7.5, 5.5))
+    figure, axis = new_figure(figsize=(7.5, 5.5))
     positions = np.arange(len(ranked))
     axis.barh(
         positions, [v["mean"] for _, v in ranked], xerr=[v["std"] for _, v in ranked], color=RAW_COLOUR, capsize=3
@@ -283,4 +298,4 @@ def plot_permutation_importance(importances: dict[str, dict[str, float]], path: 
     axis.axvline(0, color="grey", linewidth=0.8)
     axis.set_xlabel("drop in test accuracy when the feature is shuffled")
     axis.set_title("Permutation importance of the 13 raw features (test split)")
-    return _save(figure, path)
+    return _finished(figure, path)
