@@ -220,7 +220,12 @@ class BestValidationObjective:
 
 
 class EpochReportingTrainer(GenreTrainer):
-    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step."""
+    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step.
+
+    Trainer has no public hook for this: a callback could only report beside Trainer's own per-step report, which
+    would change the pruner's decisions. `_report_to_hp_search` is private, so tests/test_search.py checks that it
+    keeps its name and arguments and that a trial's reports land on epochs.
+    """
 
     def _report_to_hp_search(self, trial, step: int, metrics: dict[str, float]) -> None:
         super()._report_to_hp_search(trial, round(self.state.epoch or 0), metrics)
