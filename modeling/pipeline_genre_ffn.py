@@ -118,7 +118,10 @@ def check_pairing(config, feature_extractor) -> None:
             "this pipeline encodes raw rows with the feature extractor saved with the model "
             "(preprocessor_config.json); none was given"
         )
-    model_names, extractor_names = list(config.feature_names), list(feature_extractor.feature_names)
+    model_names, extractor_names = (
+        list(names) if isinstance(names, (list, tuple)) else names
+        for names in (getattr(config, "feature_names", None), feature_extractor.feature_names)
+    )
     if model_names != extractor_names:
         raise ValueError(
             f"the model reads the columns {model_names} (config.feature_names) but the feature extractor encodes "

@@ -1,8 +1,8 @@
 """Configuration of the genre feedforward network (GenreFFN).
 
-This module is the one place that knows the 13 Spotify audio features and the
-10 genres; the feature extractor, the pipeline and the training code import
-them from here.
+This module is the one place that knows the 13 Spotify audio features, the
+10 genres and the encodings of the features with their widths; the feature
+extractor, the pipeline and the training code import them from here.
 """
 
 import math
