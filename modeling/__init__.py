@@ -14,7 +14,15 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_genre_ffn import ENCODED_SIZE, FEATURE_NAMES, GENRES, KEY_NAMES, GenreFFNConfig
+from .configuration_genre_ffn import (
+    ENCODINGS,
+    FEATURE_NAMES,
+    GENRES,
+    KEY_NAMES,
+    PAPER_ENCODING,
+    GenreFFNConfig,
+    encoded_size,
+)
 from .feature_extraction_genre_ffn import GenreFeatureExtractor, parse_rows
 from .modeling_genre_ffn import GenreFFNForSequenceClassification
 from .pipeline_genre_ffn import GenreClassificationPipeline
@@ -50,16 +58,18 @@ def save_model_folder(
 
 
 __all__ = [
-    "ENCODED_SIZE",
+    "ENCODINGS",
     "FEATURE_NAMES",
     "GENRES",
     "KEY_NAMES",
+    "PAPER_ENCODING",
     "TASK",
     "TASK_ALIASES",
     "GenreClassificationPipeline",
     "GenreFFNConfig",
     "GenreFFNForSequenceClassification",
     "GenreFeatureExtractor",
+    "encoded_size",
     "parse_rows",
     "save_model_folder",
 ]

@@ -1,8 +1,8 @@
 """Configuration of the genre feedforward network (GenreFFN).
 
-This module is the one place that knows the 13 Spotify audio features and the
-10 genres; the feature extractor, the pipeline and the training code import
-them from here.
+This module is the one place that knows the 13 Spotify audio features, the
+10 genres and the encodings of the features with their widths; the feature
+extractor, the pipeline and the training code import them from here.
 """
 
 import math
@@ -41,18 +41,33 @@ GENRES = (
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODE_NAMES = ("Minor", "Major")
 NUMERIC_FEATURES = tuple(name for name in FEATURE_NAMES if name not in ("key", "mode"))
-# 11 numeric features, a one-hot key and a 0/1 mode.
-ENCODED_SIZE = len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
+# How the feature extractor encodes the numeric features: one view, or both side by side ("a+b").
+ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
+# The paper's encoding: the feature extractor's default, and so the width a default config takes.
+PAPER_ENCODING = "log-standard"
 INFERENCE_DTYPES = ("float32", "bfloat16")
 # Coverage levels whose conformal thresholds a calibrated config stores; other levels come from its stored scores.
 COVERAGE_LEVELS = (0.8, 0.9, 0.95)
+
+
+def numeric_views(encoding: str) -> tuple[str, ...]:
+    """The views each numeric feature gets under `encoding`, in column order."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"numeric_encoding must be one of {ENCODINGS}, got {encoding!r}")
+    return tuple(encoding.split("+"))
+
+
+def encoded_size(encoding: str) -> int:
+    """Width of the encoded `input_features`: each view of every numeric feature, a one-hot key, then a 0/1 mode."""
+    return len(numeric_views(encoding)) * len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
 
 
 class GenreFFNConfig(PreTrainedConfig):
     r"""
     Args:
         feature_names (`list[str]`): the raw columns the model reads, in order.
-        input_size (`int`): width of the encoded `input_features` the feature extractor produces.
+        input_size (`int`): width of the encoded `input_features` the feature extractor produces
+            (`encoded_size(encoding)`; by default the width of the paper's encoding, the extractor's default).
         hidden_sizes (`list[int]`): one Linear/BatchNorm/ReLU/Dropout block per entry.
         dropout (`float`): dropout probability after each hidden block.
         num_members (`int`): networks in the ensemble; their probabilities are averaged.
@@ -75,7 +90,7 @@ class GenreFFNConfig(PreTrainedConfig):
     def __init__(
         self,
         feature_names: list[str] | None = None,
-        input_size: int = ENCODED_SIZE,
+        input_size: int = encoded_size(PAPER_ENCODING),
         hidden_sizes: list[int] | None = None,
         dropout: float = 0.2,
         num_members: int = 1,

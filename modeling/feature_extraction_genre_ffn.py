@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
-from .configuration_genre_ffn import FEATURE_NAMES, KEY_NAMES, MODE_NAMES, NUMERIC_FEATURES
+from .configuration_genre_ffn import (
+    ENCODINGS,
+    FEATURE_NAMES,
+    KEY_NAMES,
+    MODE_NAMES,
+    NUMERIC_FEATURES,
+    PAPER_ENCODING,
+    encoded_size,
+    numeric_views,
+)
 
 MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
 # Pandas' missing scalars, recognised by type name so that this file need not import pandas.
@@ -34,7 +43,6 @@ SHOWN_VALUE_CHARS = 60
 FLAT_KEYS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 # Offsets of log(x + offset): near the smallest non-zero value each feature takes.
 DEFAULT_LOG_FEATURES = {"instrumentalness": 1e-6, "liveness": 1e-3, "speechiness": 1e-3, "duration_ms": 1.0}
-ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
 
 
 class RawInputError(ValueError):
@@ -75,13 +83,15 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         log_features (`dict[str, float]`): features to log-transform and the offset added first.
         clip_quantiles (`tuple[float, float]`): training quantiles that bound each numeric feature.
         n_quantiles (`int`): quantiles kept per feature for `"quantile-normal"`.
+        feature_names (`list[str]`, *optional*): the raw columns read, as a saved extractor records them; they must
+            be `FEATURE_NAMES`, the only columns this extractor encodes.
     """
 
     model_input_names = ["input_features"]
 
     def __init__(
         self,
-        numeric_encoding: str = "log-standard",
+        numeric_encoding: str = PAPER_ENCODING,
         log_features: dict[str, float] | None = None,
         clip_quantiles: Sequence[float] = (0.005, 0.995),
         n_quantiles: int = 256,
@@ -93,10 +103,19 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
         quantiles: dict[str, list[float]] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        feature_names: Sequence[str] | None = None,
         **kwargs,
     ):
         if numeric_encoding not in ENCODINGS:
             raise ValueError(f"numeric_encoding must be one of {ENCODINGS}, got {numeric_encoding!r}")
+        if feature_names is not None:
+            given = list(feature_names) if isinstance(feature_names, (list, tuple)) else None
+            if given != list(FEATURE_NAMES):
+                shown = repr(given) if given is not None else shown_value(feature_names)
+                raise ValueError(
+                    f"this feature extractor encodes the columns {list(FEATURE_NAMES)}, in that order; it was given "
+                    f"feature_names {shown}"
+                )
         super().__init__(**kwargs)
         self.feature_names = list(FEATURE_NAMES)
         self.numeric_encoding = numeric_encoding
@@ -119,12 +138,12 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
     @property
     def numeric_views(self) -> tuple[str, ...]:
         """The encodings each numeric feature gets, in column order."""
-        return tuple(self.numeric_encoding.split("+"))
+        return numeric_views(self.numeric_encoding)
 
     @property
     def encoded_size(self) -> int:
         """Width of `input_features`: every view of the numeric features, the one-hot key, then mode."""
-        return len(self.numeric_views) * len(NUMERIC_FEATURES) + len(KEY_NAMES) + 1
+        return encoded_size(self.numeric_encoding)
 
     @property
     def column_features(self) -> tuple[str, ...]:

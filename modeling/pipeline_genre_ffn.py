@@ -33,6 +33,10 @@ class GenreClassificationPipeline(Pipeline):
     _load_feature_extractor = True
     _load_tokenizer = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_pairing(self.model.config, self.feature_extractor)
+
     def _sanitize_parameters(
         self, top_k: int | None | str = "", coverage: float | None = None, explain: bool | None = None, **kwargs
     ):
@@ -110,6 +114,31 @@ class GenreClassificationPipeline(Pipeline):
 
 # Rows encoded and classified at a time: bounds the intermediate arrays of a large table.
 CHUNK_ROWS = 16_384
+
+
+def check_pairing(config, feature_extractor) -> None:
+    """Refuse a feature extractor that does not encode what the model reads: the config's `feature_names` (the
+    published record of the raw columns) must be the extractor's, and its `input_size` the extractor's width."""
+    if feature_extractor is None:
+        raise ValueError(
+            "this pipeline encodes raw rows with the feature extractor saved with the model "
+            "(preprocessor_config.json); none was given"
+        )
+    model_names, extractor_names = (
+        list(names) if isinstance(names, (list, tuple)) else names
+        for names in (getattr(config, "feature_names", None), feature_extractor.feature_names)
+    )
+    if model_names != extractor_names:
+        raise ValueError(
+            f"the model reads the columns {model_names} (config.feature_names) but the feature extractor encodes "
+            f"{extractor_names}: use the feature extractor saved with the model"
+        )
+    if config.input_size != feature_extractor.encoded_size:
+        raise ValueError(
+            f"the model takes {config.input_size} encoded columns (config.input_size) but the feature extractor's "
+            f"{feature_extractor.numeric_encoding!r} encoding makes {feature_extractor.encoded_size}: use the feature "
+            "extractor saved with the model"
+        )
 
 
 class _Rows:

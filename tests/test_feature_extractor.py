@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling import ENCODED_SIZE, FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor
+from modeling import FEATURE_NAMES, KEY_NAMES, PAPER_ENCODING, GenreFeatureExtractor, GenreFFNConfig, encoded_size
 from modeling.configuration_genre_ffn import NUMERIC_FEATURES
 from modeling.feature_extraction_genre_ffn import ENCODINGS
 
@@ -128,10 +128,8 @@ def test_saved_config_is_plain_json_and_round_trips(fitted, raw_rows, tmp_path):
 def test_both_views_side_by_side_equal_each_encoding_alone(raw_rows):
     single = [GenreFeatureExtractor(numeric_encoding=e, n_quantiles=8).fit(raw_rows) for e in ENCODINGS[:2]]
     both = GenreFeatureExtractor(numeric_encoding="quantile-normal+log-standard", n_quantiles=8).fit(raw_rows)
-    assert [e.encoded_size for e in single] == [
-        ENCODED_SIZE,
-        ENCODED_SIZE,
-    ] and both.encoded_size == ENCODED_SIZE + N_NUMERIC
+    # 11 numeric columns per view, 12 for the one-hot key, 1 for mode.
+    assert [e.encoded_size for e in single] == [24, 24] and both.encoded_size == 35
     log_view, quantile_view = (e(raw_rows)["input_features"] for e in single)
     features = both(raw_rows)["input_features"]
     np.testing.assert_allclose(features[:, :N_NUMERIC], quantile_view[:, :N_NUMERIC], rtol=1e-6, atol=1e-6)
@@ -197,3 +195,29 @@ def test_echoed_values_are_cut_and_errors_survive_pickling(fitted, raw_rows):
     assert len(str(caught.value)) < SHOWN_VALUE_CHARS + 60 and caught.value.value == long_value
     again = pickle.loads(pickle.dumps(caught.value))
     assert (again.column, again.row, again.value, str(again)) == ("tempo", 2, long_value, str(caught.value))
+
+
+def test_the_encoded_width_is_one_function_of_the_encoding_and_a_default_config_takes_the_default_extractors():
+    for encoding in ENCODINGS:
+        extractor = GenreFeatureExtractor(numeric_encoding=encoding, n_quantiles=8)
+        assert extractor.encoded_size == encoded_size(encoding) == len(extractor.column_features)
+    assert GenreFeatureExtractor().numeric_encoding == PAPER_ENCODING == "log-standard"
+    assert GenreFFNConfig().input_size == GenreFeatureExtractor().encoded_size == 24
+    with pytest.raises(ValueError, match="numeric_encoding must be one of"):
+        encoded_size("log")
+
+
+def test_the_extractor_reads_the_one_list_of_feature_names_and_refuses_another(raw_rows, tmp_path):
+    assert GenreFeatureExtractor().feature_names == list(FEATURE_NAMES) == GenreFFNConfig().feature_names
+    GenreFeatureExtractor().fit(raw_rows).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["feature_names"] == list(FEATURE_NAMES)
+    assert GenreFeatureExtractor.from_pretrained(tmp_path).feature_names == list(FEATURE_NAMES)
+    renamed = [*FEATURE_NAMES[:-1], "mood"]
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "feature_names": renamed}))
+    with pytest.raises(
+        ValueError, match=r"encodes the columns \['popularity'.*'valence'\].*given feature_names .*'mood'"
+    ):
+        GenreFeatureExtractor.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="given feature_names 'popularity'"):
+        GenreFeatureExtractor(feature_names="popularity")

@@ -1,9 +1,12 @@
 """The batch-synchronous search: the same trials and the same model whatever the number of workers, processes,
 storages and interruptions."""
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -13,22 +16,38 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
+import transformers
 
+import training.search
+from modeling import GenreFeatureExtractor
+from training.data import PreparedSplits
 from training.search import (
     FINISHED,
+    SEARCH_SPACE,
+    SEARCH_SPACE_VERSION,
     SLOT,
     BatchSynchronousPruner,
     BatchSynchronousSampler,
+    BestValidationObjective,
+    EpochReportingTrainer,
     SearchSettings,
     claim_slot,
+    hp_space,
+    hyperparameters_from,
     load_study,
+    run_search,
+    sample_architecture,
+    search_distributions,
     search_trials,
     work_through_slots,
 )
+from training.trainer import TRAINING_ARGUMENTS, Hyperparameters, build_model, make_trainer
 
 N_TRIALS, TRIAL_BATCH = 8, 3
 STUDY = "genre-ffn-stratified-seed5"
@@ -228,3 +247,190 @@ def test_two_processes_on_one_postgresql_study_end_as_one_process(reference, pos
         assert outcome(run, study) == reference
     # Both processes ran trials of the one study.
     assert len({t.user_attrs["process"] for t in search_trials(study)}) == 2
+
+
+# The search space, declared once in training.search: the study samples exactly it, and decoding inverts sampling.
+
+# The space of the published studies and trials.csv (a 2-layer trial, max_epochs 25): a change here is a new search
+# space, so SEARCH_SPACE_VERSION goes up with it.
+PUBLISHED_SPACE = [
+    ("n_layers", optuna.distributions.IntDistribution(2, 4)),
+    ("width_0", optuna.distributions.CategoricalDistribution((64, 128, 256, 512))),
+    ("width_1", optuna.distributions.CategoricalDistribution((64, 128, 256, 512))),
+    ("dropout", optuna.distributions.FloatDistribution(0.0, 0.5)),
+    ("learning_rate", optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)),
+    ("batch_size", optuna.distributions.CategoricalDistribution((32, 64, 128, 256))),
+    ("weight_decay", optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)),
+    ("epochs", optuna.distributions.IntDistribution(5, 25)),
+]
+
+
+def test_the_declared_space_is_the_published_one():
+    assert list(search_distributions({"n_layers": 2}, 25).items()) == PUBLISHED_SPACE, (
+        "the search space changed: raise SEARCH_SPACE_VERSION (a stored study is then not resumed) and update this list"
+    )
+    assert SEARCH_SPACE_VERSION == 2
+    # A run with fewer epochs samples from min(5, max_epochs) up to its max_epochs.
+    assert search_distributions({"n_layers": 4}, 3)["epochs"] == optuna.distributions.IntDistribution(3, 3)
+    assert list(search_distributions({"n_layers": 4}, 25))[1:5] == ["width_0", "width_1", "width_2", "width_3"]
+    assert {setting.field for setting in SEARCH_SPACE} <= {f.name for f in dataclasses.fields(Hyperparameters)}
+
+
+class RecordingTrial:
+    """A trial that notes the name of each parameter suggested, in order."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.suggested = trial, []
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.trial, name)
+        if not name.startswith("suggest_"):
+            return attribute
+
+        def suggest(parameter: str, *args, **kwargs):
+            self.suggested.append(parameter)
+            return attribute(parameter, *args, **kwargs)
+
+        return suggest
+
+
+@pytest.mark.parametrize("max_epochs", [25, 3])
+def test_a_real_study_samples_the_declared_space_in_order_and_decoding_gives_back_what_was_sampled(max_epochs):
+    """12 trials in batches of 4 through the search's own sampler, so TPE (after 8 start-up trials) takes part."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=BatchSynchronousSampler(seed=5, trial_batch=4))
+    sampled = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        recording = RecordingTrial(trial)
+        architecture = sample_architecture(recording)  # as model_init does, then hp_space as Trainer does
+        arguments = hp_space(recording, 5, max_epochs)
+        sampled[trial.number] = (recording.suggested, architecture, arguments)
+        return arguments["learning_rate"] * 100 - abs(sum(architecture["hidden_sizes"]) - 600) / 600
+
+    for slot in range(12):
+        study.enqueue_trial({}, user_attrs={SLOT: slot})
+    study.optimize(objective, n_trials=12)
+
+    renamed = {argument: name for name, argument in TRAINING_ARGUMENTS.items()}
+    for trial in study.trials:
+        suggested, architecture, arguments = sampled[trial.number]
+        declared = search_distributions(trial.params, max_epochs)
+        # The study's parameters are exactly the declared ones, with their distributions, suggested in their order.
+        assert list(trial.distributions.items()) == list(declared.items())
+        assert suggested == list(declared) == list(trial.params)
+        assert arguments["seed"] == 5 * 1000 + trial.user_attrs[SLOT]
+        optimiser = {renamed[name]: value for name, value in arguments.items() if name != "seed"}
+        assert hyperparameters_from(trial.params, 3) == Hyperparameters(**architecture, **optimiser, num_members=3)
+        # A trial given those parameters samples them back.
+        fixed = optuna.trial.FixedTrial(trial.params)
+        fixed.set_user_attr(SLOT, trial.user_attrs[SLOT])
+        assert sample_architecture(fixed) == architecture and hp_space(fixed, 5, max_epochs) == arguments
+    assert len({tuple(params) for params in (t.params for t in study.trials)}) > 1  # several depths were tried
+
+
+def test_hp_space_sets_training_arguments_fields():
+    """Trainer only warns about, and skips, a key that is not a TrainingArguments field."""
+    fixed = optuna.trial.FixedTrial({"learning_rate": 1e-3, "batch_size": 64, "weight_decay": 1e-4, "epochs": 7})
+    fixed.set_user_attr(SLOT, 2)
+    arguments = hp_space(fixed, 5, 25)
+    names = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+    assert set(arguments) <= names
+    assert arguments == {
+        "learning_rate": 1e-3, "per_device_train_batch_size": 64, "weight_decay": 1e-4, "num_train_epochs": 7,
+        "seed": 5002,
+    }  # fmt: skip
+
+
+def test_epoch_reporting_still_overrides_a_method_of_trainer():
+    """EpochReportingTrainer reports to the pruner per epoch by overriding Trainer's private
+    `_report_to_hp_search(self, trial, step, metrics)`; a transformers release that renames it or changes its
+    arguments would leave the override silently unused (pruning then compares global steps)."""
+    version = transformers.__version__
+    method = getattr(transformers.Trainer, "_report_to_hp_search", None)
+    assert method is not None, (
+        f"transformers {version} has no Trainer._report_to_hp_search: EpochReportingTrainer (training/search.py) no "
+        "longer reports per epoch; find the method Trainer now reports to the search with, and override that"
+    )
+    parameters = list(inspect.signature(method).parameters)
+    assert parameters == ["self", "trial", "step", "metrics"], (
+        f"transformers {version} changed Trainer._report_to_hp_search to {parameters}; EpochReportingTrainer "
+        "(training/search.py) overrides it as (self, trial, step, metrics)"
+    )
+
+
+def test_a_search_trial_reports_to_its_pruner_at_each_epoch(tmp_path, raw_rows):
+    """Two epochs of four steps each: the pruner sees steps 1 and 2 (epochs), not 4 and 8 (global steps)."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(64, 24)).astype(np.float32)
+    labels = np.arange(64) % 10
+    prepared = PreparedSplits(
+        {"train": np.arange(64), "validation": np.arange(32)},
+        {"train": features, "validation": features[:32]},
+        {"train": labels, "validation": labels[:32]},
+    )
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    trainer = make_trainer(
+        prepared, extractor, Hyperparameters(hidden_sizes=[8]), tmp_path / "out", 0, keep_best=False, quiet=True,
+        model_init=lambda trial: build_model(Hyperparameters(hidden_sizes=[8]), None, 24),
+        trainer_class=EpochReportingTrainer,
+    )  # fmt: skip
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal")))
+    trainer.hyperparameter_search(
+        hp_space=lambda trial: {"num_train_epochs": 2, "per_device_train_batch_size": 16},
+        compute_objective=BestValidationObjective(),
+        n_trials=1,
+        direction="maximize",
+        backend="optuna",
+        study_name="epochs",
+        storage=storage,
+    )
+    (trial,) = optuna.load_study(study_name="epochs", storage=storage).trials
+    assert sorted(trial.intermediate_values) == [1, 2], (
+        f"transformers {transformers.__version__}: the pruner saw steps {sorted(trial.intermediate_values)}"
+    )
+
+
+class StartedWorker:
+    """Stands for a spawned worker: notes the environment it starts with, then finishes every slot at once."""
+
+    started_with: list[dict] = []
+    fail = False
+
+    def __init__(self, target, args):
+        self.settings = pickle.loads(args[1])[2]
+
+    def start(self) -> None:
+        StartedWorker.started_with.append(dict(os.environ))
+        if StartedWorker.fail:
+            raise OSError("no process could start")
+        study = load_study(self.settings)
+        for slot in range(self.settings.n_trials):
+            study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={SLOT: slot}))
+
+    exitcode = 0
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_run_search_leaves_the_callers_environment_as_it_was(tmp_path, monkeypatch, fail):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr(StartedWorker, "started_with", [])
+    monkeypatch.setattr(StartedWorker, "fail", fail)
+    context = types.SimpleNamespace(Process=StartedWorker)
+    monkeypatch.setattr(training.search.multiprocessing, "get_context", lambda method: context)
+    before = dict(os.environ)
+    settings = SearchSettings(2, 5, str(tmp_path / "s.journal"), "environment", workers=2)
+    if fail:
+        with pytest.raises(OSError, match="no process could start"):
+            run_search(None, None, settings, tmp_path, local_storage=True)
+    else:
+        assert len(search_trials(run_search(None, None, settings, tmp_path, local_storage=True))) == 2
+    assert dict(os.environ) == before
+    assert [env["OMP_NUM_THREADS"] for env in StartedWorker.started_with] == ["1"] * (1 if fail else 2)

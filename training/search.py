@@ -23,7 +23,8 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,14 @@ from transformers import set_seed
 from modeling import GenreFeatureExtractor
 from training.data import PreparedSplits, balanced_class_weights
 from training.search_worker import start_worker
-from training.trainer import SELECTION_METRIC, GenreTrainer, Hyperparameters, build_model, make_trainer
+from training.trainer import (
+    SELECTION_METRIC,
+    GenreTrainer,
+    Hyperparameters,
+    as_training_arguments,
+    build_model,
+    make_trainer,
+)
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
 # (validation 0.6120 against 0.6094) at several times the cost per row.
@@ -82,21 +90,108 @@ class SearchSettings:
     identity: dict | None = None
 
 
+def suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
+    """`trial`'s value for the parameter `name` drawn from `distribution`, through the public `suggest_*` calls."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, optuna.distributions.FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    raise TypeError(f"no suggest call for {type(distribution).__name__}")
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A `Hyperparameters` field sampled as the one study parameter of the same name.
+
+    `up_to_max_epochs` marks the number of epochs: a run samples it from `distribution.low` (or its max_epochs, if
+    smaller) up to its max_epochs; `distribution` is the range at the default max_epochs.
+    """
+
+    field: str
+    distribution: optuna.distributions.BaseDistribution
+    up_to_max_epochs: bool = False
+
+    def distributions(
+        self, params: dict, max_epochs: int | None = None
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The study parameter behind this field and its distribution in a run of `max_epochs`."""
+        if not self.up_to_max_epochs:
+            return {self.field: self.distribution}
+        if max_epochs is None:
+            raise ValueError(f"{self.field} is sampled up to the run's max_epochs: pass max_epochs")
+        low = min(self.distribution.low, max_epochs)
+        return {self.field: optuna.distributions.IntDistribution(low, max_epochs)}
+
+    def sample(self, trial: optuna.Trial, max_epochs: int | None = None) -> Any:
+        ((name, distribution),) = self.distributions({}, max_epochs).items()
+        return suggest(trial, name, distribution)
+
+    def decode(self, params: dict) -> Any:
+        return params[self.field]
+
+
+@dataclass(frozen=True)
+class SampledWidths:
+    """`hidden_sizes`: a depth `n_layers`, then a width `width_{i}` for each hidden layer i, in that order."""
+
+    depth: optuna.distributions.IntDistribution
+    width: optuna.distributions.CategoricalDistribution
+    field: str = "hidden_sizes"
+
+    def distributions(
+        self, params: dict, max_epochs: int | None = None
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        """`n_layers` and the `width_{i}` a trial with `params["n_layers"]` layers samples."""
+        return {"n_layers": self.depth} | {f"width_{i}": self.width for i in range(params["n_layers"])}
+
+    def sample(self, trial: optuna.Trial, max_epochs: int | None = None) -> list[int]:
+        n_layers = suggest(trial, "n_layers", self.depth)
+        return [suggest(trial, f"width_{i}", self.width) for i in range(n_layers)]
+
+    def decode(self, params: dict) -> list[int]:
+        return [params[f"width_{i}"] for i in range(params["n_layers"])]
+
+
+# The search space, declared once, in the order a trial samples it; sampling, `hp_space` and decoding a trial into
+# `Hyperparameters` all derive from it. Its parameter names are those of the stored studies and trials.csv, and TPE's
+# seeded draws depend on them, their distributions and this order: a change here bumps SEARCH_SPACE_VERSION.
+# The architecture is sampled in `model_init`, which builds the network before `hp_space` sets the optimiser.
+ARCHITECTURE_SPACE = (
+    SampledWidths(
+        depth=optuna.distributions.IntDistribution(2, 4), width=optuna.distributions.CategoricalDistribution(WIDTHS)
+    ),
+    Sampled("dropout", optuna.distributions.FloatDistribution(0.0, 0.5)),
+)
+OPTIMISER_SPACE = (
+    Sampled("learning_rate", optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)),
+    Sampled("batch_size", optuna.distributions.CategoricalDistribution(BATCH_SIZES)),
+    Sampled("weight_decay", optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)),
+    Sampled("epochs", optuna.distributions.IntDistribution(5, SearchSettings.max_epochs), up_to_max_epochs=True),
+)
+SEARCH_SPACE = (*ARCHITECTURE_SPACE, *OPTIMISER_SPACE)
+
+
 def sample_architecture(trial: optuna.Trial) -> dict:
-    """Sampled in `model_init`, which builds the network before `hp_space` sets the optimiser."""
-    n_layers = trial.suggest_int("n_layers", 2, 4)
-    widths = [trial.suggest_categorical(f"width_{i}", WIDTHS) for i in range(n_layers)]
-    return {"hidden_sizes": widths, "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+    """The network's sampled `Hyperparameters` fields, for `model_init`."""
+    return {setting.field: setting.sample(trial) for setting in ARCHITECTURE_SPACE}
 
 
 def hp_space(trial: optuna.Trial, seed: int, max_epochs: int) -> dict:
-    return {
-        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
-        "per_device_train_batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-        "num_train_epochs": trial.suggest_int("epochs", min(5, max_epochs), max_epochs),
-        "seed": trial_seed(seed, slot_of(trial)),
-    }
+    """The optimiser's sampled settings and the trial's seed, as `Trainer.hyperparameter_search` sets them on its
+    TrainingArguments."""
+    sampled = {setting.field: setting.sample(trial, max_epochs) for setting in OPTIMISER_SPACE}
+    return {**as_training_arguments(sampled), "seed": trial_seed(seed, slot_of(trial))}
+
+
+def search_distributions(params: dict, max_epochs: int) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Every study parameter a trial with `params` sampled, in sampling order, with its declared distribution."""
+    return {name: d for setting in SEARCH_SPACE for name, d in setting.distributions(params, max_epochs).items()}
 
 
 def trial_seed(seed: int, slot: int) -> int:
@@ -104,15 +199,9 @@ def trial_seed(seed: int, slot: int) -> int:
 
 
 def hyperparameters_from(params: dict, num_members: int) -> Hyperparameters:
-    """The best trial's parameters as the final model's training settings."""
+    """A trial's parameters (the best trial's: the final model's training settings) as `Hyperparameters`."""
     return Hyperparameters(
-        hidden_sizes=[params[f"width_{i}"] for i in range(params["n_layers"])],
-        dropout=params["dropout"],
-        learning_rate=params["learning_rate"],
-        batch_size=params["batch_size"],
-        weight_decay=params["weight_decay"],
-        epochs=params["epochs"],
-        num_members=num_members,
+        **{setting.field: setting.decode(params) for setting in SEARCH_SPACE}, num_members=num_members
     )
 
 
@@ -131,7 +220,12 @@ class BestValidationObjective:
 
 
 class EpochReportingTrainer(GenreTrainer):
-    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step."""
+    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step.
+
+    Trainer has no public hook for this: a callback could only report beside Trainer's own per-step report, which
+    would change the pruner's decisions. `_report_to_hp_search` is private, so tests/test_search.py checks that it
+    keeps its name and arguments and that a trial's reports land on epochs.
+    """
 
     def _report_to_hp_search(self, trial, step: int, metrics: dict[str, float]) -> None:
         super()._report_to_hp_search(trial, round(self.state.epoch or 0), metrics)
@@ -350,7 +444,10 @@ def run_worker(
     worker: int,
     output_dir: Path,
 ) -> None:
-    """One search process: queued slots through `Trainer.hyperparameter_search`, a trial a call, until none is left."""
+    """One search process: queued slots through `Trainer.hyperparameter_search`, a trial a call, until none is left.
+
+    It runs in a worker process of its own (see `run_search`), so the threads and log levels it sets are that
+    process's only."""
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     transformers.logging.set_verbosity_error()
@@ -412,9 +509,7 @@ def run_search(
     done = sum(t.state in FINISHED for t in slot_trials(study.get_trials(deepcopy=False)).values())
     if done < settings.n_trials:
         context = multiprocessing.get_context("spawn")
-        environment = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "TQDM_DISABLE": None}
-        os.environ["OMP_NUM_THREADS"] = "1"
-        try:
+        with environment_set(OMP_NUM_THREADS="1"):  # a worker's torch reads it at import: one thread each
             processes = [
                 context.Process(
                     target=start_worker,
@@ -424,18 +519,28 @@ def run_search(
             ]
             for process in processes:
                 process.start()
-        finally:
-            for name, value in environment.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         _follow(study, processes, settings.n_trials, done)
         failed = [p.exitcode for p in processes if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
     best_trial(study)  # raises when no slot completed
     return study
+
+
+@contextmanager
+def environment_set(**values: str) -> Iterator[None]:
+    """Environment variables set for the block (processes started in it inherit them); afterwards, and after an
+    exception, the caller's environment is as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        os.environ.update(values)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -> None:

@@ -27,20 +27,22 @@ from training.scoring import compute_metrics
 SELECTION_METRIC = "accuracy"
 
 logger = logging.getLogger("music_genre")
+# The network's defaults are the published config's: Hyperparameters reads its architecture defaults from them.
+NETWORK_DEFAULTS = GenreFFNConfig()
 
 
 @dataclass
 class Hyperparameters:
     """Everything that defines one training of the network (architecture and optimiser)."""
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 128, 64])
-    dropout: float = 0.2
+    hidden_sizes: list[int] = field(default_factory=lambda: list(NETWORK_DEFAULTS.hidden_sizes))
+    dropout: float = NETWORK_DEFAULTS.dropout
     learning_rate: float = 1e-3
     batch_size: int = 32
     weight_decay: float = 0.0
     epochs: int = 15
-    num_members: int = 1
-    label_smoothing: float = 0.0
+    num_members: int = NETWORK_DEFAULTS.num_members
+    label_smoothing: float = NETWORK_DEFAULTS.label_smoothing
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +50,23 @@ class Hyperparameters:
 
 # The paper's first design, trained as it describes; the run's initial model.
 PAPER_INITIAL = Hyperparameters()
+
+# The optimiser's settings as TrainingArguments names them: the one place `batch_size` becomes
+# `per_device_train_batch_size` (for a fit, and for each search trial's `hp_space`).
+TRAINING_ARGUMENTS = {
+    "learning_rate": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "weight_decay": "weight_decay",
+    "epochs": "num_train_epochs",
+}
+
+
+def as_training_arguments(settings: dict) -> dict:
+    """Optimiser settings named as `Hyperparameters` fields (some or all of them), renamed for TrainingArguments."""
+    unknown = set(settings) - set(TRAINING_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"not an optimiser setting of TrainingArguments: {sorted(unknown)}")
+    return {TRAINING_ARGUMENTS[name]: value for name, value in settings.items()}
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -91,15 +110,13 @@ def build_model(
 def training_arguments(
     output_dir: Path, hyperparameters: Hyperparameters, seed: int, keep_best: bool, quiet: bool
 ) -> TrainingArguments:
+    optimiser = as_training_arguments({name: getattr(hyperparameters, name) for name in TRAINING_ARGUMENTS})
     return TrainingArguments(
         output_dir=str(output_dir),
         use_cpu=not torch.cuda.is_available(),
         seed=seed,
-        learning_rate=hyperparameters.learning_rate,
-        per_device_train_batch_size=hyperparameters.batch_size,
+        **optimiser,
         per_device_eval_batch_size=2048,
-        weight_decay=hyperparameters.weight_decay,
-        num_train_epochs=hyperparameters.epochs,
         optim="adamw_torch",
         lr_scheduler_type="linear",
         eval_strategy="epoch",

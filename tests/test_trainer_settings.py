@@ -1,0 +1,50 @@
+"""Training settings from one source each: the network's defaults from the config, one mapping to TrainingArguments."""
+
+import pytest
+
+from modeling import GenreFFNConfig
+from training.trainer import (
+    PAPER_INITIAL,
+    TRAINING_ARGUMENTS,
+    Hyperparameters,
+    as_training_arguments,
+    build_model,
+    training_arguments,
+)
+
+
+def test_the_papers_first_design_is_unchanged():
+    assert PAPER_INITIAL.to_dict() == {
+        "hidden_sizes": [256, 128, 64],
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+        "batch_size": 32,
+        "weight_decay": 0.0,
+        "epochs": 15,
+        "num_members": 1,
+        "label_smoothing": 0.0,
+    }
+
+
+def test_the_network_defaults_are_the_configs():
+    config, default = GenreFFNConfig(), Hyperparameters()
+    for name in ("hidden_sizes", "dropout", "num_members", "label_smoothing"):
+        assert getattr(default, name) == getattr(config, name), name
+    built = build_model(default, None, config.input_size).config
+    assert built.to_diff_dict() == config.to_diff_dict()
+    default.hidden_sizes.append(8)  # each Hyperparameters has a list of its own
+    assert Hyperparameters().hidden_sizes == config.hidden_sizes
+
+
+def test_the_optimiser_settings_reach_training_arguments_under_their_names(tmp_path):
+    settings = Hyperparameters(learning_rate=2e-3, batch_size=64, weight_decay=1e-4, epochs=7)
+    arguments = training_arguments(tmp_path, settings, seed=3, keep_best=False, quiet=True)
+    assert {name: getattr(arguments, argument) for name, argument in TRAINING_ARGUMENTS.items()} == {
+        "learning_rate": 2e-3,
+        "batch_size": 64,
+        "weight_decay": 1e-4,
+        "epochs": 7,
+    }
+    assert arguments.per_device_train_batch_size == 64 and arguments.seed == 3
+    with pytest.raises(ValueError, match=r"not an optimiser setting of TrainingArguments: \['dropout'\]"):
+        as_training_arguments({"dropout": 0.1})
