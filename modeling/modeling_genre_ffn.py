@@ -59,6 +59,10 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         self.register_buffer("class_weights", weights, persistent=False)
         self.post_init()
 
+    def train(self, mode: bool = True) -> "GenreFFNForSequenceClassification":
+        self.__dict__.pop("_folded_members", None)  # switching modes drops the folded copies (see `_folded`)
+        return super().train(mode)
+
     def forward(
         self,
         input_features: torch.Tensor,
@@ -134,7 +138,8 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
 
     def _folded(self, member: GenreFFNNetwork, dtype: torch.dtype) -> nn.Sequential:
         """The member folded for inference, rebuilt whenever one of its tensors has been replaced or changed in place
-        (the key holds each tensor's storage and version counter), so it can never go stale."""
+        (the key holds each tensor's storage and version counter). A write through `.data` bypasses the counter:
+        `model.eval()` (or `train()`) after such a write drops the folded copies."""
         # The member's layers hold their tensors directly (no nested modules): read them without a module walk.
         tensors = [t for layer in member for t in (*layer._parameters.values(), *layer._buffers.values())]
         try:
