@@ -12,9 +12,9 @@ model's temperature and conformal genre sets (`training.calibration`); test is r
 The peers are deterministic (seeded searches, seeded training, one thread) and take nearly all the wall time, so a
 run that changes only the network may take them from an earlier `quality.json` of the same data and peer settings
 (`--reuse-peers bench/quality.json`). HistGradientBoosting is then rerun on every split and has to match that file's
-figures exactly, which checks that the splits and the peers' code are the ones it was made with. A peer the file
-lacks is run afresh; LightGBM results without calibration figures (files from before them) get them from the chosen
-booster trained again with its recorded parameters for its best iteration's rounds, checked to give the same figures.
+metrics exactly, which checks that the splits and the peers' code are the ones it was made with. A peer the file
+lacks is run afresh; LightGBM results without calibration metrics (files from before them) get them from the chosen
+booster trained again with its recorded parameters for its best iteration's rounds, checked to give the same metrics.
 """
 
 import argparse
@@ -134,7 +134,7 @@ def peer_trust(
 
 
 # The models. Each takes the data, the split and the seed, and returns test probabilities, details, and its
-# calibration and coverage figures (`training.calibration`'s report: `calibration`, `conformal`).
+# calibration and coverage metrics (`training.calibration`'s report: `calibration`, `conformal`).
 
 
 def run_network(
@@ -250,7 +250,7 @@ def run_lightgbm(
 
 def refit_lightgbm(data: GenreData, split: dict[str, np.ndarray], seed: int, details: dict) -> tuple[np.ndarray, dict]:
     """The booster an earlier search chose, trained again from its recorded parameters for its best iteration's
-    rounds (deterministic: the same trees), for the calibration figures a file from before them lacks."""
+    rounds (deterministic: the same trees), for the calibration metrics a file from before them lacks."""
     features, labels = raw_features(data.frame), data.labels
     params = {**_lightgbm_fixed_params(seed), **details["params"]}
     booster = lgb.train(params, _lightgbm_train_set(features, labels, split), num_boost_round=details["best_iteration"])
@@ -394,14 +394,14 @@ def run_logistic_regression(
 REPRODUCED_TO = 1e-12
 
 
-def _check_reproduced(cached: dict, figures: dict, mode: str, seed: int, model: str) -> None:
-    # Equal to the last bits: a refitted booster can sum the same per-class figures in another order (1 ulp), while
+def _check_reproduced(cached: dict, metrics: dict, mode: str, seed: int, model: str) -> None:
+    # Equal to the last bits: a refitted booster can sum the same per-class metrics in another order (1 ulp), while
     # another split or other code moves a 5,000-row test figure by 1/5,000 at least.
-    differ = {key: (cached[key], figures[key]) for key, _ in METRICS if abs(cached[key] - figures[key]) > REPRODUCED_TO}
+    differ = {key: (cached[key], metrics[key]) for key, _ in METRICS if abs(cached[key] - metrics[key]) > REPRODUCED_TO}
     if differ:
         raise RuntimeError(
             f"{mode} seed {seed}: {model} gave {differ} (cached, now): the reused file was made with other splits "
-            "or code, so its peers' figures cannot be reused; run without --reuse-peers"
+            "or code, so its peers' metrics cannot be reused; run without --reuse-peers"
         )
 
 
@@ -422,7 +422,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def summarize(results: list[dict], modes: list[str]) -> dict[str, dict[str, dict]]:
-    """mode -> model -> metric -> mean/std/n over seeds; with `calibration` (temperature and before/after figures)
+    """mode -> model -> metric -> mean/std/n over seeds; with `calibration` (temperature and before/after metrics)
     and `conformal` (coverage and mean set size per level) where every seed has them."""
     summary: dict = {}
     for mode in modes:
@@ -431,9 +431,9 @@ def summarize(results: list[dict], modes: list[str]) -> dict[str, dict[str, dict
             rows = [r for r in results if r["mode"] == mode and r["model"] == model]
             if not rows:
                 continue
-            figures: dict = {key: _mean_std([r[key] for r in rows]) for key, _ in METRICS}
+            metrics: dict = {key: _mean_std([r[key] for r in rows]) for key, _ in METRICS}
             if all("calibration" in r for r in rows):
-                figures["calibration"] = {
+                metrics["calibration"] = {
                     "temperature": _mean_std([r["calibration"]["temperature"] for r in rows]),
                     **{
                         stage: {key: _mean_std([r["calibration"][stage][key] for r in rows]) for key, _ in CALIBRATION}
@@ -441,7 +441,7 @@ def summarize(results: list[dict], modes: list[str]) -> dict[str, dict[str, dict
                     },
                 }
             if all("conformal" in r for r in rows):
-                figures["conformal"] = {
+                metrics["conformal"] = {
                     level: {
                         key: _mean_std([r["conformal"][level][key] for r in rows])
                         for key in ("coverage", "mean_set_size")
@@ -455,7 +455,7 @@ def summarize(results: list[dict], modes: list[str]) -> dict[str, dict[str, dict
                     }
                     for level in rows[0]["conformal"]
                 }
-            summary[mode][model] = figures
+            summary[mode][model] = metrics
     return summary
 
 
@@ -472,7 +472,7 @@ def _splits_won(results: list[dict], mode: str, peer: str, key: str) -> tuple[in
 
 
 def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[str]:
-    """The targets of the quality issues, each with its figures and **met** / **not met**."""
+    """The targets of the quality issues, each with its metrics and **met** / **not met**."""
     lines = []
     for mode in modes:
         network = summary[mode].get(NETWORK)
@@ -497,7 +497,7 @@ def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[s
             paper_acc, paper_auc = PAPER["tuned"]["accuracy"], PAPER["tuned"]["roc_auc_macro"]
             met = acc > paper_acc and auc > paper_auc
             lines.append(
-                f"- Network > the paper's tuned figures (accuracy {paper_acc}, AUC {paper_auc}), {mode}: "
+                f"- Network > the paper's tuned metrics (accuracy {paper_acc}, AUC {paper_auc}), {mode}: "
                 f"accuracy {acc:.4f}, AUC {auc:.4f}: {_verdict(met)}"
             )
     network = summary.get("stratified", {}).get(NETWORK)
@@ -522,7 +522,7 @@ def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[s
                 f"{_verdict(nll <= nll_before)}"
             )
         if "conformal" in network:
-            coverage = {level: figures["coverage"]["mean"] for level, figures in network["conformal"].items()}
+            coverage = {level: metrics["coverage"]["mean"] for level, metrics in network["conformal"].items()}
             met = all(abs(value - float(level)) <= COVERAGE_TOLERANCE for level, value in coverage.items())
             cells = ", ".join(f"{value:.4f} at {level}" for level, value in coverage.items())
             lines.append(
@@ -535,14 +535,14 @@ def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[s
 def _mode_tables(summary: dict, results: list[dict], mode: str, n_seeds: int) -> list[str]:
     lines = [
         "",
-        f"## {mode} split: test figures, mean ± std over {n_seeds} seed(s)",
+        f"## {mode} split: test metrics, mean ± std over {n_seeds} seed(s)",
         "",
         "| model | " + " | ".join(label for _, label in METRICS) + " | seconds per split |",
         "|---|" + "---|" * (len(METRICS) + 1),
     ]
-    for model, figures in summary[mode].items():
+    for model, metrics in summary[mode].items():
         seconds = np.mean([r["seconds"] for r in results if r["mode"] == mode and r["model"] == model])
-        cells = [f"{figures[key]['mean']:.4f} ± {figures[key]['std']:.4f}" for key, _ in METRICS]
+        cells = [f"{metrics[key]['mean']:.4f} ± {metrics[key]['std']:.4f}" for key, _ in METRICS]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     paper = PAPER["tuned"]
     lines.append(
@@ -550,7 +550,7 @@ def _mode_tables(summary: dict, results: list[dict], mode: str, n_seeds: int) ->
         + " | ".join(f"{paper[key]:.4f}" for key, _ in METRICS)
         + " | - |"
     )
-    calibrated = {model: figures for model, figures in summary[mode].items() if "calibration" in figures}
+    calibrated = {model: metrics for model, metrics in summary[mode].items() if "calibration" in metrics}
     if calibrated:
         lines += [
             "",
@@ -567,13 +567,13 @@ def _mode_tables(summary: dict, results: list[dict], mode: str, n_seeds: int) ->
             + " |",
             "|---|" + "---|" * (2 * len(CALIBRATION) + 1),
         ]
-        for model, figures in calibrated.items():
-            calibration = figures["calibration"]
+        for model, metrics in calibrated.items():
+            calibration = metrics["calibration"]
             before = [f"{calibration['before'][key]['mean']:.4f}" for key, _ in CALIBRATION]
             after = [f"{calibration['after'][key]['mean']:.4f}" for key, _ in CALIBRATION]
             temperature = f"{calibration['temperature']['mean']:.3f}"
             lines.append(f"| {model} | " + " | ".join([*before, temperature, *after]) + " |")
-    covered = {model: figures["conformal"] for model, figures in summary[mode].items() if "conformal" in figures}
+    covered = {model: metrics["conformal"] for model, metrics in summary[mode].items() if "conformal" in metrics}
     if covered:
         levels = list(next(iter(covered.values())))
         lines += [
@@ -643,7 +643,7 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
         models = ", ".join(reused.get("models", [LIGHTGBM]))
         lines.append(
             f"- Reused from `{reused['file']}` (run {reused['date']}, `{reused['command']}`): {models}. Their training "
-            "is deterministic, and HistGradientBoosting, rerun here on every split, reproduced that file's figures "
+            "is deterministic, and HistGradientBoosting, rerun here on every split, reproduced that file's metrics "
             "exactly; their seconds per split are that run's"
         )
     if meta.get("note"):
@@ -657,7 +657,7 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
         lines += _mode_tables(summary, results, mode, len(mode_seeds))
     lines += ["", "## Targets", "", *target_lines(summary, modes, results), ""]
     lines += [
-        "Per-seed figures (with per-genre coverage at every level), the peers' chosen parameters and the network's "
+        "Per-seed metrics (with per-genre coverage at every level), the peers' chosen parameters and the network's "
         "epochs: `quality.json`.",
         "",
     ]
@@ -740,7 +740,7 @@ def _init_worker(data_path: str | None, config: dict, settings: dict, models: li
 def load_reused(path: Path, data_sha256: str, settings: dict) -> tuple[dict, dict]:
     """The peers' results per (mode, seed) from an earlier `quality.json`, and its meta. A peer's result is kept
     when it was made with the same settings (LightGBM trials, CatBoost iterations, RealMLP epochs) and carries
-    calibration figures (LightGBM's may lack them); HistGradientBoosting's is always kept, to be matched."""
+    calibration metrics (LightGBM's may lack them); HistGradientBoosting's is always kept, to be matched."""
     earlier = json.loads(path.read_text())
     meta = earlier["meta"]
     if meta["data_sha256"] != data_sha256:
@@ -756,7 +756,7 @@ def load_reused(path: Path, data_sha256: str, settings: dict) -> tuple[dict, dic
     for result in earlier["results"]:
         model = result["model"]
         same_settings = all(earlier_settings.get(key) == settings[key] for key in PEER_SETTING_KEYS.get(model, ()))
-        # LightGBM's search is reused without calibration figures too: `refit_lightgbm` adds them.
+        # LightGBM's search is reused without calibration metrics too: `refit_lightgbm` adds them.
         complete = "calibration" in result or model == LIGHTGBM
         if model == HIST_GB or (model != NETWORK and complete and same_settings):
             cached.setdefault((result["mode"], result["seed"]), {})[model] = result
@@ -784,7 +784,7 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
     for model in models:
         if reused is not None and model not in (NETWORK, HIST_GB) and model in reused:
             result = {**reused[model], "reused": True}
-            if "calibration" not in result:  # a LightGBM search from before the calibration figures
+            if "calibration" not in result:  # a LightGBM search from before the calibration metrics
                 tick = time.time()
                 probabilities, trust = refit_lightgbm(data, split, seed, result["details"])
                 _check_reproduced(result, summary_metrics(test_labels, probabilities), mode, seed, model)
@@ -794,15 +794,15 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
             continue
         tick = time.time()
         probabilities, details, trust = runners[model](split)
-        figures = summary_metrics(test_labels, np.asarray(probabilities, dtype=np.float64))
+        metrics = summary_metrics(test_labels, np.asarray(probabilities, dtype=np.float64))
         seconds = time.time() - tick
         if reused is not None and model == HIST_GB:
-            _check_reproduced(reused[HIST_GB], figures, mode, seed, HIST_GB)
-        result = {"model": model, "mode": mode, "seed": seed, **figures, "seconds": seconds, "details": details}
+            _check_reproduced(reused[HIST_GB], metrics, mode, seed, HIST_GB)
+        result = {"model": model, "mode": mode, "seed": seed, **metrics, "seconds": seconds, "details": details}
         results.append(result | trust)
         log(
-            f"{mode:<10} seed {seed}  {model:<36} accuracy {figures['accuracy']:.4f}  "
-            f"F1 {figures['f1_weighted']:.4f}  AUC {figures['roc_auc_macro']:.4f}  "
+            f"{mode:<10} seed {seed}  {model:<36} accuracy {metrics['accuracy']:.4f}  "
+            f"F1 {metrics['f1_weighted']:.4f}  AUC {metrics['roc_auc_macro']:.4f}  "
             f"ECE {trust['calibration']['before']['ece']:.4f} -> {trust['calibration']['after']['ece']:.4f}  "
             f"({seconds:.0f} s)"
         )

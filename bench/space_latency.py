@@ -5,7 +5,7 @@ One song: p50/p95 of `/predict_song` over a few hundred calls. Many songs: rows 
 bundled `space/model/`, calibrated as `music-genre train` calibrates (on its run's validation split, in a temporary
 copy) when the folder has no conformal scores of its own, so one song costs what the page computes: probabilities,
 the 90 % genre set and the feature chart. One song is timed with and without the chart, over HTTP (a second app
-with `explain=False`, calls alternating) and in-process (`GenreApp.predict_song`). Writes the figures to
+with `explain=False`, calls alternating) and in-process (`GenreApp.predict_song`). Writes the measurements to
 `bench/space_latency.md`.
 
     OMP_NUM_THREADS=1 python -m bench.space_latency
@@ -83,7 +83,7 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 def machine_note() -> str:
     return (
         f"{os.cpu_count()} CPU cores ({cpu_name()}), shared with other jobs (load average {load_average()} when the "
-        f"run ended, so figures vary between runs); OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+        f"run ended, so measurements vary between runs); OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
         + versions("torch", "gradio", "gradio_client", "transformers")
     )
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
             in_process_table += timed(lambda: app.predict_table(str(batch_csv)), 1)
             in_process_table_without_sets += timed(lambda: no_sets.predict_table(str(batch_csv)), 1)
 
-    figures = {
+    measurements = {
         "one_song_p50_ms": percentile_ms(one_song, 50),
         "one_song_p95_ms": percentile_ms(one_song, 95),
         "one_song_mean_ms": statistics.fmean(one_song) * 1000,
@@ -181,39 +181,40 @@ def main(argv: list[str] | None = None) -> dict:
     lines = [
         ("what", "figure"),
         ("---", "---"),
-        (f"one song, `/predict_song`, p50 over {args.calls} calls", f"{figures['one_song_p50_ms']:.1f} ms"),
-        ("one song, `/predict_song`, p95", f"{figures['one_song_p95_ms']:.1f} ms"),
-        ("one song, `/predict_song`, mean", f"{figures['one_song_mean_ms']:.1f} ms"),
+        (f"one song, `/predict_song`, p50 over {args.calls} calls", f"{measurements['one_song_p50_ms']:.1f} ms"),
+        ("one song, `/predict_song`, p95", f"{measurements['one_song_p95_ms']:.1f} ms"),
+        ("one song, `/predict_song`, mean", f"{measurements['one_song_mean_ms']:.1f} ms"),
         (
             "one song over plain HTTP (httpx: POST `/gradio_api/call/predict_song`, read the SSE), p50 / p95",
-            f"{figures['raw_http_one_song_p50_ms']:.1f} ms / {figures['raw_http_one_song_p95_ms']:.1f} ms",
+            f"{measurements['raw_http_one_song_p50_ms']:.1f} ms / {measurements['raw_http_one_song_p95_ms']:.1f} ms",
         ),
         (
             "the same from a second app without the feature chart (`launch(..., explain=False)`), calls alternating "
             "with the line above, p50 / p95",
-            f"{figures['raw_http_without_chart_p50_ms']:.1f} ms / {figures['raw_http_without_chart_p95_ms']:.1f} ms",
+            f"{measurements['raw_http_without_chart_p50_ms']:.1f} ms / "
+            f"{measurements['raw_http_without_chart_p95_ms']:.1f} ms",
         ),
-        ("one row through the pipeline in-process (no HTTP), p50", f"{figures['pipeline_one_row_p50_ms']:.2f} ms"),
+        ("one row through the pipeline in-process (no HTTP), p50", f"{measurements['pipeline_one_row_p50_ms']:.2f} ms"),
         (
             "`GenreApp.predict_song` in-process (what the one-song tab computes: probabilities, the 90 % genre set, "
             "the feature chart by Integrated Gradients), p50",
-            f"{figures['predict_song_p50_ms']:.2f} ms",
+            f"{measurements['predict_song_p50_ms']:.2f} ms",
         ),
         (
             "the same without the feature chart (`GenreApp(model, explain=False)`), p50",
-            f"{figures['predict_song_without_chart_p50_ms']:.2f} ms",
+            f"{measurements['predict_song_without_chart_p50_ms']:.2f} ms",
         ),
         (
             f"{rows:,}-row CSV, `/predict_csv` (upload, check, predict, table + CSV back), median of {args.repeats}",
-            f"{figures['batch_seconds_median']:.2f} s = {figures['batch_rows_per_s']:,.0f} rows/s",
+            f"{measurements['batch_seconds_median']:.2f} s = {measurements['batch_rows_per_s']:,.0f} rows/s",
         ),
         (
             f"the same {rows:,} rows through `GenreApp.predict_table` in-process (no HTTP), best of 5",
-            f"{figures['in_process_table_rows_per_s']:,.0f} rows/s",
+            f"{measurements['in_process_table_rows_per_s']:,.0f} rows/s",
         ),
         (
             "the same without the `genre_set_90` column (runs alternating with the line above), best of 5",
-            f"{figures['in_process_table_without_sets_rows_per_s']:,.0f} rows/s",
+            f"{measurements['in_process_table_without_sets_rows_per_s']:,.0f} rows/s",
         ),
     ]
     table = "\n".join(f"| {what} | {figure} |" for what, figure in lines)
@@ -237,10 +238,10 @@ The batch CSV is {args.rows:,} rows sampled (seed 0) from the real dataset at ru
 folder; it is not part of the repository.
 """
     args.output.write_text(report)
-    for name, value in figures.items():
+    for name, value in measurements.items():
         print(f"{name}: {value:,.2f}")
     print(f"wrote {args.output}")
-    return figures
+    return measurements
 
 
 if __name__ == "__main__":

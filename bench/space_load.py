@@ -156,19 +156,19 @@ def scenarios(app_file: Path, env: dict, csv_path: Path, args: argparse.Namespac
     try:
         asyncio.run(songs(url, 1, 10))  # warm-up
         asyncio.run(upload_csv_once(url, csv_path))  # the CSV worker is started and warm
-        figures = {"one": asyncio.run(songs(url, 1, args.requests))}
+        measurements = {"one": asyncio.run(songs(url, 1, args.requests))}
         cpu = process_cpu_s(server.pid)
-        figures["many"] = asyncio.run(songs(url, args.clients, args.requests))
+        measurements["many"] = asyncio.run(songs(url, args.clients, args.requests))
         # The web process's CPU per request: the ceiling of one-song throughput is cores it can use / this.
-        figures["cpu_ms"] = (process_cpu_s(server.pid) - cpu) * 1000 / max(len(figures["many"].latencies), 1)
-        figures["idle"] = asyncio.run(songs(url, 1, args.ratio_requests))
-        figures["loaded"], figures["uploads"] = asyncio.run(
+        measurements["cpu_ms"] = (process_cpu_s(server.pid) - cpu) * 1000 / max(len(measurements["many"].latencies), 1)
+        measurements["idle"] = asyncio.run(songs(url, 1, args.ratio_requests))
+        measurements["loaded"], measurements["uploads"] = asyncio.run(
             songs_during_uploads(url, csv_path, args.uploaders, args.ratio_requests)
         )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return figures
+    return measurements
 
 
 def process_cpu_s(pid: int) -> float:
@@ -182,12 +182,12 @@ async def upload_csv_once(url: str, csv_path: Path) -> None:
         await upload_csv(http, csv_path)
 
 
-def row(name: str, figures: dict, args: argparse.Namespace) -> str:
-    one, many, idle, loaded, uploads = (figures[k] for k in ("one", "many", "idle", "loaded", "uploads"))
-    errors = sum(len(figures[k].errors) for k in ("one", "many", "idle", "loaded"))
+def row(name: str, measurements: dict, args: argparse.Namespace) -> str:
+    one, many, idle, loaded, uploads = (measurements[k] for k in ("one", "many", "idle", "loaded", "uploads"))
+    errors = sum(len(measurements[k].errors) for k in ("one", "many", "idle", "loaded"))
     return (
         f"| {name} | {one.rate:.1f} req/s, p50 {one.p(50):.0f} ms, p95 {one.p(95):.0f} ms "
-        f"| {many.rate:.1f} req/s, p50 {many.p(50):.0f} ms, p95 {many.p(95):.0f} ms | {figures['cpu_ms']:.1f} ms "
+        f"| {many.rate:.1f} req/s, p50 {many.p(50):.0f} ms, p95 {many.p(95):.0f} ms | {measurements['cpu_ms']:.1f} ms "
         f"| {idle.p(95):.0f} ms | {loaded.p(95):.0f} ms (p50 {loaded.p(50):.0f}) | {loaded.p(95) / idle.p(95):.2f}x "
         f"| {len(uploads.latencies)} done, median {statistics.median(uploads.latencies or [float('nan')]):.1f} s, "
         f"{len(uploads.errors)} errors | {errors} |"
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         for limit in args.song_concurrency:
             limited = {**env, "GENRE_SPACE_SONG_CONCURRENCY": str(limit)}
             results.append((f"this tree, one-song limit {limit}", scenarios(app_file, limited, csv_path, args)))
-    for name, figures in results:
-        runs = {k: run for k, run in figures.items() if isinstance(run, Run)}
+    for name, measurements in results:
+        runs = {k: run for k, run in measurements.items() if isinstance(run, Run)}
         print(name, json.dumps({k: [run.rate, run.p(50), run.p(95), len(run.errors)] for k, run in runs.items()}))
     errors = {name: [e for k in ("one", "many", "idle", "loaded") for e in f[k].errors][:3] for name, f in results}
     command = "python -m bench.space_load" + (f" {' '.join(argv)}" if argv else "")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
 
 Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `{command}`, all lines in this one run.
 
-Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average {load} at the end: figures move between
+Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average {load} at the end: measurements move between
 runs); Python {platform.python_version()}. The Space runs as its own process (`python space/app.py`, the bundled model,
 OMP_NUM_THREADS=1); the clients are asyncio tasks of the benchmark's process on 127.0.0.1 calling Gradio's plain HTTP
 API (POST, then read the server-sent events).
@@ -243,7 +243,7 @@ API (POST, then read the server-sent events).
 | idle p95 (1 x {args.ratio_requests}) | p95 during {args.uploaders} uploaders | ratio \
 | {args.rows:,}-row uploads during that | one-song errors |
 |---|---|---|---|---|---|---|---|---|
-{chr(10).join(row(name, figures, args) for name, figures in results)}
+{chr(10).join(row(name, measurements, args) for name, measurements in results)}
 
 Errors seen (first 3 per app): {json.dumps(errors)}
 """

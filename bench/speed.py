@@ -14,7 +14,7 @@ One process and one torch thread throughout (the project's run gives each search
     TQDM_DISABLE=1 python -m bench.speed --quick                              # fewer repeats (bench/output/)
 
 Throughputs are judged on this single-threaded process's CPU time (`time.process_time`), which on a shared machine
-is what the work would take on an idle core; the wall-clock figures stand beside them. Latencies are wall clock.
+is what the work would take on an idle core; the wall-clock measurements stand beside them. Latencies are wall clock.
 A missed target gets a cProfile of the section that missed it, and what to change, in the report.
 """
 
@@ -64,7 +64,7 @@ TARGETS = {
 
 
 @dataclass
-class Figure:
+class Measurement:
     name: str
     value: str  # from CPU time (latencies: wall clock); the verdict is on this one
     wall: str  # the same from wall-clock time
@@ -74,14 +74,14 @@ class Figure:
 
 @dataclass
 class Report:
-    figures: list[Figure] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     recommendations: list[str] = field(default_factory=list)
 
     def add(self, other: "Report") -> None:
-        """`other`'s figures, profiles, notes and recommendations after this report's own."""
-        self.figures += other.figures
+        """`other`'s measurements, profiles, notes and recommendations after this report's own."""
+        self.measurements += other.measurements
         self.profiles |= other.profiles
         self.notes += other.notes
         self.recommendations += other.recommendations
@@ -203,7 +203,7 @@ def parse_time_log(path: Path) -> dict[str, Any]:
     }
 
 
-# The benchmarks, one function each; `run` calls them in turn and gathers their figures into one report.
+# The benchmarks, one function each; `run` calls them in turn and gathers their measurements into one report.
 
 
 def benchmark_training(
@@ -230,14 +230,14 @@ def benchmark_training(
     bare, trained = fastest(bare_times), fastest(trainer_times)
     ratio, wall_ratio = bare.cpu / trained.cpu, bare.wall / trained.wall
     report = Report()
-    report.figures += [
-        Figure(
+    report.measurements += [
+        Measurement(
             "Training, bare PyTorch loop (rows/s)", f"{rows / bare.cpu:,.0f}", f"{rows / bare.wall:,.0f}", "-", None
         ),
-        Figure(
+        Measurement(
             "Training, Trainer path (rows/s)", f"{rows / trained.cpu:,.0f}", f"{rows / trained.wall:,.0f}", "-", None
         ),
-        Figure(
+        Measurement(
             "Training, Trainer / bare loop",
             f"{ratio:.2f}x",
             f"{wall_ratio:.2f}x",
@@ -269,7 +269,7 @@ def benchmark_training(
 def inference_model(
     trainer: Any, extractor: GenreFeatureExtractor, config: dict, hyperparameters: Hyperparameters, workdir: Path
 ) -> tuple[Path, nn.Module, Any, str]:
-    """The model the inference figures use, its folder, its extractor and the note saying which it is: the Space's
+    """The model the inference measurements use, its folder, its extractor and the note saying which it is: the Space's
     bundled model, else the one just trained, saved as a folder in `workdir`."""
     if SPACE_MODEL.is_dir():
         folder, source = SPACE_MODEL, "space/model/ (the Space's bundled model)"
@@ -325,36 +325,36 @@ def benchmark_batch_inference(
     target_rate = TARGETS["inference_rows_per_s"]
     speedup = TARGETS["inference_vs_lightgbm"]
     report = Report()
-    report.figures += [
-        Figure(
+    report.measurements += [
+        Measurement(
             "Batch inference, extractor + network (rows/s)",
             f"{network_rate:,.0f}",
             f"{n / network.wall:,.0f}",
             f">= {target_rate:,}",
             network_rate >= target_rate,
         ),
-        Figure(
+        Measurement(
             "  of which the feature extractor alone (rows/s)",
             f"{n / encode.cpu:,.0f}",
             f"{n / encode.wall:,.0f}",
             "-",
             None,
         ),
-        Figure(
+        Measurement(
             f"Batch inference, LightGBM {LGBM_ROUNDS} rounds = {LGBM_ROUNDS * len(GENRES):,} trees (rows/s)",
             f"{lightgbm_rate:,.0f}",
             f"{n / lightgbm_time.wall:,.0f}",
             "-",
             None,
         ),
-        Figure(
+        Measurement(
             "Batch inference, network / LightGBM",
             f"{network_rate / lightgbm_rate:.2f}x",
             f"{lightgbm_time.wall / network.wall:.2f}x",
             f">= {speedup}x",
             network_rate / lightgbm_rate >= speedup,
         ),
-        Figure(
+        Measurement(
             f"  LightGBM {LGBM_ROUNDS // 10} rounds = {LGBM_ROUNDS:,} trees (rows/s), for scale; network / it",
             f"{n / small_time.cpu:,.0f}; {small_time.cpu / network.cpu:.2f}x",
             f"{n / small_time.wall:,.0f}; {small_time.wall / network.wall:.2f}x",
@@ -402,11 +402,11 @@ def benchmark_one_song(folder: Path, song: dict, calls: int) -> Report:
     p50, p99 = np.percentile(latencies, [50, 99])
     target = TARGETS["one_song_p50_ms"]
     report = Report()
-    report.figures += [
-        Figure(
+    report.measurements += [
+        Measurement(
             "One song, pipeline latency p50 (ms, wall clock)", f"{p50:.3f}", f"{p50:.3f}", f"< {target}", p50 < target
         ),
-        Figure("One song, pipeline latency p99 (ms, wall clock)", f"{p99:.3f}", f"{p99:.3f}", "-", None),
+        Measurement("One song, pipeline latency p99 (ms, wall clock)", f"{p99:.3f}", f"{p99:.3f}", "-", None),
     ]
     report.notes.append(
         f"One song: `pipeline(model=folder, trust_remote_code=True)` on one raw CSV row as a dict (all its columns, "
@@ -421,7 +421,7 @@ def benchmark_one_song(folder: Path, song: dict, calls: int) -> Report:
 def run(args: argparse.Namespace) -> Report:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
-    full_run, full_run_notes = full_run_figures(args.full_run_log)  # a bad log fails before the timings
+    full_run, full_run_notes = full_run_measurements(args.full_run_log)  # a bad log fails before the timings
     config, config_source = load_config(args.config)
     hyperparameters = replace(
         Hyperparameters(**config["hyperparameters"]), epochs=TRAIN_EPOCHS, batch_size=TRAIN_BATCH_SIZE
@@ -452,14 +452,14 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
-def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
+def full_run_measurements(paths: list[Path]) -> tuple[list[Measurement], list[str]]:
     """Wall clock and peak memory of each `/usr/bin/time -v music-genre train ...` log, as table rows and notes."""
     if not paths:
         return [], [
             "Full run: no log given. Run `/usr/bin/time -v music-genre train ... > FILE 2>&1`, then "
             "`python -m bench.speed --full-run-log FILE` (once per log)."
         ]
-    figures: list[Figure] = []
+    measurements: list[Measurement] = []
     notes: list[str] = []
     for path in paths:
         run_log = parse_time_log(path)
@@ -471,15 +471,15 @@ def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
         wall = f"{int(seconds // 60)} min {seconds % 60:.0f} s"
         two_workers = label == "--workers 2"
         target_minutes = TARGETS["full_run_minutes_2_workers"]
-        figures += [
-            Figure(
+        measurements += [
+            Measurement(
                 f"Full run {label}, wall clock",
                 "-",
                 wall,
                 f"< {target_minutes:.0f} min" if two_workers else "-",
                 seconds < target_minutes * 60 if two_workers else None,
             ),
-            Figure(
+            Measurement(
                 f"Full run {label}, peak resident memory per process (GB)",
                 "-",
                 f"{peak_gb:.2f}",
@@ -492,7 +492,7 @@ def full_run_figures(paths: list[Path]) -> tuple[list[Figure], list[str]]:
             f"its maximum resident set size, {run_log['max_rss_kb']:,} KiB, the largest single process (the main "
             "one or a search worker) as getrusage reports it."
         )
-    return figures, notes
+    return measurements, notes
 
 
 def markdown(report: Report, command: str, load: str, note: str = "") -> str:
@@ -506,12 +506,12 @@ def markdown(report: Report, command: str, load: str, note: str = "") -> str:
         f"- Command: `{command}`",
         f"- Machine: {machine()}; one process, one torch thread; "
         + versions("torch", "transformers", "lightgbm", "pandas"),
-        f"- Load: {load} (the figures are the best of several timed calls, to damp other jobs' interference)",
+        f"- Load: {load} (the measurements are the best of several timed calls, to damp other jobs' interference)",
         *([f"- Note: {note}"] if note else []),
         "",
         "| figure | value (CPU time) | value (wall clock) | target | |",
         "|---|---|---|---|---|",
-        *(f"| {f.name.strip()} | {f.value} | {f.wall} | {f.target} | {verdict(f.met)} |" for f in report.figures),
+        *(f"| {f.name.strip()} | {f.value} | {f.wall} | {f.target} | {verdict(f.met)} |" for f in report.measurements),
         "",
         "Throughputs are judged on the CPU time of this single-threaded process (`time.process_time`): on a machine "
         "shared with other jobs it is what the work takes on a core of its own, while the wall clock also counts "
@@ -532,9 +532,9 @@ def markdown(report: Report, command: str, load: str, note: str = "") -> str:
 
 
 def table(report: Report) -> str:
-    width = max(len(f.name) for f in report.figures)
+    width = max(len(f.name) for f in report.measurements)
     rows = [f"{'figure':<{width}}  {'CPU time':>22}  {'wall clock':>22}  {'target':<12}"]
-    for f in report.figures:
+    for f in report.measurements:
         verdict = "" if f.met is None else ("met" if f.met else "NOT MET")
         rows.append(f"{f.name:<{width}}  {f.value:>22}  {f.wall:>22}  {f.target:<12}{verdict}")
     return "\n".join(rows)

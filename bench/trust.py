@@ -111,10 +111,10 @@ def markdown(report: dict, command: str) -> str:
         "|---|---|---|---|---|",
     ]
     for stage in ("before", "after"):
-        figures = calibration[stage]
+        metrics = calibration[stage]
         lines.append(
-            f"| {stage} temperature | {figures['ece']:.4f} | {figures['nll']:.4f} | {figures['brier']:.4f} "
-            f"| {figures['roc_auc_macro']:.4f} |"
+            f"| {stage} temperature | {metrics['ece']:.4f} | {metrics['nll']:.4f} | {metrics['brier']:.4f} "
+            f"| {metrics['roc_auc_macro']:.4f} |"
         )
     lines += [
         "",
@@ -127,10 +127,10 @@ def markdown(report: dict, command: str) -> str:
         "| level | coverage | mean set size | lowest per-genre coverage |",
         "|---|---|---|---|",
     ]
-    for level, figures in report["conformal"].items():
-        genre, lowest = min(figures["per_genre_coverage"].items(), key=lambda item: item[1])
+    for level, metrics in report["conformal"].items():
+        genre, lowest = min(metrics["per_genre_coverage"].items(), key=lambda item: item[1])
         lines.append(
-            f"| {level} | {figures['coverage']:.4f} | {figures['mean_set_size']:.3f} | {lowest:.3f} ({genre}) |"
+            f"| {level} | {metrics['coverage']:.4f} | {metrics['mean_set_size']:.3f} | {lowest:.3f} ({genre}) |"
         )
     runs = report["faithfulness"]
     fractions = [run["fraction_top_beats_random"] for run in runs]

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hub_card.cli import add_bundle_parser, add_push_parser
@@ -98,7 +100,36 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+@contextmanager
+def _one_bar_per_stage() -> Iterator[None]:
+    """No "Writing model shards" bar per save, no dataset-generation bars on the console: one bar per stage of a
+    run. The libraries' settings are restored afterwards (a test calling `main` keeps its own)."""
+    import datasets
+    import transformers
+
+    bars = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars[0]:
+            transformers.utils.logging.enable_progress_bar()
+        if bars[1]:
+            datasets.enable_progress_bars()
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from space.app import launch
+
+        launch(model=args.model, host=args.host, port=args.port)
+        return 0
+    with _one_bar_per_stage():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from hub_card.card import write_model_card
         from training.options import RunOptions
@@ -115,10 +146,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         folder = write_eda_figures(args.data, args.output, seed=args.seed)
         logging.getLogger("music_genre").info("figures in %s", folder)
-    elif args.command == "serve":
-        from space.app import launch
-
-        launch(model=args.model, host=args.host, port=args.port)
     else:
         return args.handler(args)
     return 0

@@ -469,7 +469,7 @@ def _number(value) -> str:
 
 
 def _metric(value: float) -> str:
-    """A test figure: always four decimals, so tables line up and 0 reads as a score."""
+    """A test metric: always four decimals, so tables line up and 0 reads as a score."""
     return f"{float(value):.4f}"
 
 

@@ -46,12 +46,12 @@ def write_log(path, workers=2, elapsed="5:52.31", rss=733336, status=0):
     return path
 
 
-def test_full_run_figures_judge_wall_clock_with_two_workers_and_memory_per_process(tmp_path):
+def test_full_run_measurements_judge_wall_clock_with_two_workers_and_memory_per_process(tmp_path):
     speed = load_bench("speed")
     two = write_log(tmp_path / "w2.log", workers=2, elapsed="14:59.00", rss=733336)
     one = write_log(tmp_path / "w1.log", workers=1, elapsed="1:02:03", rss=2_100_000)
-    figures, notes = speed.full_run_figures([one, two])
-    by_name = {f.name: f for f in figures}
+    measurements, notes = speed.full_run_measurements([one, two])
+    by_name = {f.name: f for f in measurements}
     assert by_name["Full run --workers 1, wall clock"].wall == "62 min 3 s"
     assert by_name["Full run --workers 1, wall clock"].met is None  # the 15-minute target is for 2 workers
     assert by_name["Full run --workers 1, peak resident memory per process (GB)"].met is False  # 2.15 GB
@@ -61,17 +61,17 @@ def test_full_run_figures_judge_wall_clock_with_two_workers_and_memory_per_proce
     assert len(notes) == 2 and "733,336 KiB" in notes[1]
 
     slow = write_log(tmp_path / "slow.log", workers=2, elapsed="15:00.50")
-    assert speed.full_run_figures([slow])[0][0].met is False
+    assert speed.full_run_measurements([slow])[0][0].met is False
 
 
-def test_full_run_figures_refuse_a_failed_or_unfinished_run(tmp_path):
+def test_full_run_measurements_refuse_a_failed_or_unfinished_run(tmp_path):
     speed = load_bench("speed")
     with pytest.raises(ValueError, match="exited with status 1"):
-        speed.full_run_figures([write_log(tmp_path / "failed.log", status=1)])
+        speed.full_run_measurements([write_log(tmp_path / "failed.log", status=1)])
     unfinished = tmp_path / "unfinished.log"
     unfinished.write_text("[I 2026-11-25] Trial 3 finished\n")
     with pytest.raises(ValueError, match="no /usr/bin/time -v summary"):
-        speed.full_run_figures([unfinished])
+        speed.full_run_measurements([unfinished])
 
 
 def quality_result(quality, model, seed, accuracy, auc, mode="stratified"):
@@ -110,20 +110,20 @@ def test_quality_targets_compare_means_with_every_peer_and_count_the_splits_a_pe
     assert "AUC 0.9385 vs 0.9388 (-0.0003; the peer ahead on 1 of 2)" in lines[1] and lines[1].endswith("**not met**")
     assert all(line.endswith("**met**") for line in lines[2:4])  # above the paper's 0.5952 / 0.9338
     assert lines[4].startswith("- Stretch") and lines[4].endswith("**not met**")  # AUC 0.9396 < 0.940
-    assert len(lines) == 5  # no calibration figures given, so no calibration targets judged
+    assert len(lines) == 5  # no calibration metrics given, so no calibration targets judged
 
 
 def test_quality_report_judges_the_networks_calibration_and_coverage_and_tables_every_peer():
     quality = load_bench("quality")
 
     def trust(ece_before, ece_after, nll_before, nll_after, coverage):
-        figures = {"brier": 0.5, "roc_auc_macro": 0.94}
+        metrics = {"brier": 0.5, "roc_auc_macro": 0.94}
         per_genre = {genre: coverage for genre in quality.GENRES}
         return {
             "calibration": {
                 "temperature": 1.1,
-                "before": {**figures, "ece": ece_before, "nll": nll_before},
-                "after": {**figures, "ece": ece_after, "nll": nll_after},
+                "before": {**metrics, "ece": ece_before, "nll": nll_before},
+                "after": {**metrics, "ece": ece_after, "nll": nll_after},
             },
             "conformal": {
                 level: {
@@ -169,9 +169,9 @@ def test_quality_report_judges_the_networks_calibration_and_coverage_and_tables_
 
 def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_partial():
     quality = load_bench("quality")
-    figures = {"accuracy": 0.6, "f1_weighted": 0.6, "roc_auc_macro": 0.93, "seconds": 1.0}
+    metrics = {"accuracy": 0.6, "f1_weighted": 0.6, "roc_auc_macro": 0.93, "seconds": 1.0}
     done = [("stratified", 0), ("stratified", 1), ("stratified", 2), ("group", 0)]
-    results = [{"model": m, "mode": mode, "seed": s, **figures} for mode, s in done for m in quality.MODELS]
+    results = [{"model": m, "mode": mode, "seed": s, **metrics} for mode, s in done for m in quality.MODELS]
     meta = {
         "date": "2026-11-25",
         "command": "python -m bench.quality",
@@ -186,8 +186,8 @@ def test_a_partial_quality_report_counts_each_modes_own_seeds_and_says_it_is_par
         "machine": "m",
     }
     report = quality.markdown_report(meta, results, ["stratified", "group"])
-    assert "## stratified split: test figures, mean ± std over 3 seed(s)" in report
-    assert "## group split: test figures, mean ± std over 1 seed(s)" in report
+    assert "## stratified split: test metrics, mean ± std over 3 seed(s)" in report
+    assert "## group split: test metrics, mean ± std over 1 seed(s)" in report
     assert "**Partial: 4 of 6 splits finished**" in report
     meta["seeds"] = [0]
     meta["modes"] = ["group"]
@@ -226,9 +226,9 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
         calibration = result["calibration"]
         assert 0.2 < calibration["temperature"] < 5 and calibration["after"]["nll"] < 1.6, result["model"]
         # Sets calibrated on 5,000 validation rows cover about as often as promised on 5,000 test rows.
-        for level, figures in result["conformal"].items():
-            assert abs(figures["coverage"] - float(level)) < 0.03 and 1 <= figures["mean_set_size"] <= 10
-            assert set(figures["per_genre_coverage"]) == set(quality.GENRES)
+        for level, metrics in result["conformal"].items():
+            assert abs(metrics["coverage"] - float(level)) < 0.03 and 1 <= metrics["mean_set_size"] <= 10
+            assert set(metrics["per_genre_coverage"]) == set(quality.GENRES)
     report = (earlier.parent / "quality.md").read_text()
     assert (
         "## stratified split: calibration on test" in report and "## stratified split: conformal genre sets" in report
@@ -236,7 +236,7 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
     assert "Network coverage per true genre at 0.9" in report
 
     # A second run (the peers only, to keep the test short) takes every peer from the first, once
-    # HistGradientBoosting has reproduced the first's figures.
+    # HistGradientBoosting has reproduced the first's metrics.
     peers = ["lightgbm", "catboost", "realmlp", "histgb", "logistic"]
     argv = ["--quick", "--data", str(csv_path), "--output-dir", str(tmp_path), "--reuse-peers", str(earlier)]
     quality.main([*argv, "--models", *peers])
@@ -248,7 +248,7 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
     assert new[quality.HIST_GB]["accuracy"] == old[quality.HIST_GB]["accuracy"] and "reused" not in new[quality.HIST_GB]
     assert "Reused from" in (tmp_path / "quality.md").read_text()
 
-    # A file from before the calibration figures: LightGBM's chosen booster is refitted, reproducing its figures.
+    # A file from before the calibration metrics: LightGBM's chosen booster is refitted, reproducing its metrics.
     cached, _ = quality.load_reused(earlier, first["meta"]["data_sha256"], quality.QUICK_SETTINGS)
     split = cached[("stratified", 0)]
     for key in ("calibration", "conformal"):
@@ -257,7 +257,7 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
     refitted = {r["model"]: r for r in quality.run_split("stratified", 0, split)}[quality.LIGHTGBM]
     assert refitted["calibration"] == old[quality.LIGHTGBM]["calibration"] and "refit_seconds" in refitted
 
-    # Figures HistGradientBoosting does not reproduce mean other splits or code: nothing is reused.
+    # Metrics HistGradientBoosting does not reproduce mean other splits or code: nothing is reused.
     split[quality.HIST_GB]["roc_auc_macro"] += 0.01
     with pytest.raises(RuntimeError, match="cannot be reused"):
         quality.run_split("stratified", 0, split)
@@ -267,10 +267,10 @@ def test_quick_quality_run_scores_every_model_on_the_same_split_and_can_reuse_th
 
 def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_target():
     trust = load_bench("trust")
-    figures = {"ece": 0.0226, "nll": 0.9883, "brier": 0.4972, "roc_auc_macro": 0.9392}
+    metrics = {"ece": 0.0226, "nll": 0.9883, "brier": 0.4972, "roc_auc_macro": 0.9392}
     coverage = {"coverage": 0.903, "mean_set_size": 2.271, "per_genre_coverage": {"Rock": 0.944, "Alternative": 0.826}}
     report = {
-        "calibration": {"temperature": 1.0031, "before": figures, "after": {**figures, "ece": 0.0190}},
+        "calibration": {"temperature": 1.0031, "before": metrics, "after": {**metrics, "ece": 0.0190}},
         "ece_if_calibrated": {"mean": 0.0159, "p95": 0.0223, "draws": 200},
         "conformal": {"0.9": coverage},
         "faithfulness": [

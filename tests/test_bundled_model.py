@@ -1,4 +1,4 @@
-"""The trained model bundled in space/model: its card states the figures its run measured, and they reproduce."""
+"""The trained model bundled in space/model: its card states the metrics its run measured, and they reproduce."""
 
 import json
 
@@ -12,16 +12,16 @@ from training.run import evaluate_folder
 BUNDLED = REPO / "space" / "model"
 
 
-def stated_figures() -> tuple[dict, str]:
+def stated_metrics() -> tuple[dict, str]:
     card = ModelCard.load(BUNDLED / "README.md")
     return {result.metric_type: result.metric_value for result in card.data.eval_results}, card.text
 
 
-def test_the_card_figures_are_recomputed_from_the_csv(csv_path):
+def test_the_card_metrics_are_recomputed_from_the_csv(csv_path):
     config = json.loads((BUNDLED / "config.json").read_text())
     if config.get("inference_dtype", "float32") == "bfloat16" and not native_bfloat16("cpu"):
         pytest.skip("this CPU has no native bfloat16, so it cannot make the run's computation (see the next test)")
-    stated, text = stated_figures()
+    stated, text = stated_metrics()
     run = json.loads((BUNDLED / "training_run.json").read_text())
     assert run["data_sha256"] == "6e1a77a46c88226e24aa36facf81235315b4680054bc7f3d3c609c1b05711078"
     recomputed = evaluate_folder(BUNDLED, str(csv_path))
@@ -33,11 +33,11 @@ def test_the_card_figures_are_recomputed_from_the_csv(csv_path):
     assert f"{recomputed['accuracy']:.4f}" in text  # the results table a reader sees
 
 
-def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_figures_in_float32(csv_path, monkeypatch):
+def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_metrics_in_float32(csv_path, monkeypatch):
     import modeling.modeling_genre_ffn as modeling_module
 
     monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: False)
-    stated, _ = stated_figures()
+    stated, _ = stated_metrics()
     recomputed = evaluate_folder(BUNDLED, str(csv_path))
     assert recomputed["roc_auc_macro"] != stated["roc_auc"]  # float32 really ran: other probabilities
     assert stated["accuracy"] == pytest.approx(recomputed["accuracy"], abs=0.003)
@@ -46,7 +46,7 @@ def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_figures_in_float
 
 
 def test_the_card_says_how_far_its_command_reproduces_the_model():
-    _, text = stated_figures()
+    _, text = stated_metrics()
     command = json.loads((BUNDLED / "training_run.json").read_text())["command"]
     assert command in text
     # The batch-synchronous search makes the same model with any number of workers; an older run said it did not.

@@ -219,7 +219,8 @@ def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_pa
     ]
     levels = markdown_table(text, "| level | coverage | mean set size | lowest per-genre coverage |")
     assert [row[:3] for row in levels] == [
-        [level, f"{figures['coverage']:.4f}", f"{figures['mean_set_size']:.2f}"] for level, figures in conformal.items()
+        [level, f"{level_metrics['coverage']:.4f}", f"{level_metrics['mean_set_size']:.2f}"]
+        for level, level_metrics in conformal.items()
     ]
     per_genre = conformal["0.9"]["per_genre_coverage"]
     lowest = min(per_genre, key=per_genre.get)

@@ -71,7 +71,7 @@ def test_run_writes_every_file(run_dir, slice_csv):
     assert report["sha256"] == load_data(slice_csv).sha256
     assert report["split_sizes"] == {"train": 1600, "validation": 200, "test": 200}
     assert not (run_dir / "checkpoints").exists()
-    # The saved model serves in bfloat16 (the run's default), and its test figures were measured that way.
+    # The saved model serves in bfloat16 (the run's default), and its test metrics were measured that way.
     assert json.loads((run_dir / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
     assert "--inference-dtype bfloat16" in json.loads((run_dir / "model" / "training_run.json").read_text())["command"]
 
@@ -79,11 +79,11 @@ def test_run_writes_every_file(run_dir, slice_csv):
 def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_csv, capsys):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for stage in ("initial", "tuned"):
-        figures = metrics[stage]
+        stage_metrics = metrics[stage]
         for name in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc_macro"):
-            assert 0.0 <= figures[name] <= 1.0
-        assert set(figures["per_genre"]) == set(GENRES)
-        assert np.array(figures["confusion_matrix"]).sum() == 200
+            assert 0.0 <= stage_metrics[name] <= 1.0
+        assert set(stage_metrics["per_genre"]) == set(GENRES)
+        assert np.array(stage_metrics["confusion_matrix"]).sum() == 200
     assert metrics["seed"] == 5 and metrics["split_mode"] == "stratified"
     assert metrics["best_hyperparameters"] == metrics["tuned"]["hyperparameters"]
     recomputed = evaluate_folder(run_dir / "model", str(slice_csv))
@@ -95,8 +95,8 @@ def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_
     assert main(["evaluate", "--model", str(run_dir / "model"), "--data", str(slice_csv)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[1].split() == ["initial", "(run)", "tuned", "(now)"]
-    figures = [f"{metrics[stage]['accuracy']:.4f}" for stage in ("initial", "tuned")]
-    assert table[2].split() == ["accuracy", *figures]
+    stage_metrics = [f"{metrics[stage]['accuracy']:.4f}" for stage in ("initial", "tuned")]
+    assert table[2].split() == ["accuracy", *stage_metrics]
 
 
 def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_test(run_dir):
@@ -105,13 +105,13 @@ def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_te
     assert config["calibration_temperature"] == metrics["calibration"]["temperature"] > 0
     assert config["conformal"]["n_calibration"] == 200  # the validation split
     for stage in ("before", "after"):
-        figures = metrics["calibration"][stage]
-        assert 0 <= figures["ece"] <= 1 and figures["nll"] > 0 and 0 <= figures["brier"] <= 2
+        stage_metrics = metrics["calibration"][stage]
+        assert 0 <= stage_metrics["ece"] <= 1 and stage_metrics["nll"] > 0 and 0 <= stage_metrics["brier"] <= 2
     assert metrics["calibration"]["after"]["roc_auc_macro"] == pytest.approx(metrics["tuned"]["roc_auc_macro"])
     assert set(metrics["conformal"]) == {"0.8", "0.9", "0.95"}
-    for figures in metrics["conformal"].values():
-        assert 0 <= figures["coverage"] <= 1 and 1 <= figures["mean_set_size"] <= 10
-        assert set(figures["per_genre_coverage"]) == set(GENRES)
+    for stage_metrics in metrics["conformal"].values():
+        assert 0 <= stage_metrics["coverage"] <= 1 and 1 <= stage_metrics["mean_set_size"] <= 10
+        assert set(stage_metrics["per_genre_coverage"]) == set(GENRES)
     assert list(metrics["permutation_importance"]["features"]) == list(FEATURE_NAMES)
 
 
@@ -183,7 +183,7 @@ def test_same_seed_gives_identical_metrics(run_dir, slice_csv, tmp_path):
     assert first == second
 
 
-def test_metrics_record_how_the_test_figures_were_computed_and_the_runs_compute_and_software(run_dir):
+def test_metrics_record_how_the_test_metrics_were_computed_and_the_runs_compute_and_software(run_dir):
     from modeling.modeling_genre_ffn import native_bfloat16
     from training.environment import SOFTWARE
 
@@ -258,7 +258,8 @@ def test_the_parser_and_the_recorded_command_come_from_the_run_options(tmp_path)
 
 
 def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
-    """No hidden global state: the caller's torch threads, progress bars and options are theirs again after a run."""
+    """No hidden global state: the caller's torch threads and options are theirs again after a run, and the command
+    gives the libraries' progress bars back as it found them."""
     import datasets
     import transformers
 
@@ -269,15 +270,17 @@ def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
     given = replace(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    transformers.utils.logging.enable_progress_bar()
-    datasets.enable_progress_bars()
     try:
         train_run(options)
         assert torch.get_num_threads() == 2
-        assert transformers.utils.logging.is_progress_bar_enabled() and not datasets.are_progress_bars_disabled()
     finally:
         torch.set_num_threads(threads)
     assert options == given and options.data == str(slice_csv)
     # The run itself recorded the source the loader resolved, as a file name.
     command = json.loads((tmp_path / "run" / "model" / "training_run.json").read_text())["command"]
     assert command.startswith("music-genre train --data slice.csv --output run ") and "--members 1" in command
+
+    transformers.utils.logging.enable_progress_bar()
+    datasets.enable_progress_bars()
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"), "--data", str(slice_csv)]) == 0
+    assert transformers.utils.logging.is_progress_bar_enabled() and not datasets.are_progress_bars_disabled()

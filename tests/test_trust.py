@@ -44,16 +44,16 @@ def test_calibration_metrics_match_a_hand_computation_and_scikit_learn():
     probabilities[0, 0] = probabilities[1, 1] = 0.55  # confidence 0.55: bin (8/15, 9/15]
     probabilities[2, 2] = probabilities[3, 3] = 0.55
     labels = np.array([0, 1, 2, 9])  # three right, one wrong
-    figures = calibration_metrics(labels, probabilities)
-    assert figures["ece"] == pytest.approx(abs(0.75 - 0.55))  # one filled bin: accuracy 0.75, confidence 0.55
-    assert figures["nll"] == pytest.approx(-(3 * math.log(0.55) + math.log(0.05)) / 4)
-    assert figures["brier"] == pytest.approx((3 * (0.45**2 + 9 * 0.05**2) + (0.55**2 + 0.95**2 + 8 * 0.05**2)) / 4)
+    computed = calibration_metrics(labels, probabilities)
+    assert computed["ece"] == pytest.approx(abs(0.75 - 0.55))  # one filled bin: accuracy 0.75, confidence 0.55
+    assert computed["nll"] == pytest.approx(-(3 * math.log(0.55) + math.log(0.05)) / 4)
+    assert computed["brier"] == pytest.approx((3 * (0.45**2 + 9 * 0.05**2) + (0.55**2 + 0.95**2 + 8 * 0.05**2)) / 4)
     logits, labels = synthetic(500, seed=1)
     probabilities = softmax(logits)
-    figures = calibration_metrics(labels, probabilities)
-    assert figures["nll"] == pytest.approx(log_loss(labels, probabilities, labels=range(10)), rel=1e-9)
+    computed = calibration_metrics(labels, probabilities)
+    assert computed["nll"] == pytest.approx(log_loss(labels, probabilities, labels=range(10)), rel=1e-9)
     # scikit-learn's multiclass Brier score is the mean over rows of the squared error summed over classes.
-    assert figures["brier"] == pytest.approx(brier_score_loss(labels, probabilities, labels=range(10)), rel=1e-9)
+    assert computed["brier"] == pytest.approx(brier_score_loss(labels, probabilities, labels=range(10)), rel=1e-9)
 
 
 def test_the_fitted_temperature_recovers_the_overconfidence_and_lowers_the_errors():
@@ -76,10 +76,10 @@ def test_the_temperature_changes_no_argmax_nor_the_training_loss_but_can_move_on
         scaled = model(input_features=x).logits
     torch.testing.assert_close(scaled, plain / 2.5)
     assert torch.equal(plain.argmax(-1), scaled.argmax(-1))
-    plain_figures = summary_metrics(y.numpy(), softmax(plain.numpy()))
-    scaled_figures = summary_metrics(y.numpy(), softmax(scaled.numpy()))
-    assert plain_figures.pop("roc_auc_macro") == pytest.approx(scaled_figures.pop("roc_auc_macro"), abs=0.01)
-    assert plain_figures == scaled_figures  # every argmax figure exactly
+    plain_metrics = summary_metrics(y.numpy(), softmax(plain.numpy()))
+    scaled_metrics = summary_metrics(y.numpy(), softmax(scaled.numpy()))
+    assert plain_metrics.pop("roc_auc_macro") == pytest.approx(scaled_metrics.pop("roc_auc_macro"), abs=0.01)
+    assert plain_metrics == scaled_metrics  # every argmax metric exactly
     model.train()
     torch.manual_seed(1)
     loss_scaled = model(input_features=x, labels=y).loss
@@ -253,7 +253,7 @@ def test_the_remote_code_loads_and_serves_sets_without_captum(calibrated, raw_ro
     assert "pip install captum" in remote["message"]
 
 
-def test_calibration_report_and_the_peer_figures_agree_on_one_model(calibrated, raw_rows):
+def test_calibration_report_and_the_peer_metrics_agree_on_one_model(calibrated, raw_rows):
     model, extractor = calibrated
     rng = np.random.default_rng(5)
     features = extractor(raw_rows)["input_features"]
@@ -262,9 +262,9 @@ def test_calibration_report_and_the_peer_figures_agree_on_one_model(calibrated, 
     report = calibration_report(model, test.astype(np.float32), labels)
     assert report["calibration"]["temperature"] == model.config.calibration_temperature
     assert set(report["conformal"]) <= {"0.8", "0.9", "0.95"} and report["conformal"]
-    for figures in report["conformal"].values():
-        assert set(figures["per_genre_coverage"]) <= set(GENRES) and 1 <= figures["mean_set_size"] <= 10
-    # From log-probabilities as a peer gives them: T = 1 fitted on the same rows leaves the figures unchanged.
+    for level_metrics in report["conformal"].values():
+        assert set(level_metrics["per_genre_coverage"]) <= set(GENRES) and 1 <= level_metrics["mean_set_size"] <= 10
+    # From log-probabilities as a peer gives them: T = 1 fitted on the same rows leaves the metrics unchanged.
     with torch.no_grad():
         log_probabilities = model(input_features=torch.as_tensor(test, dtype=torch.float32)).logits.double().numpy()
     peer = peer_calibration_report(log_probabilities, labels, log_probabilities, labels)
@@ -280,10 +280,10 @@ def test_attributions_of_the_bundled_model_are_faithful_on_1000_test_rows(real_d
 
     run = json.loads((folder / "training_run.json").read_text())
     test = split_indices(real_data, run["seed"], run["split_mode"])["test"][:1000]
-    figures = faithfulness(model, extractor, extractor(real_data.frame.iloc[test])["input_features"], seed=0)
-    assert figures["rows"] == 1000
-    assert figures["fraction_top_beats_random"] >= 0.8, figures
-    assert figures["mean_drop_top"] > figures["mean_drop_random"]
+    measured = faithfulness(model, extractor, extractor(real_data.frame.iloc[test])["input_features"], seed=0)
+    assert measured["rows"] == 1000
+    assert measured["fraction_top_beats_random"] >= 0.8, measured
+    assert measured["mean_drop_top"] > measured["mean_drop_random"]
 
 
 def test_the_readmes_trust_example_runs_on_a_calibrated_model(calibrated, tmp_path):

@@ -11,8 +11,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +88,7 @@ def train_run(options: RunOptions, write_card: CardWriter | None = None, torch_t
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads)
     try:
-        with _quiet_libraries(), run_lock(run_folder, options.command()):
+        with run_lock(run_folder, options.command()):
             for note in settle(run_folder):
                 logger.info("run folder: %s", note)
             pending = new_pending(run_folder)
@@ -226,25 +225,6 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", run_folder)
 
 
-@contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """No "Writing model shards" bar per save, no dataset-generation bars: one bar per stage of the run. The
-    libraries' settings are the caller's again afterwards."""
-    import datasets
-    import transformers
-
-    bars = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if bars[0]:
-            transformers.utils.logging.enable_progress_bar()
-        if bars[1]:
-            datasets.enable_progress_bars()
-
-
 def _make_run_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -346,21 +326,18 @@ def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: 
 
     A model folder inside a run folder (RUN/model) is checked against the run's manifest first.
     """
-    with _quiet_libraries():
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise RunFolderError(
-                f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)"
-            )
-        run_folder = model_dir.parent
-        in_run = model_dir.name == MODEL_DIR and any((run_folder / name).exists() for name in (METRICS, MANIFEST))
-        report = {"model": str(model_dir)}
-        if in_run:
-            verify(run_folder)
-            recorded = json.loads((run_folder / METRICS).read_text())
-            report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
-        report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
-        return report
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise RunFolderError(f"--model {model_dir} is not a folder (give a model folder written by train, RUN/model)")
+    run_folder = model_dir.parent
+    in_run = model_dir.name == MODEL_DIR and any((run_folder / name).exists() for name in (METRICS, MANIFEST))
+    report = {"model": str(model_dir)}
+    if in_run:
+        verify(run_folder)
+        recorded = json.loads((run_folder / METRICS).read_text())
+        report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
+    report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
+    return report
 
 
 def evaluation_table(report: dict) -> str:

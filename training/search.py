@@ -206,7 +206,7 @@ def hyperparameters_from(params: dict, num_members: int) -> Hyperparameters:
 
 
 class BestValidationObjective:
-    """A trial's objective: its best validation figure so far (Trainer reports after every epoch)."""
+    """A trial's objective: its best validation metric so far (Trainer reports after every epoch)."""
 
     def __init__(self):
         self.best = float("-inf")

@@ -23,7 +23,7 @@ from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceC
 from training.data import PreparedSplits, balanced_class_weights
 from training.scoring import compute_metrics
 
-# The validation figure that picks the best epoch and ranks search trials.
+# The validation metric that picks the best epoch and ranks search trials.
 SELECTION_METRIC = "accuracy"
 
 logger = logging.getLogger("music_genre")
@@ -236,7 +236,7 @@ def fit(
     quiet: bool = False,
     description: str = "training",
 ) -> Trainer:
-    """Train one configuration, keeping the epoch with the best validation figure; returns the trainer."""
+    """Train one configuration, keeping the epoch with the best validation metric; returns the trainer."""
     trainer = make_trainer(
         prepared, extractor, hyperparameters, output_dir, seed, keep_best=True, quiet=quiet, description=description
     )
