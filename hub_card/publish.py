@@ -192,7 +192,8 @@ def push(
 
 def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path = SPACE_DIR / "model") -> Path:
     """Regenerate the Space's bundled model (`space/model/`) from a run folder: the model repo as `push` stages it
-    (weights, remote code, card, figures), swapped in whole so a failure leaves the previous copy as it was."""
+    (weights, card, figures) with this checkout's remote code, swapped in whole so a failure leaves the previous copy
+    as it was."""
     run = _read_run(run_dir)
     into = Path(into)
     into.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +202,7 @@ def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path
     previous = work / "previous"
     try:
         fresh = stage_model(run, repo_id, default_dataset_repo_id(repo_id), work / "model")
+        _copy_todays_code(fresh)  # the Space runs this checkout's modeling/, whatever code the run saved
         (fresh / ".gitattributes").unlink()  # the checkout's own .gitattributes governs it; a Hub repo needs its own
         if into.exists():
             os.replace(into, previous)
@@ -222,6 +224,10 @@ def refresh_bundled_code(into: str | Path = SPACE_DIR / "model") -> list[str]:
     into = Path(into)
     if not (into / "config.json").is_file() or not (into / "model.safetensors").is_file():
         raise PublishError(f"{into} is not a bundled model folder (no config.json and model.safetensors)")
+    return _copy_todays_code(into)
+
+
+def _copy_todays_code(into: Path) -> list[str]:
     changed = []
     for name in REMOTE_CODE:
         source = (MODELING_DIR / name).read_bytes()

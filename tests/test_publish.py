@@ -409,3 +409,16 @@ def test_bundle_code_only_refreshes_the_remote_code_and_keeps_the_weights_and_ca
     assert (
         "is not a bundled model folder" in capsys.readouterr().err and not (tmp_path / "modeling_genre_ffn.py").exists()
     )
+
+
+def test_bundle_ships_the_checkouts_remote_code_not_the_runs(small_run, tmp_path, monkeypatch):
+    import hub_card.publish as publish
+
+    newer = tmp_path / "modeling"
+    shutil.copytree(publish.MODELING_DIR, newer)
+    (newer / "pipeline_genre_ffn.py").write_text((newer / "pipeline_genre_ffn.py").read_text() + "# a newer line\n")
+    monkeypatch.setattr(publish, "MODELING_DIR", newer)
+    into = tmp_path / "space" / "model"
+    assert main(["bundle", "--run", str(small_run), "--into", str(into)]) == 0
+    assert (into / "pipeline_genre_ffn.py").read_text().endswith("# a newer line\n")
+    assert (into / "model.safetensors").read_bytes() == (small_run / "model" / "model.safetensors").read_bytes()
