@@ -118,11 +118,11 @@ rows/s with the default top_k. Machine: {os.cpu_count()} shared cores (load aver
 {chr(10).join(verdicts)}
 
 As transformers' text-classification pipeline, the default gives each row its most probable genre;
-`top_k=None` asks for all ten. "RSS before the call" is the process with the DataFrame and the model loaded; the
-peak includes it. Inside the pipeline a table is encoded, classified and turned into dicts {CHUNK_ROWS:,} rows at a time, so its own working
-memory is bounded; what grows with the table is the returned list itself: with every genre it holds 10 dicts
-({{"label", "score"}}, about 230 bytes each with the score's float) per row. The third line is the bounded-memory way
-to use the pipeline on a table this size: the caller's slices, each result used and dropped.
+`top_k=None` asks for all ten. "RSS before the call" is the process with the DataFrame and the model loaded;
+the peak includes it. Inside the pipeline a table is encoded, classified and turned into dicts {CHUNK_ROWS:,}
+rows at a time, so its own working memory is bounded; what grows with the table is the returned list itself:
+with every genre it holds 10 dicts ({{"label", "score"}}, about 230 bytes each with the score's float) per row.
+The third line is the bounded-memory way to use the pipeline on a table this size: the caller's slices, each result used and dropped.
 """
     args.output.write_text(report)
     print(report)
