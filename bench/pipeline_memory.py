@@ -122,7 +122,8 @@ As transformers' text-classification pipeline, the default gives each row its mo
 the peak includes it. Inside the pipeline a table is encoded, classified and turned into dicts {CHUNK_ROWS:,}
 rows at a time, so its own working memory is bounded; what grows with the table is the returned list itself:
 with every genre it holds 10 dicts ({{"label", "score"}}, about 230 bytes each with the score's float) per row.
-The third line is the bounded-memory way to use the pipeline on a table this size: the caller's slices, each result used and dropped.
+The third line is the bounded-memory way to use the pipeline on a table this size with every genre: the
+caller's slices, each result used and dropped.
 """
     args.output.write_text(report)
     print(report)
