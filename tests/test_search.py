@@ -364,12 +364,13 @@ def test_a_search_trial_reports_to_its_pruner_at_each_epoch(tmp_path, raw_rows):
     rng = np.random.default_rng(0)
     features = rng.normal(size=(64, 24)).astype(np.float32)
     labels = np.arange(64) % 10
+    extractor = GenreFeatureExtractor().fit(raw_rows)
     prepared = PreparedSplits(
         {"train": np.arange(64), "validation": np.arange(32)},
         {"train": features, "validation": features[:32]},
         {"train": labels, "validation": labels[:32]},
+        extractor,
     )
-    extractor = GenreFeatureExtractor().fit(raw_rows)
     trainer = make_trainer(
         prepared, extractor, Hyperparameters(hidden_sizes=[8]), tmp_path / "out", 0, keep_best=False, quiet=True,
         model_init=lambda trial: build_model(Hyperparameters(hidden_sizes=[8]), None, 24),
