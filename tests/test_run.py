@@ -276,6 +276,8 @@ def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert options == given and options.data == str(slice_csv)
+    # metrics.json records the threads the run trained on (train_run's default 1), not the caller's 2.
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["compute"]["torch_threads"] == 1
     # The run itself recorded the source the loader resolved, as a file name.
     command = json.loads((tmp_path / "run" / "model" / "training_run.json").read_text())["command"]
     assert command.startswith("music-genre train --data slice.csv --output run ") and "--members 1" in command

@@ -71,13 +71,16 @@ def evaluation_record(model: torch.nn.Module, rows: int, split: str = "test") ->
     }
 
 
-def compute_record(wall_seconds: float, search_seconds: float, final_seconds: float, workers: int) -> dict:
-    """The run's own timings; each search worker and the final training use one torch thread."""
+def compute_record(
+    wall_seconds: float, search_seconds: float, final_seconds: float, workers: int, torch_threads: int
+) -> dict:
+    """The run's own timings, its search workers and the torch threads of its training (each search worker has
+    one)."""
     return {
         "wall_seconds": round(wall_seconds, 1),
         "search_seconds": round(search_seconds, 1),
         "final_training_seconds": round(final_seconds, 1),
         "workers": workers,
-        "torch_threads": 1,
+        "torch_threads": torch_threads,
         "hardware": hardware("cpu"),
     }

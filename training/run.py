@@ -203,7 +203,9 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "paper": PAPER,
         # What the card reports of the run: how the test metrics were computed, its timings and software.
         "evaluation": evaluation_record(tuned.model, len(test_rows)),
-        "compute": compute_record(time.perf_counter() - started, search_seconds, final_seconds, options.workers),
+        "compute": compute_record(
+            time.perf_counter() - started, search_seconds, final_seconds, options.workers, torch.get_num_threads()
+        ),
         "software": software_versions(),
     }
     _write_json(out / METRICS, metrics)
