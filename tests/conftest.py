@@ -87,10 +87,11 @@ def make_model(**overrides) -> "GenreFFNForSequenceClassification":
     return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
 
 
-def load_in_clean_process(folder: Path, rows: list[dict]) -> dict:
-    """What `REMOTE_LOAD` reads from `folder` for `rows` in a fresh python with the project unimportable."""
+def load_in_clean_process(folder: Path, rows: list[dict], script: str = REMOTE_LOAD) -> dict:
+    """What `script` (by default `REMOTE_LOAD`) prints last as JSON for the model folder `folder` and `rows`, run in a
+    fresh python with the project unimportable."""
     result = subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(folder), json.dumps(rows)],
+        [sys.executable, "-c", script, str(folder), json.dumps(rows)],
         capture_output=True,
         text=True,
         cwd=folder,

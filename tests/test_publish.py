@@ -166,7 +166,8 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(small_ru
     source = tmp_path / "space"
     source.mkdir()
     (source / "requirements.txt").write_text("gradio\n")
-    with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
+
+    def stage_space() -> None:
         stage(
             small_run,
             tmp_path / "out",
@@ -175,16 +176,12 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(small_ru
             space_dir=source,
             data=slice_of(small_run),
         )
+
+    with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
+        stage_space()
     (source / "app.py").write_text("from modeling import GENRES\n")
     with pytest.raises(PublishError, match="imports modeling"):
-        stage(
-            small_run,
-            tmp_path / "out",
-            REPO_ID,
-            space_repo_id=SPACE_REPO_ID,
-            space_dir=source,
-            data=slice_of(small_run),
-        )
+        stage_space()
 
 
 def test_the_projects_own_space_app_stages_by_default(small_run, tmp_path):

@@ -2,7 +2,6 @@
 
 import json
 import math
-import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from tests.conftest import REPO, WITHOUT_PROJECT, make_model
+from tests.conftest import REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
 from training.calibration import (
     calibrate,
     calibration_report,
@@ -238,15 +237,7 @@ def test_the_remote_code_loads_and_serves_sets_without_captum(calibrated, raw_ro
     model, extractor = calibrated
     save_model_folder(model, extractor, tmp_path)
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path).config.conformal == model.config.conformal
-    result = subprocess.run(
-        [sys.executable, "-c", NO_CAPTUM, str(tmp_path), json.dumps(raw_rows)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    remote = load_in_clean_process(tmp_path, raw_rows, script=NO_CAPTUM)
     local = pipeline(model=model, feature_extractor=extractor, task=TASK)(raw_rows, coverage=0.9)
     assert [[g["label"] for g in row] for row in remote["sets"]] == [[g["label"] for g in row] for row in local]
     assert remote["temperature"] == model.config.calibration_temperature
