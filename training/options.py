@@ -95,9 +95,9 @@ class RunOptions:
     def public_settings(self) -> dict:
         """The settings as a run's manifest records them (file names only, like the command)."""
         settings = {spec.name: getattr(self, spec.name) for spec in fields(self)}
-        settings["output"] = _recorded_value("output", self.output)
-        settings["storage"] = None if self.storage is None else public_name(self.storage)
-        settings["data"] = None if self.data is None else public_name(self.data)
+        for name in ("output", "data", "storage"):
+            if settings[name] is not None:
+                settings[name] = _recorded_value(name, settings[name])
         return settings
 
 
@@ -106,11 +106,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     for spec in fields(RunOptions):
         meta = spec.metadata
         default = spec.default if spec.default is not MISSING else spec.default_factory()
+        flag = _flag(spec)
         if isinstance(default, bool):
-            parser.add_argument(_flag(spec), dest=spec.name, action="store_true", help=meta["help"])
+            parser.add_argument(flag, dest=spec.name, action="store_true", help=meta["help"])
             continue
         help_text = meta["help"] + (" (default: %(default)s)" if default is not None else "")
-        flag = _flag(spec)
         parser.add_argument(
             flag,
             dest=spec.name,
