@@ -43,6 +43,7 @@ from training.options import public_name
 from training.run_folder import (
     FIGURES_DIR,
     MODEL_FILES,
+    REMOTE_CODE,
     RunFolder,
     RunFolderError,
     looks_like_run_folder,
@@ -60,12 +61,6 @@ STAGE_RECORD = ".music-genre-staging.json"
 SPACE_DIR = Path(__file__).resolve().parent.parent / "space"
 MODELING_DIR = SPACE_DIR.parent / "modeling"
 SPACE_FILES = ("app.py", "requirements.txt")
-REMOTE_CODE = (
-    "configuration_genre_ffn.py",
-    "modeling_genre_ffn.py",
-    "feature_extraction_genre_ffn.py",
-    "pipeline_genre_ffn.py",
-)
 # Packages of this project: a Space or a model repo that imports them would not run on the Hub.
 PROJECT_PACKAGES = frozenset({"modeling", "training", "hub_card", "space"})
 REPO_KINDS = ("model", "dataset", "space")

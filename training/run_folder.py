@@ -42,6 +42,13 @@ RUN_ENTRIES = [MODEL_DIR, FIGURES_DIR, METRICS, TRIALS, DATA_REPORT, SPLITS]
 # What reading a run needs: the files the card and the publisher take their numbers from.
 RUN_FILES = (METRICS, TRIALS, DATA_REPORT)
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", RUN_INFO)
+# The remote code `save_model_folder` copies beside the weights (what a Hub model repo ships).
+REMOTE_CODE = (
+    "configuration_genre_ffn.py",
+    "modeling_genre_ffn.py",
+    "feature_extraction_genre_ffn.py",
+    "pipeline_genre_ffn.py",
+)
 MANIFEST = "run.json"
 MANIFEST_FORMAT = 1
 LOCK_FILE = ".run.lock"
@@ -58,17 +65,7 @@ FILE_MODE = 0o666 & ~_UMASK
 LOADER_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf")
 LOADER_FILE_NAMES = ("config.json", "preprocessor_config.json", "generation_config.json", "special_tokens_map.json")
 # What train wrote into a run folder before manifests existed (a folder without run.json).
-LEGACY_MODEL_FILES = (
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "training_run.json",
-    "README.md",
-    "configuration_genre_ffn.py",
-    "modeling_genre_ffn.py",
-    "feature_extraction_genre_ffn.py",
-    "pipeline_genre_ffn.py",
-)
+LEGACY_MODEL_FILES = (*MODEL_FILES, "README.md", *REMOTE_CODE)
 
 
 LEGACY_FIGURES = (
