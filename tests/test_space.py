@@ -25,8 +25,10 @@ from space.app import (
     TableWorker,
     build_demo,
     card_facts,
+    neutralise_formula,
     parse_duration,
     remove_expired,
+    safe_csv_frame,
     song_row,
 )
 from tests.conftest import REPO, free_port
@@ -91,7 +93,7 @@ def test_app_py_runs_without_the_project():
     nodes = list(ast.walk(tree))
     roots = {alias.name.split(".")[0] for node in nodes if isinstance(node, ast.Import) for alias in node.names}
     roots |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
-    assert roots - set(sys.stdlib_module_names) == {"gradio", "transformers", "pandas", "huggingface_hub"}
+    assert roots - set(sys.stdlib_module_names) == {"gradio", "transformers", "torch", "pandas", "huggingface_hub"}
     requirements = (REPO / "space" / "requirements.txt").read_text()
     for package in ("gradio", "transformers", "torch", "safetensors", "pandas", "huggingface_hub", "captum"):
         assert package in requirements
@@ -371,6 +373,21 @@ def test_downloaded_csv_cells_never_run_as_formulas(client, songs, tmp_path):
     assert results["artist_name"].tolist() == [
         cell[:60] for cell in frame["artist_name"]
     ]  # the page shows them as text
+
+
+def test_the_fast_formula_screen_changes_exactly_what_the_cell_rule_changes():
+    """`safe_csv_frame` scans whole columns first; it must neutralise the same cells as the rule applied to each,
+    so each risky cell gets a column of its own among clean cells (and non-text ones)."""
+    risky = [*FORMULAS, "  =1+1", " -x", "x\0=1"]
+    harmless = ["-12.5", "+3", "a=b", "plain", "", "\0", "7"]
+    frame = pd.DataFrame({f"c{i}": ["plain", cell, float("nan"), None, 7] for i, cell in enumerate(risky + harmless)})
+    frame["number"] = range(len(frame))
+    safe = safe_csv_frame(frame)
+    assert [safe[f"c{i}"][1] for i in range(len(risky))] == [f"'{cell}" for cell in risky[:-1]] + ["x\0=1"]
+    pd.testing.assert_frame_equal(safe, frame.map(neutralise_formula))
+    assert frame["c0"][1] == FORMULAS[0]  # the caller's frame is left as it is
+    clean = frame[[f"c{len(risky) + i}" for i in range(len(harmless))] + ["number"]]
+    assert safe_csv_frame(clean) is clean
 
 
 def test_a_row_wider_than_the_header_is_a_problem_row_and_never_stalls(client, songs, tmp_path):

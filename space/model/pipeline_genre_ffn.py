@@ -90,16 +90,18 @@ class GenreClassificationPipeline(Pipeline):
         explain: bool = False,
     ) -> list[list[dict]]:
         probabilities = model_outputs["logits"].float().softmax(dim=-1)
-        if threshold is not None:
-            scores, ids = genre_sets(probabilities, threshold)
-        else:
-            k = probabilities.shape[-1] if top_k is None else min(top_k, probabilities.shape[-1])
-            scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
         id2label = self.model.config.id2label
         labels = [id2label[i] for i in range(len(id2label))]
         collecting = gc.isenabled()
-        gc.disable()  # millions of fresh dicts hold no cycles; scanning them again and again was most of the time
+        # Hundreds of thousands of fresh lists and dicts hold no cycles; scanning them again and again was most of
+        # the time.
+        gc.disable()
         try:
+            if threshold is not None:
+                scores, ids = genre_sets(probabilities, threshold)
+            else:
+                k = probabilities.shape[-1] if top_k is None else min(top_k, probabilities.shape[-1])
+                scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
             results = [
                 [{"label": labels[i], "score": s} for s, i in zip(row_scores, row_ids)]
                 for row_scores, row_ids in zip(scores, ids)
@@ -160,10 +162,12 @@ def genre_sets(probabilities: torch.Tensor, threshold: float) -> tuple[list[list
     """Split conformal sets (APS, not randomised): the genres whose mass ranked above is at most the calibrated
     threshold, most probable first; never empty, since the top genre has none above it."""
     order, mass_above = ranked_mass(probabilities)
-    sizes = (mass_above <= threshold).sum(dim=-1).clamp(min=1).tolist()
-    ids = [row[:size] for row, size in zip(order.tolist(), sizes)]
-    table = probabilities.tolist()
-    return [[table[r][i] for i in row] for r, row in enumerate(ids)], ids
+    sizes = (mass_above <= threshold).sum(dim=-1).clamp(min=1)
+    # Only the columns up to the largest set are turned into Python numbers.
+    order = order[:, : int(sizes.max())] if len(sizes) else order
+    scores, ids = probabilities.gather(-1, order).tolist(), order.tolist()
+    sizes = sizes.tolist()
+    return [row[:size] for row, size in zip(scores, sizes)], [row[:size] for row, size in zip(ids, sizes)]
 
 
 def add_attributions(
