@@ -127,19 +127,27 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 # Workers die with the run.
 
 
-def test_kill_9_of_train_ends_every_search_worker(slice_csv, tmp_path):
+@pytest.mark.parametrize("phase", ["search", "final training"])
+def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase):
+    """The search's two workers, and the initial model's process beside the final training, die with the run."""
     output = tmp_path / "run"
     command = [sys.executable, "-m", "cli", *train_args(slice_csv, output, "--workers", "2")]
-    command[command.index("--n-trials") + 1] = "50"
-    with open(tmp_path / "train.log", "wb") as log:
+    if phase == "search":
+        command[command.index("--n-trials") + 1], expected = "50", 2
+    else:  # long enough trainings that the kill lands while the initial model trains in its process
+        command[command.index("--max-epochs") + 1], expected = "30", 1
+    log_path = tmp_path / "train.log"
+    with open(log_path, "wb") as log:
         main_process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=log, stderr=log)
     try:
-        workers, deadline = [], time.time() + 60
-        while time.time() < deadline and len(workers) < 2 and main_process.poll() is None:
+        workers, deadline = [], time.time() + 120
+        while time.time() < deadline and len(workers) != expected and main_process.poll() is None:
             time.sleep(0.2)
+            if phase != "search" and "beside the final model" not in log_path.read_text():
+                continue
             children = psutil.Process(main_process.pid).children()
             workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
-        assert len(workers) == 2, (tmp_path / "train.log").read_text()[-2000:]
+        assert len(workers) == expected, log_path.read_text()[-2000:]
         os.kill(main_process.pid, signal.SIGKILL)  # the main process only: its workers must follow by themselves
         main_process.wait()
         gone, alive = psutil.wait_procs(workers, timeout=5)

@@ -68,12 +68,14 @@ def run_command(command: list[str], log: Path) -> None:
 
 
 def outcome(run: Path, study: optuna.Study | None = None) -> dict:
-    """What must not depend on workers or interruptions: trials by slot, the chosen trial, weights, test figures."""
+    """What must not depend on workers or interruptions: trials by slot, the chosen trial, weights, test metrics."""
     study = study or load_study(SearchSettings(N_TRIALS, 5, str(run / "optuna-study.journal"), STUDY))
     metrics = json.loads((run / "metrics.json").read_text())
     return {
         "trials": [(t.user_attrs[SLOT], t.params, t.state, t.value) for t in search_trials(study)],
         "search": metrics["search"],
+        # With two workers the initial model trains in a process of its own, with one in the run's: the same.
+        "initial": metrics["initial"],
         "tuned": metrics["tuned"],
         "weights": hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest(),
     }
@@ -399,7 +401,7 @@ class StartedWorker:
     fail = False
 
     def __init__(self, target, args):
-        self.settings = pickle.loads(args[1])[2]
+        self.settings = pickle.loads(args[2])[2]  # args: parent pid, target, payload
 
     def start(self) -> None:
         StartedWorker.started_with.append(dict(os.environ))

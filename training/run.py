@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ from training.search import (
 )
 from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
 from training.trust import trust_report
+from training.workers import BackgroundCall
 
 logger = logging.getLogger("music_genre")
 
@@ -144,11 +146,14 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     open_study(settings)
 
     initial_settings = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
+    initial_folder = out / "checkpoints" / "initial"
+    initial_arguments = (prepared, extractor, initial_settings, initial_folder, options.seed, test_rows)
+    # One worker trains the paper's first design here, first. With more, the search keeps every worker busy, and the
+    # final model's training uses one core: the initial model then trains beside it, in a process of its own. Each
+    # training is seeded on its own, so both ways give the same models and metrics.
     logger.info("initial model: the paper's first design %s", initial_settings.to_dict())
-    initial = fit(
-        prepared, extractor, initial_settings, out / "checkpoints" / "initial", options.seed, description="initial"
-    )
-    initial_metrics = score(initial.model, extractor, test_rows, prepared.labels["test"])
+    in_background = options.workers > 1
+    initial_metrics = None if in_background else fit_initial(*initial_arguments, quiet=False)
 
     logger.info("search: %d trials, %d worker(s), study in %s", options.n_trials, options.workers, Path(storage).name)
     # The search sees train and validation only: its objective can never read the test split.
@@ -168,8 +173,14 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     final_started = time.perf_counter()
-    tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
-    final_seconds = time.perf_counter() - final_started
+    background = BackgroundCall("training.run:fit_initial", initial_arguments, torch.get_num_threads())
+    with background if in_background else nullcontext():
+        if in_background:
+            logger.info("initial model: training in a process of its own, beside the final model")
+        tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
+        final_seconds = time.perf_counter() - final_started
+        if in_background:
+            initial_metrics = background.result()
     # How the saved model computes at inference; its test metrics below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
     # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
@@ -291,6 +302,12 @@ def _write_model_card(out: Path, write_card: CardWriter) -> None:
         write_card(out, out / MODEL_DIR / "README.md")
     except Exception as error:  # the card is rendered again by push; a card fault must not lose the run
         logger.warning("the model card was not written into model/README.md: %s", " ".join(str(error).split()))
+
+
+def fit_initial(prepared, extractor, settings, output_dir: Path, seed: int, test_rows, quiet: bool = True) -> dict:
+    """Train the paper's first design and return its test metrics (only the metrics are kept of it)."""
+    initial = fit(prepared, extractor, settings, output_dir, seed, quiet=quiet, description="initial")
+    return score(initial.model, extractor, test_rows, prepared.labels["test"])
 
 
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:

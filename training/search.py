@@ -23,8 +23,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from transformers import set_seed
 
 from modeling import GenreFeatureExtractor
 from training.data import PreparedSplits, balanced_class_weights
-from training.search_worker import start_worker
 from training.trainer import (
     SELECTION_METRIC,
     GenreTrainer,
@@ -49,6 +47,7 @@ from training.trainer import (
     build_model,
     make_trainer,
 )
+from training.workers import environment_set, start_worker
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
 # (validation 0.6120 against 0.6094) at several times the cost per row.
@@ -513,7 +512,11 @@ def run_search(
             processes = [
                 context.Process(
                     target=start_worker,
-                    args=(os.getpid(), pickle.dumps((prepared, extractor, settings, worker, output_dir))),
+                    args=(
+                        os.getpid(),
+                        "training.search:run_worker",
+                        pickle.dumps((prepared, extractor, settings, worker, output_dir)),
+                    ),
                 )
                 for worker in range(settings.workers)
             ]
@@ -525,22 +528,6 @@ def run_search(
             raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
     best_trial(study)  # raises when no slot completed
     return study
-
-
-@contextmanager
-def environment_set(**values: str) -> Iterator[None]:
-    """Environment variables set for the block (processes started in it inherit them); afterwards, and after an
-    exception, the caller's environment is as it was."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        os.environ.update(values)
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -> None:

@@ -1,4 +1,5 @@
-"""The entry point of a search worker process: bound to its parent before anything heavy is imported.
+"""The entry point of a run's worker processes (search workers, the initial model's training): bound to the
+parent before anything heavy is imported.
 
 A spawned worker unpickles its arguments (and so imports torch, transformers and optuna) before its target
 runs; a parent killed in those seconds would leave an orphan. The arguments therefore travel as bytes and are
@@ -6,12 +7,19 @@ unpickled only after the worker has armed its death with the parent.
 """
 
 import ctypes
+import importlib
+import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -38,9 +46,69 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def start_worker(parent: int, payload: bytes) -> None:
-    """Bind to `parent`, then run `training.search.run_worker(*pickle.loads(payload))`."""
+def start_worker(parent: int, target: str, payload: bytes) -> None:
+    """Bind to `parent`, then call `target` ("module:function", imported only then) with `pickle.loads(payload)`."""
     die_with_parent(parent)
-    from training.search import run_worker
+    module, name = target.split(":")
+    getattr(importlib.import_module(module), name)(*pickle.loads(payload))
 
-    run_worker(*pickle.loads(payload))
+
+class BackgroundCall:
+    """A context manager: `function(*arguments)` ("module:function") in a spawned process bound to this one (it dies
+    with it) on `threads` torch threads; `result()` waits for its return value, and leaving the block ends the
+    process if it still runs."""
+
+    def __init__(self, target: str, arguments: tuple, threads: int):
+        self.target, self.arguments, self.threads = target, arguments, threads
+        self.process = None
+
+    def __enter__(self) -> "BackgroundCall":
+        self.folder = Path(tempfile.mkdtemp(prefix="music-genre-background-"))
+        payload = pickle.dumps((self.target, self.arguments, self.threads, self.folder / "result.pickle"))
+        context = multiprocessing.get_context("spawn")
+        with environment_set(OMP_NUM_THREADS=str(self.threads)):  # read by torch at import
+            self.process = context.Process(
+                target=start_worker, args=(os.getpid(), f"{__name__}:_call_into_file", payload), daemon=True
+            )
+            self.process.start()
+        return self
+
+    def result(self):
+        self.process.join()
+        path = self.folder / "result.pickle"
+        if self.process.exitcode != 0 or not path.exists():
+            raise RuntimeError(f"{self.target} failed in its process (exit code {self.process.exitcode}); see above")
+        return pickle.loads(path.read_bytes())
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _call_into_file(target: str, arguments: tuple, threads: int, result: Path) -> None:
+    """The background process: call `target` and pickle its return value into `result` (atomically)."""
+    import torch
+
+    from training.run_folder import write_bytes_atomic
+
+    torch.set_num_threads(threads)
+    module, name = target.split(":")
+    write_bytes_atomic(result, pickle.dumps(getattr(importlib.import_module(module), name)(*arguments)))
+
+
+@contextmanager
+def environment_set(**values: str) -> Iterator[None]:
+    """Environment variables set for the block (processes started in it inherit them); afterwards, and after an
+    exception, the caller's environment is as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        os.environ.update(values)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
