@@ -31,6 +31,7 @@ from training.search import (
     FINISHED,
     SEARCH_SPACE,
     SEARCH_SPACE_VERSION,
+    SET_ASIDE,
     SLOT,
     BatchSynchronousPruner,
     BatchSynchronousSampler,
@@ -42,6 +43,7 @@ from training.search import (
     hyperparameters_from,
     load_study,
     run_search,
+    run_worker,
     sample_architecture,
     search_distributions,
     search_trials,
@@ -359,6 +361,33 @@ def test_epoch_reporting_still_overrides_a_method_of_trainer():
         f"transformers {version} changed Trainer._report_to_hp_search to {parameters}; EpochReportingTrainer "
         "(training/search.py) overrides it as (self, trial, step, metrics)"
     )
+
+
+def test_a_worker_whose_first_trial_is_set_aside_goes_on(tmp_path, raw_rows):
+    """Two workers that queue a batch at once make a duplicate of each slot; the second is set aside (pruned). Before
+    any trial of the study has completed, transformers' `study.best_trial` after that trial raises; the worker must
+    go on, not die (a 2-worker `train` lost a worker to it)."""
+    rng = np.random.default_rng(0)
+    extractor = GenreFeatureExtractor().fit(raw_rows)
+    features = rng.normal(size=(64, extractor.encoded_size)).astype(np.float32)
+    prepared = PreparedSplits(
+        {"train": np.arange(64), "validation": np.arange(32)},
+        {"train": features, "validation": features[:32]},
+        {"train": np.arange(64) % 10, "validation": np.arange(32) % 10},
+        extractor,
+    )
+    settings = SearchSettings(2, 0, str(tmp_path / "s.journal"), "race", timeout=5, max_epochs=1, trial_batch=2)
+    study = load_study(settings)
+    study.enqueue_trial({}, user_attrs={SLOT: 0})
+    study.enqueue_trial({}, user_attrs={SLOT: 0})  # the other worker's copy, queued at the same moment
+    study.enqueue_trial({}, user_attrs={SLOT: 1})
+    study.ask()  # the other worker runs slot 0's first trial (trial 0), still running
+    # This worker sees slot 1 waiting, but Optuna hands out the oldest waiting trial: slot 0's copy, set aside.
+    run_worker(prepared, extractor, settings, 0, tmp_path / "out")  # then slot 1; then waits for slot 0 until timeout
+    first, copy, second = load_study(settings).trials
+    assert first.state == optuna.trial.TrialState.RUNNING
+    assert copy.state == optuna.trial.TrialState.PRUNED and "slot 0 already has trial 0" in copy.user_attrs[SET_ASIDE]
+    assert second.state == optuna.trial.TrialState.COMPLETE and second.user_attrs[SLOT] == 1
 
 
 def test_a_search_trial_reports_to_its_pruner_at_each_epoch(tmp_path, raw_rows):

@@ -452,11 +452,13 @@ def run_worker(
     transformers.logging.set_verbosity_error()
     class_weights = balanced_class_weights(prepared.labels["train"])
     objective = BestValidationObjective()
+    current: list[int] = []  # the number of the trial this process is on
 
     def model_init(trial: optuna.Trial | None):
         objective.reset()
         if trial is None:  # Trainer builds one model before the search starts
             return build_model(Hyperparameters(), class_weights, extractor.encoded_size)
+        current[:] = [trial.number]
         # model_init runs first in a trial, so a trial without a slot of its own never samples or trains.
         set_seed(trial_seed(settings.seed, claim_slot(trial)))
         trial.set_user_attr("worker", worker)
@@ -475,20 +477,29 @@ def run_worker(
         model_init=model_init,
         trainer_class=EpochReportingTrainer,
     )
-    work_through_slots(
-        lambda: optuna.load_study(study_name=settings.study_name, storage=make_storage(settings.storage)),
-        lambda: trainer.hyperparameter_search(
-            hp_space=lambda trial: hp_space(trial, settings.seed, settings.max_epochs),
-            compute_objective=objective,
-            n_trials=1,
-            direction="maximize",
-            backend="optuna",
-            **study_arguments(settings),
-        ),
-        settings.n_trials,
-        settings.trial_batch,
-        settings.timeout,
-    )
+
+    def load() -> optuna.Study:
+        return optuna.load_study(study_name=settings.study_name, storage=make_storage(settings.storage))
+
+    def run_one_trial() -> None:
+        current.clear()
+        try:
+            trainer.hyperparameter_search(
+                hp_space=lambda trial: hp_space(trial, settings.seed, settings.max_epochs),
+                compute_objective=objective,
+                n_trials=1,
+                direction="maximize",
+                backend="optuna",
+                **study_arguments(settings),
+            )
+        except ValueError:
+            # After its trial, transformers reads `study.best_trial`, which raises while no trial of the study has
+            # completed: a first trial set aside (two workers queued a batch at once) or pruned. That trial itself
+            # ended as it should; a trial that failed is not this case.
+            if not current or load().trials[current[0]].state != optuna.trial.TrialState.PRUNED:
+                raise
+
+    work_through_slots(load, run_one_trial, settings.n_trials, settings.trial_batch, settings.timeout)
 
 
 def run_search(
