@@ -2,7 +2,7 @@
 
 Files, written at run time to a temporary folder (real rows sampled from the dataset, never committed):
 - the issue's file: a header, then one data row with about 1 MB of extra fields, then 19 ordinary rows;
-- a 50 MB file of the widest accepted shape: 64 columns, rows up to the 100,000-row limit;
+- a 50 MB file of the widest accepted shape: 32 columns (the limit), rows up to the 100,000-row limit;
 - a 50 MB file of one line without a line break;
 - 100,000 ordinary rows (the row limit).
 

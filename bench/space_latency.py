@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
         plain_song = lambda: no_chart.predict_song(*songs[next(calls) % len(songs)])  # noqa: E731
         timed(plain_song, 20)
         in_process_plain = timed(plain_song, args.calls)
-        # With and without the 90 % set column (a second pass through the pipeline), alternating; the best of 5 runs
-        # each, since on a shared machine a median of a few runs moves with the load more than with the code.
+        # With and without the 90 % set column (made from the same probabilities as the top 3), alternating; the best
+        # of 5 runs each, since on a shared machine a median of a few runs moves with the load more than with the code.
         no_sets = GenreApp(model)
         no_sets.set_coverage = None
         in_process_table, in_process_table_without_sets = [], []

@@ -518,7 +518,8 @@ class GenreApp:
         take two passes. Encoded in chunks, as the pipeline does; a value the extractor refuses raises its error."""
         model = self.classifier.model
         columns: dict[str, list] = {"predicted_genre": [], "probability": [], "top_3": []}
-        if self.set_threshold is not None:
+        with_sets = self.set_coverage is not None
+        if with_sets:
             columns[SET_COLUMN] = []
         for start in range(0, len(good), TABLE_CHUNK_ROWS):
             inputs = self.extractor(good.iloc[start : start + TABLE_CHUNK_ROWS], return_tensors="pt")
@@ -532,7 +533,7 @@ class GenreApp:
                 ", ".join(f"{self.genres[i]} {score:.2f}" for i, score in zip(row_ids, row_scores))
                 for row_ids, row_scores in zip(ids, scores)
             ]
-            if self.set_threshold is not None:
+            if with_sets:
                 set_ids = self._genre_sets(probabilities, self.set_threshold)[1]
                 columns[SET_COLUMN] += [", ".join(self.genres[i] for i in row) for row in set_ids]
         return columns
