@@ -79,6 +79,20 @@ DATASET_REPO_ID = "someone/music-genre-data"
 SPACE_REPO_ID = "someone/music-genre-space"
 
 
+# Every figure a run folder's figures/ holds.
+RUN_FIGURES = {
+    "log_transform.png",
+    "pca.png",
+    "tsne.png",
+    "loss_curves.png",
+    "roc_curves.png",
+    "confusion_matrix.png",
+    "optimization_history.png",
+    "reliability_diagram.png",
+    "permutation_importance.png",
+}
+
+
 def make_model(**overrides) -> "GenreFFNForSequenceClassification":
     """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)`, seeded, in eval mode."""
     from modeling import GenreFFNConfig, GenreFFNForSequenceClassification

@@ -13,23 +13,12 @@ from transformers import Trainer
 
 from cli import main
 from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
-from tests.conftest import HUB_FOLDER_FILES
+from tests.conftest import HUB_FOLDER_FILES, RUN_FIGURES
 from training.data import load_data, prepare_splits
 from training.run import evaluate_folder
 from training.search import SearchSettings, load_study, run_search, search_trials
 from training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
 
-FIGURES = {
-    "log_transform.png",
-    "pca.png",
-    "tsne.png",
-    "loss_curves.png",
-    "roc_curves.png",
-    "confusion_matrix.png",
-    "optimization_history.png",
-    "reliability_diagram.png",
-    "permutation_importance.png",
-}
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 
 
@@ -60,7 +49,7 @@ def run_dir(slice_csv, tmp_path_factory):
 
 def test_run_writes_every_file(run_dir, slice_csv):
     assert MODEL_FILES <= {p.name for p in (run_dir / "model").iterdir()}
-    assert {p.name for p in (run_dir / "figures").iterdir()} == FIGURES
+    assert {p.name for p in (run_dir / "figures").iterdir()} == RUN_FIGURES
     for png in (run_dir / "figures").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     trials = pd.read_csv(run_dir / "trials.csv")

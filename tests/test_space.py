@@ -21,6 +21,7 @@ from transformers import pipeline
 from space.app import (
     EXAMPLES,
     SONG_INPUTS,
+    TABLE_CHUNK_ROWS,
     GenreApp,
     TableWorker,
     build_demo,
@@ -165,6 +166,20 @@ def test_batch_csv_matches_the_pipeline_row_by_row(client, local_pipeline, songs
     assert downloaded["predicted_genre"].tolist() == results["predicted_genre"].tolist()
     assert downloaded["genre_set_90"].tolist() == sets
     assert downloaded["artist_name"].tolist() == songs["artist_name"].tolist()
+
+
+def test_a_table_over_several_chunks_gets_the_pipelines_top_3_and_sets(model_folder, local_pipeline, real_data):
+    """The CSV worker classifies a table once, in chunks, and derives the top 3 and the 90 % set from the same
+    probabilities: over more than one chunk they equal the pipeline's `top_k=3` and `coverage=0.9`."""
+    frame = real_data.frame.sample(TABLE_CHUNK_ROWS + 500, random_state=0).reset_index(drop=True)
+    columns = GenreApp(model_folder, explain=False).classify_table(frame)
+    top = local_pipeline(frame, top_k=3)
+    sets = local_pipeline(frame, coverage=0.9)
+    assert columns["predicted_genre"] == [genres[0]["label"] for genres in top]
+    assert columns["probability"] == [round(genres[0]["score"], 4) for genres in top]
+    assert columns["top_3"] == [", ".join(f"{g['label']} {g['score']:.2f}" for g in genres) for genres in top]
+    assert columns["genre_set_90"] == [", ".join(g["label"] for g in genres) for genres in sets]
+    assert len({len(s.split(", ")) for s in columns["genre_set_90"]}) > 2  # sets of several sizes were compared
 
 
 def test_bad_rows_are_reported_and_good_rows_still_predicted(client, local_pipeline, songs, tmp_path):

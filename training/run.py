@@ -148,9 +148,10 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     initial_settings = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
     initial_folder = out / "checkpoints" / "initial"
     initial_arguments = (prepared, extractor, initial_settings, initial_folder, options.seed, test_rows)
-    # One worker trains the paper's first design here, first. With more, the search keeps every worker busy, and the
-    # final model's training uses one core: the initial model then trains beside it, in a process of its own. Each
-    # training is seeded on its own, so both ways give the same models and metrics.
+    # One worker trains the paper's first design here, first, and draws the data figures at the end. With more, the
+    # search keeps every worker busy, and the final model's training uses one core: the initial model and the data
+    # figures are then made beside it, in a process of their own. Each training is seeded on its own, so both ways
+    # give the same models and metrics.
     logger.info("initial model: the paper's first design %s", initial_settings.to_dict())
     in_background = options.workers > 1
     initial_metrics = None if in_background else fit_initial(*initial_arguments, quiet=False)
@@ -173,10 +174,14 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     final_started = time.perf_counter()
-    background = BackgroundCall("training.run:fit_initial", initial_arguments, torch.get_num_threads())
+    background = BackgroundCall(
+        "training.run:initial_model_and_data_figures",
+        (initial_arguments, (out / FIGURES_DIR, data, prepared, extractor)),
+        torch.get_num_threads(),
+    )
     with background if in_background else nullcontext():
         if in_background:
-            logger.info("initial model: training in a process of its own, beside the final model")
+            logger.info("initial model and data figures: in a process of their own, beside the final model")
         tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
         final_seconds = time.perf_counter() - final_started
         if in_background:
@@ -220,7 +225,9 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "software": software_versions(),
     }
     _write_json(out / METRICS, metrics)
-    write_run_figures(out / FIGURES_DIR, data, prepared, extractor, tuned, trials)
+    if not in_background:
+        write_data_figures(out / FIGURES_DIR, data, prepared, extractor, seed=0)
+    write_model_figures(out / FIGURES_DIR, prepared, tuned, trials)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     if write_card is not None:
         _write_model_card(out, write_card)
@@ -310,6 +317,14 @@ def fit_initial(prepared, extractor, settings, output_dir: Path, seed: int, test
     return score(initial.model, extractor, test_rows, prepared.labels["test"])
 
 
+def initial_model_and_data_figures(initial_arguments: tuple, figure_arguments: tuple) -> dict:
+    """What a run with several workers makes beside its final model: the initial model's test metrics, and the
+    data figures (`write_data_figures(*figure_arguments, seed=0)`)."""
+    metrics = fit_initial(*initial_arguments)
+    write_data_figures(*figure_arguments, seed=0)
+    return metrics
+
+
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
     """Test metrics of a model on raw rows, encoded by its own feature extractor."""
     probabilities = predict_probabilities(model, extractor(rows)["input_features"])
@@ -380,8 +395,8 @@ def write_data_figures(folder: Path, data: GenreData, prepared, extractor, seed:
     figures.plot_tsne(encoded, labels, folder / "tsne.png", seed=seed)
 
 
-def write_run_figures(folder: Path, data: GenreData, prepared, extractor, tuned, trials) -> None:
-    write_data_figures(folder, data, prepared, extractor, seed=0)
+def write_model_figures(folder: Path, prepared, tuned, trials) -> None:
+    """The final model's loss curves, test ROC curves and confusion matrix, and the search's history."""
     figures.plot_loss_curves(tuned.state.log_history, folder / "loss_curves.png")
     probabilities = predict_probabilities(tuned.model, prepared.features["test"])
     figures.plot_roc_curves(prepared.labels["test"], probabilities, folder / "roc_curves.png")
