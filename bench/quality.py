@@ -51,7 +51,7 @@ from training.calibration import calibrate, calibration_report, peer_calibration
 from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
 from training.run import PAPER
 from training.scoring import summary_metrics
-from training.trainer import Hyperparameters, fit, predict_probabilities
+from training.trainer import SELECTION_METRIC, Hyperparameters, fit, predict_probabilities
 
 NETWORK = "GenreFFN (this project)"
 LIGHTGBM = "LightGBM (Optuna-tuned)"
@@ -138,7 +138,13 @@ def peer_trust(
 
 
 def run_network(
-    data: GenreData, split: dict[str, np.ndarray], seed: int, mode: str, config: dict, epochs: int | None
+    data: GenreData,
+    split: dict[str, np.ndarray],
+    seed: int,
+    mode: str,
+    config: dict,
+    epochs: int | None,
+    keep_epoch_by: str = SELECTION_METRIC,
 ) -> tuple[np.ndarray, dict, dict]:
     hyperparameters = Hyperparameters(**config["hyperparameters"])
     if epochs is not None:
@@ -147,7 +153,9 @@ def run_network(
     extractor = prepared.extractor
     _check_same_split(prepared.indices, split)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as output_dir:
-        trainer = fit(prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True)
+        trainer = fit(
+            prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True, keep_epoch_by=keep_epoch_by
+        )
     # Scored as the bundled model serves (bfloat16 where the run saves it so), not only as it trains.
     trainer.model.config.inference_dtype = config.get("inference_dtype", "float32")
     probabilities = predict_probabilities(trainer.model, prepared.features["test"])
@@ -155,7 +163,7 @@ def run_network(
     calibrate(trainer.model, prepared.features["validation"], prepared.labels["validation"])
     trust = calibration_report(trainer.model, prepared.features["test"], prepared.labels["test"])
     evaluations = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
-    best_epoch = next(e["epoch"] for e in evaluations if e["eval_accuracy"] == trainer.state.best_metric)
+    best = next(e for e in evaluations if e[f"eval_{keep_epoch_by}"] == trainer.state.best_metric)
     return (
         probabilities,
         {
@@ -163,8 +171,9 @@ def run_network(
             "inference_dtype": trainer.model.config.inference_dtype,
             "hyperparameters": hyperparameters.to_dict(),
             "epochs_run": len(evaluations),
-            "best_epoch": best_epoch,
-            "best_validation_accuracy": trainer.state.best_metric,
+            "epoch_kept_by": f"validation {keep_epoch_by}",
+            "best_epoch": best["epoch"],
+            "best_validation_accuracy": best["eval_accuracy"],
         },
         trust,
     )
@@ -621,7 +630,8 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
         f"- Data: `{meta['data_source']}` (sha256 `{meta['data_sha256'][:12]}...`, {meta['rows']} rows after cleaning)",
         f"- Network configuration ({meta['config_source']}): encoding `{meta['config']['encoding']}`, inference "
         f"dtype `{meta['config'].get('inference_dtype', 'float32')}`, "
-        f"`{json.dumps(meta['config']['hyperparameters'])}`",
+        f"`{json.dumps(meta['config']['hyperparameters'])}`; the epoch kept: best validation "
+        f"{settings.get('keep_epoch_by', SELECTION_METRIC)}",
         f"- LightGBM: Optuna TPE (seeded by the split seed), {settings['lgbm_trials']} trials on validation accuracy, "
         f"early stopping on validation multi_logloss ({LGBM_PATIENCE} rounds), test at the best iteration",
     ]
@@ -689,6 +699,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="splits run at once, each in a one-thread process")
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument(
+        "--keep-epoch-by",
+        choices=(SELECTION_METRIC, "loss"),
+        default=SELECTION_METRIC,
+        help=f"the network's epoch kept: highest validation {SELECTION_METRIC} (the run's rule) or lowest loss",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"1 seed, stratified, 3 network epochs and tiny peers: {QUICK_SETTINGS}"
     )
     parser.add_argument(
@@ -706,6 +722,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
     args.settings = dict(QUICK_SETTINGS if args.quick else FULL_SETTINGS)
+    if args.keep_epoch_by != SELECTION_METRIC:
+        args.settings["keep_epoch_by"] = args.keep_epoch_by
     if args.lgbm_trials is not None:
         if args.lgbm_trials < 1:
             parser.error(f"--lgbm-trials must be at least 1, got {args.lgbm_trials}")
@@ -768,7 +786,9 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
     `load_reused`); the peers' are taken, HistGradientBoosting's must be matched by its rerun."""
     data, config, settings = _WORKER["data"], _WORKER["config"], _WORKER["settings"]
     runners: dict[str, Callable[[dict], tuple[np.ndarray, dict, dict]]] = {
-        NETWORK: lambda split: run_network(data, split, seed, mode, config, settings["epochs"]),
+        NETWORK: lambda split: run_network(
+            data, split, seed, mode, config, settings["epochs"], settings.get("keep_epoch_by", SELECTION_METRIC)
+        ),
         LIGHTGBM: lambda split: run_lightgbm(data, split, seed, settings["lgbm_trials"]),
         CATBOOST: lambda split: run_catboost(data, split, seed, settings["catboost_iterations"]),
         REALMLP: lambda split: run_realmlp(data, split, seed, settings["realmlp_epochs"]),

@@ -48,3 +48,14 @@ def test_the_optimiser_settings_reach_training_arguments_under_their_names(tmp_p
     assert arguments.per_device_train_batch_size == 64 and arguments.seed == 3
     with pytest.raises(ValueError, match=r"not an optimiser setting of TrainingArguments: \['dropout'\]"):
         as_training_arguments({"dropout": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("keep_epoch_by", "metric", "higher_is_better"), [(None, "accuracy", True), ("loss", "loss", False)]
+)
+def test_the_epoch_kept_is_the_best_by_the_chosen_validation_metric(tmp_path, keep_epoch_by, metric, higher_is_better):
+    """The run keeps the epoch of highest validation accuracy; `bench.quality --keep-epoch-by loss` the lowest loss."""
+    extra = {} if keep_epoch_by is None else {"keep_epoch_by": keep_epoch_by}
+    arguments = training_arguments(tmp_path, Hyperparameters(), seed=0, keep_best=True, quiet=True, **extra)
+    assert arguments.load_best_model_at_end and arguments.metric_for_best_model == metric
+    assert arguments.greater_is_better is higher_is_better

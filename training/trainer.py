@@ -108,8 +108,14 @@ def build_model(
 
 
 def training_arguments(
-    output_dir: Path, hyperparameters: Hyperparameters, seed: int, keep_best: bool, quiet: bool
+    output_dir: Path,
+    hyperparameters: Hyperparameters,
+    seed: int,
+    keep_best: bool,
+    quiet: bool,
+    keep_epoch_by: str = SELECTION_METRIC,
 ) -> TrainingArguments:
+    """`keep_epoch_by`: the validation metric whose best epoch is kept (`"loss"`: the lowest; others the highest)."""
     optimiser = as_training_arguments({name: getattr(hyperparameters, name) for name in TRAINING_ARGUMENTS})
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -124,8 +130,8 @@ def training_arguments(
         save_strategy="epoch" if keep_best else "no",
         save_total_limit=1 if keep_best else None,
         load_best_model_at_end=keep_best,
-        metric_for_best_model=SELECTION_METRIC,
-        greater_is_better=True,
+        metric_for_best_model=keep_epoch_by,
+        greater_is_better=keep_epoch_by != "loss",
         save_only_model=True,
         dataloader_num_workers=0,
         report_to="none",
@@ -200,6 +206,7 @@ def make_trainer(
     patience: int = 3,
     trainer_class: type[Trainer] = GenreTrainer,
     description: str = "training",
+    keep_epoch_by: str = SELECTION_METRIC,
 ) -> Trainer:
     """A Trainer on the prepared train/validation splits with class-weighted loss and early stopping."""
     class_weights = balanced_class_weights(prepared.labels["train"])
@@ -211,7 +218,7 @@ def make_trainer(
     trainer = trainer_class(
         model=model,
         model_init=model_init,
-        args=training_arguments(output_dir, hyperparameters, seed, keep_best, quiet),
+        args=training_arguments(output_dir, hyperparameters, seed, keep_best, quiet, keep_epoch_by),
         train_dataset=FeatureDataset(prepared.features["train"], prepared.labels["train"]),
         eval_dataset=FeatureDataset(prepared.features["validation"], prepared.labels["validation"]),
         data_collator=collate_batch,
@@ -235,10 +242,19 @@ def fit(
     seed: int,
     quiet: bool = False,
     description: str = "training",
+    keep_epoch_by: str = SELECTION_METRIC,
 ) -> Trainer:
     """Train one configuration, keeping the epoch with the best validation metric; returns the trainer."""
     trainer = make_trainer(
-        prepared, extractor, hyperparameters, output_dir, seed, keep_best=True, quiet=quiet, description=description
+        prepared,
+        extractor,
+        hyperparameters,
+        output_dir,
+        seed,
+        keep_best=True,
+        quiet=quiet,
+        description=description,
+        keep_epoch_by=keep_epoch_by,
     )
     trainer.train()
     return trainer
