@@ -174,17 +174,21 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
     final_started = time.perf_counter()
-    background = BackgroundCall(
-        "training.run:initial_model_and_data_figures",
-        (initial_arguments, (out / FIGURES_DIR, data, prepared, extractor)),
-        torch.get_num_threads(),
+    beside = (
+        BackgroundCall(
+            "training.run:initial_model_and_data_figures",
+            (initial_arguments, (out / FIGURES_DIR, data, prepared, extractor)),
+            torch.get_num_threads(),
+        )
+        if in_background
+        else nullcontext()
     )
-    with background if in_background else nullcontext():
-        if in_background:
+    with beside as background:
+        if background is not None:
             logger.info("initial model and data figures: in a process of their own, beside the final model")
         tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
         final_seconds = time.perf_counter() - final_started
-        if in_background:
+        if background is not None:
             initial_metrics = background.result()
     # How the saved model computes at inference; its test metrics below are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype

@@ -49,8 +49,13 @@ def die_with_parent(parent: int) -> None:
 def start_worker(parent: int, target: str, payload: bytes) -> None:
     """Bind to `parent`, then call `target` ("module:function", imported only then) with `pickle.loads(payload)`."""
     die_with_parent(parent)
+    resolve(target)(*pickle.loads(payload))
+
+
+def resolve(target: str):
+    """The function named by `target`, "module:function" (the module imported now)."""
     module, name = target.split(":")
-    getattr(importlib.import_module(module), name)(*pickle.loads(payload))
+    return getattr(importlib.import_module(module), name)
 
 
 class BackgroundCall:
@@ -60,7 +65,6 @@ class BackgroundCall:
 
     def __init__(self, target: str, arguments: tuple, threads: int):
         self.target, self.arguments, self.threads = target, arguments, threads
-        self.process = None
 
     def __enter__(self) -> "BackgroundCall":
         self.folder = Path(tempfile.mkdtemp(prefix="music-genre-background-"))
@@ -94,8 +98,7 @@ def _call_into_file(target: str, arguments: tuple, threads: int, result: Path) -
     from training.run_folder import write_bytes_atomic
 
     torch.set_num_threads(threads)
-    module, name = target.split(":")
-    write_bytes_atomic(result, pickle.dumps(getattr(importlib.import_module(module), name)(*arguments)))
+    write_bytes_atomic(result, pickle.dumps(resolve(target)(*arguments)))
 
 
 @contextmanager
