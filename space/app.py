@@ -59,6 +59,10 @@ TABLE_CHUNK_ROWS = 16_384
 DOWNLOAD_TTL_S = 3600
 # A CSV still being processed after this long is abandoned and its worker process replaced.
 CSV_TIMEOUT_S = 60
+# How long closing a worker pool may take. CPython's Pool.terminate first takes a lock of the pool's task queue, which
+# it can wait for without end (seen once at the exit of a test session); the pool's workers are daemonic processes,
+# ended at the latest by multiprocessing's own exit handler.
+POOL_CLOSE_TIMEOUT_S = 10
 # The CSV worker's scheduling priority below the web process's (os.nice).
 WORKER_NICENESS = 10
 # Queue limits (see bench/space_load.md): one-song calls are short and run side by side; each CSV takes the worker
@@ -218,10 +222,10 @@ class GenreApp:
         # from them (its module's `genre_sets`); an older model has neither.
         self._genre_sets = getattr(sys.modules[type(self.classifier).__module__], "genre_sets", None)
         try:
-            self.set_threshold = config.conformal_threshold(SET_COVERAGE) if self._genre_sets else None
+            config.conformal_threshold(SET_COVERAGE)
+            self.set_coverage = SET_COVERAGE if self._genre_sets else None
         except (AttributeError, ValueError):
-            self.set_threshold = None
-        self.set_coverage = None if self.set_threshold is None else SET_COVERAGE
+            self.set_coverage = None
         # Why the attribution chart is missing: switched off, or explaining failed for a reason no input can change.
         self.explain_problem: str | None = None if explain else "is switched off for this page"
         # The key and mode names the model's own feature extractor accepts.
@@ -518,8 +522,8 @@ class GenreApp:
         take two passes. Encoded in chunks, as the pipeline does; a value the extractor refuses raises its error."""
         model = self.classifier.model
         columns: dict[str, list] = {"predicted_genre": [], "probability": [], "top_3": []}
-        with_sets = self.set_coverage is not None
-        if with_sets:
+        threshold = None if self.set_coverage is None else self.config.conformal_threshold(self.set_coverage)
+        if threshold is not None:
             columns[SET_COLUMN] = []
         for start in range(0, len(good), TABLE_CHUNK_ROWS):
             inputs = self.extractor(good.iloc[start : start + TABLE_CHUNK_ROWS], return_tensors="pt")
@@ -533,8 +537,8 @@ class GenreApp:
                 ", ".join(f"{self.genres[i]} {score:.2f}" for i, score in zip(row_ids, row_scores))
                 for row_ids, row_scores in zip(ids, scores)
             ]
-            if with_sets:
-                set_ids = self._genre_sets(probabilities, self.set_threshold)[1]
+            if threshold is not None:
+                set_ids = self._genre_sets(probabilities, threshold)[1]
                 columns[SET_COLUMN] += [", ".join(self.genres[i] for i in row) for row in set_ids]
         return columns
 
@@ -802,11 +806,20 @@ class TableWorker:
         with self._lock:
             if self._pool is pool:
                 self._pool = self._start()
-        pool.terminate()
+        _terminate(pool)
 
     def close(self) -> None:
         with self._lock:
-            self._pool.terminate()
+            _terminate(self._pool)
+
+
+def _terminate(pool: multiprocessing.pool.Pool, timeout_s: float = POOL_CLOSE_TIMEOUT_S) -> bool:
+    """`pool.terminate()`, given at most `timeout_s` (in a daemon thread): no request and no exit waits on it for
+    longer. True when it finished."""
+    closer = threading.Thread(target=pool.terminate, name="genre-space-pool-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    return not closer.is_alive()
 
 
 def build_demo(

@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ from space.app import (
     TABLE_CHUNK_ROWS,
     GenreApp,
     TableWorker,
+    _terminate,
     build_demo,
     card_facts,
     neutralise_formula,
@@ -554,6 +557,23 @@ def test_results_are_removed_when_the_app_exits(model_folder, songs_csv, tmp_pat
     assert done.returncode == 0, done.stderr
     result = Path(done.stdout.strip().splitlines()[-1])
     assert result.name == "predicted_genres.csv" and not result.parent.parent.exists()
+
+
+def test_closing_a_pool_never_waits_without_end():
+    """Pool.terminate can block for good on its task queue's lock; the app gives it a bounded time."""
+    release = threading.Event()
+
+    class StuckPool:
+        def terminate(self) -> None:
+            release.wait()
+
+    started = time.monotonic()
+    try:
+        assert _terminate(StuckPool(), timeout_s=0.5) is False
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    assert _terminate(StuckPool(), timeout_s=5) is True
 
 
 def test_a_file_over_the_time_limit_is_abandoned_and_the_worker_replaced(model_folder, songs_csv):
