@@ -277,6 +277,26 @@ def test_attributions_of_the_bundled_model_are_faithful_on_1000_test_rows(real_d
     assert measured["mean_drop_top"] > measured["mean_drop_random"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the Trainer leaves models there)")
+def test_the_runs_scoring_takes_a_model_the_trainer_left_on_the_gpu(real_data):
+    """On a GPU machine the Trainer leaves the model on the GPU; the run then scores, calibrates and explains it with
+    CPU arrays. Each of those must move the rows to the model and give the CPU figures back."""
+    from training.trainer import predict_probabilities
+
+    folder = REPO / "space" / "model"
+    # float32 on both devices, so the two agree to float32 rounding (bfloat16 is native on the GPU only).
+    model = AutoModelForSequenceClassification.from_pretrained(folder, inference_dtype="float32").eval()
+    extractor = GenreFeatureExtractor.from_pretrained(folder)
+    rows = np.random.default_rng(0).choice(len(real_data.frame), 2000, replace=False)
+    features, labels = extractor(real_data.frame.iloc[rows])["input_features"], real_data.labels[rows]
+    on_cpu = predict_probabilities(model, features), calibration_report(model, features, labels)
+    model.to("cuda")
+    on_gpu = predict_probabilities(model, features), calibration_report(model, features, labels)
+    np.testing.assert_allclose(on_gpu[0], on_cpu[0], atol=1e-4)
+    assert on_gpu[1].keys() == on_cpu[1].keys()
+    assert faithfulness(model, extractor, features[:200], seed=0)["rows"] == 200
+
+
 def test_the_readmes_trust_example_runs_on_a_calibrated_model(calibrated, tmp_path):
     model, extractor = calibrated
     save_model_folder(model, extractor, tmp_path)

@@ -25,7 +25,7 @@ from modeling import GENRES, GenreFFNConfig, GenreFFNForSequenceClassification
 from modeling.configuration_genre_ffn import COVERAGE_LEVELS
 from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
 from training.scoring import calibration_metrics, softmax, summary_metrics
-from training.trainer import predict_probabilities
+from training.trainer import eval_logits, predict_probabilities
 
 # Scores are stored rounded up to this step: q_hat can only grow, so the coverage guarantee holds.
 SCORE_STEP = 1e-6
@@ -35,10 +35,7 @@ LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
 
 def model_logits(model: GenreFFNForSequenceClassification, features: np.ndarray) -> np.ndarray:
     """The eval-mode logits the model serves (its temperature applied), float64."""
-    model.eval()
-    with torch.no_grad():
-        logits = model(input_features=torch.as_tensor(features, dtype=torch.float32)).logits
-    return logits.double().numpy()
+    return eval_logits(model, features).double().numpy()
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

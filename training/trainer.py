@@ -260,8 +260,14 @@ def fit(
     return trainer
 
 
-def predict_probabilities(model: GenreFFNForSequenceClassification, features: np.ndarray) -> np.ndarray:
+def eval_logits(model: GenreFFNForSequenceClassification, features: np.ndarray) -> torch.Tensor:
+    """The eval-mode logits the model serves (its temperature applied), on the CPU, whichever device the model is on
+    (the Trainer leaves it on the GPU when there is one)."""
     model.eval()
     with torch.no_grad():
-        logits = model(input_features=torch.as_tensor(features, dtype=torch.float32)).logits
-    return logits.softmax(dim=-1).numpy().astype(np.float64)
+        inputs = torch.as_tensor(features, dtype=torch.float32).to(model.device)
+        return model(input_features=inputs).logits.cpu()
+
+
+def predict_probabilities(model: GenreFFNForSequenceClassification, features: np.ndarray) -> np.ndarray:
+    return eval_logits(model, features).softmax(dim=-1).numpy().astype(np.float64)
