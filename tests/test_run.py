@@ -178,6 +178,7 @@ def test_metrics_record_how_the_test_metrics_were_computed_and_the_runs_compute_
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     evaluation = metrics["evaluation"]
+    # "cpu" on a GPU machine too: the run scores the trained model on the CPU it is served on (bench/gpu.md).
     assert evaluation["split"] == "test" and evaluation["rows"] == 200 and evaluation["device"] == "cpu"
     # The run's model is set to bfloat16; it computes so only where this CPU does bfloat16 natively.
     assert evaluation["dtype"] == ("bfloat16" if native_bfloat16("cpu") else "float32")

@@ -244,7 +244,9 @@ def fit(
     description: str = "training",
     keep_epoch_by: str = SELECTION_METRIC,
 ) -> Trainer:
-    """Train one configuration, keeping the epoch with the best validation metric; returns the trainer."""
+    """Train one configuration, keeping the epoch with the best validation metric; returns the trainer, its model on
+    the CPU. The run scores, calibrates, explains and saves the model there, where it is served and where `music-genre
+    evaluate` recomputes its figures, so a run trained on a GPU reports what its published model gives."""
     trainer = make_trainer(
         prepared,
         extractor,
@@ -257,6 +259,7 @@ def fit(
         keep_epoch_by=keep_epoch_by,
     )
     trainer.train()
+    trainer.model.to("cpu")
     return trainer
 
 
