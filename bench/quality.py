@@ -650,7 +650,8 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
     ]
     reused = meta.get("reused_peers") or meta.get("reused_lightgbm")
     if reused:
-        models = ", ".join(reused.get("models", [LIGHTGBM]))
+        # Only the peers among --models are taken from the file (HistGradientBoosting still checks it).
+        models = ", ".join(reused.get("models", [LIGHTGBM])) or "no peer (none was among --models)"
         lines.append(
             f"- Reused from `{reused['file']}` (run {reused['date']}, `{reused['command']}`): {models}. Their training "
             "is deterministic, and HistGradientBoosting, rerun here on every split, reproduced that file's metrics "
