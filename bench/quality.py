@@ -701,9 +701,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument(
         "--keep-epoch-by",
-        choices=(SELECTION_METRIC, "loss"),
+        choices=(SELECTION_METRIC, "loss", "roc_auc_macro"),
         default=SELECTION_METRIC,
-        help=f"the network's epoch kept: highest validation {SELECTION_METRIC} (the run's rule) or lowest loss",
+        help=f"the network's epoch kept: highest validation {SELECTION_METRIC} (the run's rule), lowest loss, or "
+        "highest macro one-vs-rest AUC",
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"1 seed, stratified, 3 network epochs and tiny peers: {QUICK_SETTINGS}"

@@ -51,10 +51,12 @@ def test_the_optimiser_settings_reach_training_arguments_under_their_names(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("keep_epoch_by", "metric", "higher_is_better"), [(None, "accuracy", True), ("loss", "loss", False)]
+    ("keep_epoch_by", "metric", "higher_is_better"),
+    [(None, "accuracy", True), ("loss", "loss", False), ("roc_auc_macro", "roc_auc_macro", True)],
 )
 def test_the_epoch_kept_is_the_best_by_the_chosen_validation_metric(tmp_path, keep_epoch_by, metric, higher_is_better):
-    """The run keeps the epoch of highest validation accuracy; `bench.quality --keep-epoch-by loss` the lowest loss."""
+    """The run keeps the epoch of highest validation accuracy; `bench.quality --keep-epoch-by` the lowest loss or the
+    highest AUC."""
     extra = {} if keep_epoch_by is None else {"keep_epoch_by": keep_epoch_by}
     arguments = training_arguments(tmp_path, Hyperparameters(), seed=0, keep_best=True, quiet=True, **extra)
     assert arguments.load_best_model_at_end and arguments.metric_for_best_model == metric
