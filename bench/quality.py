@@ -18,6 +18,7 @@ booster trained again with its recorded parameters for its best iteration's roun
 """
 
 import argparse
+import collections
 import datetime
 import importlib.util
 import json
@@ -51,7 +52,7 @@ from training.calibration import calibrate, calibration_report, peer_calibration
 from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
 from training.run import PAPER
 from training.scoring import summary_metrics
-from training.trainer import SELECTION_METRIC, Hyperparameters, fit, predict_probabilities
+from training.trainer import SELECTION_METRIC, Hyperparameters, fit, make_trainer, predict_probabilities
 
 NETWORK = "GenreFFN (this project)"
 LIGHTGBM = "LightGBM (Optuna-tuned)"
@@ -137,6 +138,55 @@ def peer_trust(
 # calibration and coverage metrics (`training.calibration`'s report: `calibration`, `conformal`).
 
 
+# `--keep-epoch-by` for the network: a validation metric whose best epoch is kept, or this rule: the weights
+# averaged over the last epochs that ran (stochastic weight averaging's average, taken at each epoch's end), with the
+# batch-norm statistics then recomputed on the training rows.
+AVERAGE_LAST = "average-last-3"
+AVERAGED_EPOCHS = 3
+
+
+class LastEpochsWeights(transformers.TrainerCallback):
+    """Keeps a copy of the model's weights at the end of each of the last `n` epochs."""
+
+    def __init__(self, n: int):
+        self.snapshots: collections.deque[dict[str, torch.Tensor]] = collections.deque(maxlen=n)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.snapshots.append({name: value.detach().clone() for name, value in model.state_dict().items()})
+
+
+def average_weights(
+    model: torch.nn.Module, snapshots: list[dict[str, torch.Tensor]], features: np.ndarray, batch_size: int
+) -> None:
+    """Loads the mean of `snapshots` into `model` (integer buffers from the last), then recomputes its batch-norm
+    statistics on `features` in training mode with `torch.optim.swa_utils.update_bn`. The rows are shuffled (seeded):
+    the training split is in the CSV's order, grouped by genre, and batches of one genre would average the
+    within-genre variance instead of the variance training saw."""
+    averaged = {
+        name: torch.stack([s[name] for s in snapshots]).mean(dim=0) if value.is_floating_point() else value
+        for name, value in snapshots[-1].items()
+    }
+    model.load_state_dict(averaged)
+    loader = torch.utils.data.DataLoader(
+        torch.as_tensor(features, dtype=torch.float32),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    torch.optim.swa_utils.update_bn(loader, model)
+    model.eval()
+
+
+def _fit_averaged(prepared, extractor, hyperparameters: Hyperparameters, output_dir: Path, seed: int):
+    trainer = make_trainer(prepared, extractor, hyperparameters, output_dir, seed, keep_best=False, quiet=True)
+    weights = LastEpochsWeights(AVERAGED_EPOCHS)
+    trainer.add_callback(weights)
+    trainer.train()
+    trainer.model.to("cpu")
+    average_weights(trainer.model, list(weights.snapshots), prepared.features["train"], hyperparameters.batch_size)
+    return trainer
+
+
 def run_network(
     data: GenreData,
     split: dict[str, np.ndarray],
@@ -153,9 +203,12 @@ def run_network(
     extractor = prepared.extractor
     _check_same_split(prepared.indices, split)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as output_dir:
-        trainer = fit(
-            prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True, keep_epoch_by=keep_epoch_by
-        )
+        if keep_epoch_by == AVERAGE_LAST:
+            trainer = _fit_averaged(prepared, extractor, hyperparameters, Path(output_dir), seed)
+        else:
+            trainer = fit(
+                prepared, extractor, hyperparameters, Path(output_dir), seed, quiet=True, keep_epoch_by=keep_epoch_by
+            )
     # Scored as the bundled model serves (bfloat16 where the run saves it so), not only as it trains.
     trainer.model.config.inference_dtype = config.get("inference_dtype", "float32")
     probabilities = predict_probabilities(trainer.model, prepared.features["test"])
@@ -163,7 +216,14 @@ def run_network(
     calibrate(trainer.model, prepared.features["validation"], prepared.labels["validation"])
     trust = calibration_report(trainer.model, prepared.features["test"], prepared.labels["test"])
     evaluations = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
-    best = next(e for e in evaluations if e[f"eval_{keep_epoch_by}"] == trainer.state.best_metric)
+    if keep_epoch_by == AVERAGE_LAST:  # the averaged weights are no epoch's: their own validation accuracy
+        validation = predict_probabilities(trainer.model, prepared.features["validation"]).argmax(axis=-1)
+        best = {
+            "epoch": evaluations[-1]["epoch"],
+            "eval_accuracy": float(np.mean(validation == prepared.labels["validation"])),
+        }
+    else:
+        best = next(e for e in evaluations if e[f"eval_{keep_epoch_by}"] == trainer.state.best_metric)
     return (
         probabilities,
         {
@@ -171,7 +231,7 @@ def run_network(
             "inference_dtype": trainer.model.config.inference_dtype,
             "hyperparameters": hyperparameters.to_dict(),
             "epochs_run": len(evaluations),
-            "epoch_kept_by": f"validation {keep_epoch_by}",
+            "epoch_kept_by": keep_epoch_by if keep_epoch_by == AVERAGE_LAST else f"validation {keep_epoch_by}",
             "best_epoch": best["epoch"],
             "best_validation_accuracy": best["eval_accuracy"],
         },
@@ -701,10 +761,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument(
         "--keep-epoch-by",
-        choices=(SELECTION_METRIC, "loss", "roc_auc_macro"),
+        choices=(SELECTION_METRIC, "loss", "roc_auc_macro", AVERAGE_LAST),
         default=SELECTION_METRIC,
-        help=f"the network's epoch kept: highest validation {SELECTION_METRIC} (the run's rule), lowest loss, or "
-        "highest macro one-vs-rest AUC",
+        help=f"the network's epoch kept: highest validation {SELECTION_METRIC} (the run's rule), lowest loss, "
+        f"highest macro one-vs-rest AUC, or {AVERAGE_LAST}: the weights of the last {AVERAGED_EPOCHS} epochs averaged",
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"1 seed, stratified, 3 network epochs and tiny peers: {QUICK_SETTINGS}"

@@ -309,3 +309,48 @@ def test_a_reused_peer_counts_as_reproduced_to_the_last_bits_only():
     moved = {**refitted, "accuracy": cached["accuracy"] + 1 / 5000}  # one test row of another split
     with pytest.raises(RuntimeError, match="cannot be reused"):
         quality._check_reproduced(cached, moved, "stratified", 0, "LightGBM")
+
+
+def test_weights_averaged_over_the_last_epochs_are_their_mean_with_batch_norm_recomputed_on_the_rows():
+    import numpy as np
+    import torch
+
+    from tests.conftest import make_model
+
+    quality = load_bench("quality")
+    model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
+    snapshots = []
+    for scale in (1.0, 2.0, 4.0):
+        snapshots.append({name: value * scale if value.is_floating_point() else value + int(scale)
+                          for name, value in model.state_dict().items()})  # fmt: skip
+    features = np.random.default_rng(0).normal(3.0, 2.0, size=(50, 6)).astype(np.float32)
+    quality.average_weights(model, snapshots, features, batch_size=64)  # one batch: the statistics are its own
+    state = model.state_dict()
+    learned = [name for name in state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert learned  # the weights, biases and batch-norm scales: the mean of the snapshots (1 + 2 + 4) / 3
+    for name in learned:
+        assert torch.allclose(state[name], snapshots[0][name] * 7 / 3), name
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    hidden = linear(torch.as_tensor(features)).detach()
+    assert torch.allclose(norm.running_mean, hidden.mean(dim=0), atol=1e-5)
+    assert torch.allclose(norm.running_var, hidden.var(dim=0), atol=1e-4)
+    assert not model.training
+
+
+def test_batch_norm_statistics_after_averaging_see_the_rows_shuffled_not_in_their_sorted_order():
+    """The training split is grouped by genre: unshuffled batches would give the within-group variance only."""
+    import numpy as np
+    import torch
+
+    from tests.conftest import make_model
+
+    quality = load_bench("quality")
+    model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(-5, 1, (100, 6)), rng.normal(5, 1, (100, 6))]).astype(np.float32)
+    quality.average_weights(model, [model.state_dict()], features, batch_size=10)
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    total = linear(torch.as_tensor(features)).detach().var(dim=0)
+    assert 0.7 < float((norm.running_var / total).mean()) < 1.3  # unshuffled: 0.14 here
