@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, make_model
 
 pytest.importorskip("lightgbm", reason="the benchmarks need the bench extra: pip install -e '.[bench]'")
 
@@ -312,11 +314,6 @@ def test_a_reused_peer_counts_as_reproduced_to_the_last_bits_only():
 
 
 def test_weights_averaged_over_the_last_epochs_are_their_mean_with_batch_norm_recomputed_on_the_rows():
-    import numpy as np
-    import torch
-
-    from tests.conftest import make_model
-
     quality = load_bench("quality")
     model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
     snapshots = []
@@ -340,11 +337,6 @@ def test_weights_averaged_over_the_last_epochs_are_their_mean_with_batch_norm_re
 
 def test_batch_norm_statistics_after_averaging_see_the_rows_shuffled_not_in_their_sorted_order():
     """The training split is grouped by genre: unshuffled batches would give the within-group variance only."""
-    import numpy as np
-    import torch
-
-    from tests.conftest import make_model
-
     quality = load_bench("quality")
     model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
     rng = np.random.default_rng(0)
