@@ -1,7 +1,7 @@
 """How long `music-genre --help` and each command's `--help` take, each in a fresh Python process.
 
 The target is under 1 s: the CLI imports its heavy stack (torch, transformers, datasets, gradio) only inside the
-command that runs. Each figure is the median wall clock of several fresh `python -m cli ... --help`
+command that runs. Each figure is the median wall clock of several fresh `python -m music_genre ... --help`
 processes (interpreter start-up included); a bare `python -c pass` is timed the same way for reference. Writes
 `bench/cli_help.md`.
 
@@ -42,7 +42,7 @@ def main() -> None:
     baseline = time_process(["-c", "pass"], args.repeats)
     rows = []
     for command in COMMANDS:
-        seconds = time_process(["-m", "cli", *command, "--help"], args.repeats)
+        seconds = time_process(["-m", "music_genre", *command, "--help"], args.repeats)
         shown = " ".join(["music-genre", *command, "--help"])
         rows.append((shown, seconds))
         print(f"{shown:<32} {seconds * 1000:7.0f} ms")

@@ -30,7 +30,7 @@ def log(message: str) -> None:
 
 def csv_path(data: str | Path | None = None) -> Path:
     """The CSV given, else the real dataset (`MUSIC_GENRE_CSV`, default `../shared/data/music_genre.csv`)."""
-    from training.data import default_csv
+    from music_genre.training.data import default_csv
 
     return default_csv() if data is None else Path(data)
 
@@ -45,7 +45,7 @@ def read_raw_rows(data: str | Path | None = None) -> "pd.DataFrame":
 def load_config(path: Path) -> tuple[dict, str]:
     """The network's fixed configuration (encoding, inference dtype, `Hyperparameters` fields) and where it came
     from, as the reports name it."""
-    from training.trainer import Hyperparameters
+    from music_genre.training.trainer import Hyperparameters
 
     if not path.is_file():
         raise FileNotFoundError(f"no configuration file at {path} (the tuned one: {DEFAULT_CONFIG.relative_to(REPO)})")

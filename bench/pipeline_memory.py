@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from bench.common import BENCH, SPACE_MODEL, csv_path, load_average
-from modeling.pipeline_genre_ffn import CHUNK_ROWS
+from music_genre.modeling.pipeline_genre_ffn import CHUNK_ROWS
 
 OUTPUT = BENCH / "pipeline_memory.md"
 TARGET_PEAK_GB = 1.5

@@ -46,13 +46,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_config, log, machine, versions
-from modeling import FEATURE_NAMES, GENRES, KEY_NAMES, GenreFeatureExtractor, parse_rows
-from modeling.configuration_genre_ffn import MODE_NAMES
-from training.calibration import calibrate, calibration_report, peer_calibration_report
-from training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
-from training.run import PAPER
-from training.scoring import summary_metrics
-from training.trainer import SELECTION_METRIC, Hyperparameters, fit, make_trainer, predict_probabilities
+from music_genre.modeling import FEATURE_NAMES, GENRES, KEY_NAMES, GenreFeatureExtractor, parse_rows
+from music_genre.modeling.configuration_genre_ffn import MODE_NAMES
+from music_genre.training.calibration import calibrate, calibration_report, peer_calibration_report
+from music_genre.training.data import SPLIT_MODES, GenreData, load_data, prepare_splits, split_indices
+from music_genre.training.run import PAPER
+from music_genre.training.scoring import summary_metrics
+from music_genre.training.trainer import SELECTION_METRIC, Hyperparameters, fit, make_trainer, predict_probabilities
 
 NETWORK = "GenreFFN (this project)"
 LIGHTGBM = "LightGBM (Optuna-tuned)"

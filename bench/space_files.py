@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import BENCH, SPACE_MODEL, load_average, read_raw_rows
-from space.app import MAX_COLUMNS, MAX_FILE_MB, MAX_ROWS, GenreApp
+from music_genre.space.app import MAX_COLUMNS, MAX_FILE_MB, MAX_ROWS, GenreApp
 
 OUTPUT = BENCH / "space_files.md"
 

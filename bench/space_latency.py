@@ -28,10 +28,10 @@ import torch
 from gradio_client import Client, handle_file
 
 from bench.common import BENCH, cpu_name, csv_path, load_average, read_raw_rows, versions
-from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
-from space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row
-from training.calibration import calibrate
-from training.data import load_data, split_indices
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
+from music_genre.space.app import DEFAULT_MODEL, EXAMPLES, GenreApp, launch, song_row
+from music_genre.training.calibration import calibrate
+from music_genre.training.data import load_data, split_indices
 
 OUTPUT = BENCH / "space_latency.md"
 

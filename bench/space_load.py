@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 from bench.common import BENCH, REPO, SPACE_MODEL, load_average, read_raw_rows
-from space.app import EXAMPLES
+from music_genre.space.app import EXAMPLES
 
 OUTPUT = BENCH / "space_load.md"
 

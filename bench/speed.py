@@ -44,10 +44,10 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 
 from bench.common import BENCH, DEFAULT_CONFIG, SPACE_MODEL, load_config, log, machine, read_raw_rows, versions
 from bench.quality import CATEGORICAL, raw_features
-from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder
-from modeling.modeling_genre_ffn import INFERENCE_CHUNK, fold_batch_norm, native_bfloat16
-from training.data import GenreData, PreparedSplits, balanced_class_weights, load_data, prepare_splits
-from training.trainer import Hyperparameters, build_model, make_trainer
+from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, save_model_folder
+from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK, fold_batch_norm, native_bfloat16
+from music_genre.training.data import GenreData, PreparedSplits, balanced_class_weights, load_data, prepare_splits
+from music_genre.training.trainer import Hyperparameters, build_model, make_trainer
 
 INFERENCE_ROWS = 50_000
 TRAIN_EPOCHS = 3

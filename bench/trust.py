@@ -25,19 +25,19 @@ import numpy as np
 import torch
 
 from bench.common import BENCH, SPACE_MODEL
-from modeling import (
+from music_genre.modeling import (
     FEATURE_NAMES,
     TASK,
     GenreClassificationPipeline,
     GenreFeatureExtractor,
     GenreFFNForSequenceClassification,
 )
-from modeling.modeling_genre_ffn import native_bfloat16
-from training.calibration import calibrate, ece_if_calibrated
-from training.data import load_data, split_indices
-from training.explanation import faithfulness
-from training.trainer import predict_probabilities
-from training.trust import trust_report
+from music_genre.modeling.modeling_genre_ffn import native_bfloat16
+from music_genre.training.calibration import calibrate, ece_if_calibrated
+from music_genre.training.data import load_data, split_indices
+from music_genre.training.explanation import faithfulness
+from music_genre.training.trainer import predict_probabilities
+from music_genre.training.trust import trust_report
 
 FAITHFULNESS_TARGET = 0.8
 RANDOM_SEEDS = (0, 1, 2, 3, 4)  # draws of the 3 random features: the figure should not hang on one draw

@@ -18,10 +18,10 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
-from modeling import FEATURE_NAMES, GENRES, TASK
-from training.options import public_name
-from training.run_folder import RunFolder, read_run
-from training.scoring import SUMMARY_METRICS
+from music_genre.modeling import FEATURE_NAMES, GENRES, TASK
+from music_genre.training.options import public_name
+from music_genre.training.run_folder import RunFolder, read_run
+from music_genre.training.scoring import SUMMARY_METRICS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LICENSE = "apache-2.0"

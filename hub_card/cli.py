@@ -8,7 +8,7 @@ fault is raised as `PublishError`, which the `music-genre` command shows as one 
 import argparse
 from pathlib import Path
 
-from hub_card import BUNDLED_REPO_ID
+from music_genre.hub_card import BUNDLED_REPO_ID
 
 
 def add_push_parser(
@@ -73,9 +73,14 @@ def add_bundle_parser(
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from hub_card.publish import SPACE_DIR, bundle, refresh_bundled_code
+    from music_genre.hub_card.publish import SPACE_DIR, PublishError, bundle, refresh_bundled_code
 
-    into = args.into or SPACE_DIR / "model"
+    into = args.into
+    if into is None:
+        # The default is the source checkout's space/model, never the copy installed in site-packages.
+        if not (SPACE_DIR.parent / "pyproject.toml").is_file():
+            raise PublishError("bundle needs --into FOLDER outside a source checkout of music-genre-ffn")
+        into = SPACE_DIR / "model"
     if args.code_only:
         changed = refresh_bundled_code(into)
         print(f"refreshed {', '.join(changed)} in {into}" if changed else f"the remote code in {into} was current")
@@ -86,7 +91,7 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from hub_card.publish import push
+    from music_genre.hub_card.publish import push
 
     staged = push(
         args.run,

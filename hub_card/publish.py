@@ -27,8 +27,8 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, SpaceCard, SpaceCardData, get_token
 
-from hub_card import BUNDLED_REPO_ID
-from hub_card.card import (
+from music_genre.hub_card import BUNDLED_REPO_ID
+from music_genre.hub_card.card import (
     KAGGLE_DATASET,
     KAGGLE_URL,
     LICENSE,
@@ -37,10 +37,10 @@ from hub_card.card import (
     without_machine_paths,
     write_model_card,
 )
-from modeling import FEATURE_NAMES, GENRES
-from training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
-from training.options import public_name
-from training.run_folder import (
+from music_genre.modeling import FEATURE_NAMES, GENRES
+from music_genre.training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
+from music_genre.training.options import public_name
+from music_genre.training.run_folder import (
     FIGURES_DIR,
     MODEL_FILES,
     REMOTE_CODE,
@@ -62,7 +62,7 @@ SPACE_DIR = Path(__file__).resolve().parent.parent / "space"
 MODELING_DIR = SPACE_DIR.parent / "modeling"
 SPACE_FILES = ("app.py", "requirements.txt")
 # Packages of this project: a Space or a model repo that imports them would not run on the Hub.
-PROJECT_PACKAGES = frozenset({"modeling", "training", "hub_card", "space"})
+PROJECT_PACKAGES = frozenset({"music_genre", "modeling", "training", "hub_card", "space"})
 REPO_KINDS = ("model", "dataset", "space")
 # Binary files go through Git LFS, so a staged folder can also be pushed with plain git (the Hub refuses them else).
 GITATTRIBUTES = "".join(

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 if TYPE_CHECKING:
-    from modeling import GenreFFNForSequenceClassification
+    from music_genre.modeling import GenreFFNForSequenceClassification
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ RUN_FIGURES = {
 
 def make_model(**overrides) -> "GenreFFNForSequenceClassification":
     """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)`, seeded, in eval mode."""
-    from modeling import GenreFFNConfig, GenreFFNForSequenceClassification
+    from music_genre.modeling import GenreFFNConfig, GenreFFNForSequenceClassification
 
     torch.manual_seed(0)
     return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
@@ -125,7 +125,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def csv_path() -> Path:
     """The real CSV; a missing file fails under CI and skips elsewhere."""
-    from training.data import default_csv
+    from music_genre.training.data import default_csv
 
     path = default_csv()
     if not path.is_file():
@@ -137,7 +137,7 @@ def csv_path() -> Path:
 
 @pytest.fixture(scope="session")
 def real_data(csv_path):
-    from training.data import load_data
+    from music_genre.training.data import load_data
 
     return load_data(csv_path)
 
@@ -155,7 +155,7 @@ def slice_csv(csv_path, tmp_path_factory):
 @pytest.fixture
 def raw_rows() -> list[dict]:
     """Hand-made raw rows in the CSV's format: `?` tempo, -1 duration, every key name, both modes."""
-    from modeling import KEY_NAMES
+    from music_genre.modeling import KEY_NAMES
 
     rows = []
     for i, key in enumerate(KEY_NAMES):
@@ -189,9 +189,9 @@ def small_run(csv_path, tmp_path_factory) -> Path:
     The slice, `slice.csv` beside the run folder, holds 150 raw rows per genre, every row of 20 songs filed under
     several genres and two empty rows; it is written at test time, never kept in the repo.
     """
-    from hub_card.card import write_model_card
-    from training.options import RunOptions
-    from training.run import train_run
+    from music_genre.hub_card.card import write_model_card
+    from music_genre.training.options import RunOptions
+    from music_genre.training.run import train_run
 
     root = tmp_path_factory.mktemp("small-run")
     frame = pd.read_csv(csv_path, dtype={"tempo": str})
@@ -212,9 +212,14 @@ def small_run(csv_path, tmp_path_factory) -> Path:
 def model_folder(real_data, tmp_path_factory) -> Path:
     """A small network trained for two epochs on the real training split, calibrated (temperature and conformal
     sets) on the validation split as `music-genre train` does, saved as a Hub folder."""
-    from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification, save_model_folder
-    from training.calibration import calibrate
-    from training.data import prepare_splits
+    from music_genre.modeling import (
+        GenreFeatureExtractor,
+        GenreFFNConfig,
+        GenreFFNForSequenceClassification,
+        save_model_folder,
+    )
+    from music_genre.training.calibration import calibrate
+    from music_genre.training.data import prepare_splits
 
     folder = tmp_path_factory.mktemp("space-model")
     prepared = prepare_splits(real_data, GenreFeatureExtractor(), seed=0)

@@ -5,9 +5,9 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from modeling.modeling_genre_ffn import native_bfloat16
+from music_genre.modeling.modeling_genre_ffn import native_bfloat16
+from music_genre.training.run import evaluate_folder
 from tests.conftest import REPO
-from training.run import evaluate_folder
 
 BUNDLED = REPO / "space" / "model"
 
@@ -34,7 +34,7 @@ def test_the_card_metrics_are_recomputed_from_the_csv(csv_path):
 
 
 def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_metrics_in_float32(csv_path, monkeypatch):
-    import modeling.modeling_genre_ffn as modeling_module
+    import music_genre.modeling.modeling_genre_ffn as modeling_module
 
     monkeypatch.setattr(modeling_module, "native_bfloat16", lambda device_type: False)
     stated, _ = stated_metrics()

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling import GENRES, GenreFeatureExtractor
-from modeling.configuration_genre_ffn import NUMERIC_FEATURES
-from training.data import GROUP_COLUMNS, clean_rows, oversample, prepare_splits, split_indices
+from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
+from music_genre.training.data import GROUP_COLUMNS, clean_rows, oversample, prepare_splits, split_indices
 
 
 def test_cleaning_report_on_the_real_csv(real_data):

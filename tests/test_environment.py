@@ -4,8 +4,8 @@ import platform
 
 import pytest
 
+from music_genre.training import environment
 from tests.conftest import make_model
-from training import environment
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modeling import FEATURE_NAMES, KEY_NAMES, PAPER_ENCODING, GenreFeatureExtractor, GenreFFNConfig, encoded_size
-from modeling.configuration_genre_ffn import NUMERIC_FEATURES
-from modeling.feature_extraction_genre_ffn import ENCODINGS
+from music_genre.modeling import (
+    FEATURE_NAMES,
+    KEY_NAMES,
+    PAPER_ENCODING,
+    GenreFeatureExtractor,
+    GenreFFNConfig,
+    encoded_size,
+)
+from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
+from music_genre.modeling.feature_extraction_genre_ffn import ENCODINGS
 
 N_NUMERIC = len(NUMERIC_FEATURES)
 
@@ -73,7 +80,7 @@ def test_log_standard_matches_a_manual_computation(raw_rows):
 
 
 def test_statistics_come_from_the_training_rows_only(real_data):
-    from training.data import split_indices
+    from music_genre.training.data import split_indices
 
     splits = split_indices(real_data, seed=0)
     train = real_data.frame.iloc[splits["train"]]
@@ -164,7 +171,7 @@ def test_pandas_missing_scalars_and_spotify_no_key_are_missing_values(fitted, ra
     ids=["bool", "numpy-bool", "bool-column", "huge-int", "dict-of-lists", "list-key", "key-minus-2"],
 )
 def test_refused_values_raise_one_error_type_with_fields(fitted, raw_rows, rows, column, row, reason):
-    from modeling.feature_extraction_genre_ffn import RawInputError
+    from music_genre.modeling.feature_extraction_genre_ffn import RawInputError
 
     with pytest.raises(RawInputError) as caught:
         fitted(rows(raw_rows))
@@ -175,7 +182,7 @@ def test_refused_values_raise_one_error_type_with_fields(fitted, raw_rows, rows,
 
 @pytest.mark.parametrize("name", ["key", "tempo"])
 def test_a_duplicated_feature_column_is_named(fitted, raw_rows, name):
-    from modeling.feature_extraction_genre_ffn import RawInputError
+    from music_genre.modeling.feature_extraction_genre_ffn import RawInputError
 
     frame = pd.DataFrame(raw_rows)
     doubled = pd.concat([frame, frame[[name]]], axis=1)
@@ -187,7 +194,7 @@ def test_a_duplicated_feature_column_is_named(fitted, raw_rows, name):
 def test_echoed_values_are_cut_and_errors_survive_pickling(fitted, raw_rows):
     import pickle
 
-    from modeling.feature_extraction_genre_ffn import SHOWN_VALUE_CHARS, RawInputError
+    from music_genre.modeling.feature_extraction_genre_ffn import SHOWN_VALUE_CHARS, RawInputError
 
     long_value = "x" * 100_000
     with pytest.raises(RawInputError) as caught:

@@ -10,10 +10,10 @@ from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from modeling import GENRES, GenreFeatureExtractor
-from modeling.configuration_genre_ffn import NUMERIC_FEATURES
-from training import figures
-from training.scoring import calibration_metrics, reliability_bins
+from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
+from music_genre.training import figures
+from music_genre.training.scoring import calibration_metrics, reliability_bins
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from huggingface_hub import ModelCard
 
-from hub_card.card import (
+from music_genre.hub_card.card import (
     FIGURES,
     KAGGLE_DATASET,
     PAPER_SOURCE,
@@ -20,7 +20,7 @@ from hub_card.card import (
     without_machine_paths,
     write_model_card,
 )
-from modeling import GENRES
+from music_genre.modeling import GENRES
 from tests.conftest import DATASET_REPO_ID, REPO, REPO_ID
 
 
@@ -166,7 +166,7 @@ def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
 
 
 def test_every_figure_the_card_links_is_in_the_staged_folder(small_run, tmp_path):
-    from hub_card.publish import stage
+    from music_genre.hub_card.publish import stage
 
     staged = stage(small_run, tmp_path, REPO_ID, data=str(small_run.parent / "slice.csv"))["model"]
     text = (staged / "README.md").read_text()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 
-from modeling import (
+from music_genre.modeling import (
     GENRES,
     TASK,
     GenreClassificationPipeline,
@@ -156,7 +156,7 @@ def test_remote_code_imports_only_transformers_torch_numpy_and_itself():
 
 
 def test_large_tables_are_classified_in_folded_slices_with_the_same_result():
-    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model(num_members=2)
     x = torch.randn(3 * INFERENCE_CHUNK + 7, model.config.input_size)
@@ -170,7 +170,7 @@ def test_large_tables_are_classified_in_folded_slices_with_the_same_result():
 
 @pytest.mark.parametrize("rows", [1, 2048])
 def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_path, monkeypatch, rows):
-    import modeling.modeling_genre_ffn as modeling_module
+    import music_genre.modeling.modeling_genre_ffn as modeling_module
 
     with pytest.raises(ValueError, match="inference_dtype must be one of"):
         GenreFFNConfig(inference_dtype="float16")
@@ -207,7 +207,7 @@ def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_
 
 
 def test_the_folded_inference_copy_follows_every_change_to_the_weights(tmp_path):
-    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model(num_members=2)
     x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)  # large enough for the folded path
@@ -296,7 +296,7 @@ def test_every_kind_of_weight_update_raises_a_tensors_version(how):
     reason="a write through `.data` bypasses the version counter, so _folded cannot see it (known gap)",
 )
 def test_a_write_through_data_is_seen_by_the_folded_copy():
-    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model()
     x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)
@@ -308,7 +308,7 @@ def test_a_write_through_data_is_seen_by_the_folded_copy():
 
 
 def test_after_a_write_through_data_eval_drops_the_folded_copy():
-    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model()
     x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)
@@ -323,7 +323,7 @@ def test_after_a_write_through_data_eval_drops_the_folded_copy():
 
 
 def test_the_folded_copy_follows_batch_norm_statistics_a_training_step_and_loaded_weights():
-    from modeling.modeling_genre_ffn import INFERENCE_CHUNK
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model(num_members=2)
     x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)  # large enough for the folded path

@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import pipeline
 
-from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
-from modeling import pipeline_genre_ffn as pipeline_module
-from modeling.feature_extraction_genre_ffn import RawInputError
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling import pipeline_genre_ffn as pipeline_module
+from music_genre.modeling.feature_extraction_genre_ffn import RawInputError
 
 
 @pytest.fixture

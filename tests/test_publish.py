@@ -20,11 +20,11 @@ import torch
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
-from cli import main
-from hub_card.publish import PublishError, push, stage
-from modeling import GENRES
+from music_genre import main
+from music_genre.hub_card.publish import PublishError, push, stage
+from music_genre.modeling import GENRES
+from music_genre.training.data import load_data, split_indices
 from tests.conftest import DATASET_REPO_ID, HUB_FOLDER_FILES, REPO_ID, SPACE_REPO_ID, load_in_clean_process
-from training.data import load_data, split_indices
 
 PLANTED_TOKEN = "hf_PLANTEDtokenThatMustNeverLeak0123456789"
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
@@ -104,7 +104,7 @@ def test_staged_dataset_loads_with_the_runs_split(staged, small_run):
 
 
 def test_dataset_card_states_license_source_columns_and_what_was_dropped(staged):
-    from hub_card.publish import COLUMN_MEANINGS
+    from music_genre.hub_card.publish import COLUMN_MEANINGS
 
     card = DatasetCard.load(staged["dataset"] / "README.md")
     assert card.data.license == "other"
@@ -179,7 +179,7 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(small_ru
 
     with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
         stage_space()
-    (source / "app.py").write_text("from modeling import GENRES\n")
+    (source / "app.py").write_text("from music_genre.modeling import GENRES\n")
     with pytest.raises(PublishError, match="imports modeling"):
         stage_space()
 
@@ -409,7 +409,7 @@ def test_bundle_code_only_refreshes_the_remote_code_and_keeps_the_weights_and_ca
 
 
 def test_bundle_ships_the_checkouts_remote_code_not_the_runs(small_run, tmp_path, monkeypatch):
-    import hub_card.publish as publish
+    import music_genre.hub_card.publish as publish
 
     newer = tmp_path / "modeling"
     shutil.copytree(publish.MODELING_DIR, newer)

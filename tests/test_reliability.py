@@ -14,12 +14,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from cli import main
-from hub_card.publish import PublishError, stage
+from music_genre import main
+from music_genre.hub_card.publish import PublishError, stage
+from music_genre.training import run_folder
+from music_genre.training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
+from music_genre.training.search import SearchSettings, load_study
 from tests.conftest import REPO, REPO_ID, SPACE_REPO_ID
-from training import run_folder
-from training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
-from training.search import SearchSettings, load_study
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from training.run_folder import run_lock\n"
+            "import sys, time; from pathlib import Path; from music_genre.training.run_folder import run_lock\n"
             "with run_lock(Path(sys.argv[1]), 'holder'):\n    print('held', flush=True); time.sleep(60)",
             str(tmp_path),
         ],
@@ -131,7 +131,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase):
     """The search's two workers, and the initial model's process beside the final training, die with the run."""
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "cli", *train_args(slice_csv, output, "--workers", "2")]
+    command = [sys.executable, "-m", "music_genre", *train_args(slice_csv, output, "--workers", "2")]
     if phase == "search":
         command[command.index("--n-trials") + 1], expected = "50", 2
     else:  # long enough trainings that the kill lands while the initial model trains in its process
@@ -284,7 +284,7 @@ def test_evaluate_without_data_finds_the_recorded_file_by_name_and_checks_its_sh
 
 
 def test_a_rerun_failing_midway_leaves_the_previous_run_whole(one_member_run, slice_csv, monkeypatch, capsys):
-    from training import run
+    from music_genre.training import run
 
     output = one_member_run
     before = {name: (output / name).read_bytes() for name in ("metrics.json", "run.json", "model/model.safetensors")}
@@ -307,7 +307,7 @@ def test_a_rerun_failing_midway_leaves_the_previous_run_whole(one_member_run, sl
 def test_kill_9_after_the_new_model_is_trained_leaves_the_previous_run_whole(one_member_run, slice_csv, tmp_path):
     output = Path(shutil.copytree(one_member_run, tmp_path / "run"))
     before = files_under(output)
-    command = [sys.executable, "-m", "cli", *train_args(slice_csv, output, "--members", "2")]
+    command = [sys.executable, "-m", "music_genre", *train_args(slice_csv, output, "--members", "2")]
     log_path = tmp_path / "rerun.log"
     with open(log_path, "wb") as log:
         rerun = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
@@ -407,7 +407,7 @@ def test_output_faults_and_wrong_arguments_are_one_line_and_status_2(slice_csv, 
 
 
 def test_a_fault_in_a_real_process_prints_no_traceback_unless_asked(tmp_path):
-    command = [sys.executable, "-m", "cli", "train", "--data", str(tmp_path / "nowhere.csv")]
+    command = [sys.executable, "-m", "music_genre", "train", "--data", str(tmp_path / "nowhere.csv")]
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     quiet = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
@@ -417,8 +417,8 @@ def test_a_fault_in_a_real_process_prints_no_traceback_unless_asked(tmp_path):
 
 
 def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog):
-    from training.data import load_data
-    from training.run import _log_dropped_rows
+    from music_genre.training.data import load_data
+    from music_genre.training.run import _log_dropped_rows
 
     _log_dropped_rows(load_data(slice_csv).report)
     assert "dropped 3 of 1000 rows: 3 unknown genre" in caplog.text
@@ -432,13 +432,13 @@ def test_importing_the_cli_imports_no_heavy_library():
     assert (
         "push"
         in subprocess.run(
-            [sys.executable, "-m", "cli", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "music_genre", "--help"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout
     )
 
 
 def test_a_tuned_model_below_the_initial_one_is_warned_about(caplog):
-    from training.run import _warn_if_tuned_is_worse
+    from music_genre.training.run import _warn_if_tuned_is_worse
 
     _warn_if_tuned_is_worse({"initial": {"accuracy": 0.5}, "tuned": {"accuracy": 0.4}, "search": {"n_trials": 3}})
     assert "below the initial model's 0.5000" in caplog.text
@@ -450,7 +450,7 @@ def test_a_tuned_model_below_the_initial_one_is_warned_about(caplog):
 def test_training_log_lines_hold_numbers_and_no_progress_bar_off_a_terminal(caplog, capsys):
     from types import SimpleNamespace
 
-    from training.trainer import EpochProgressCallback
+    from music_genre.training.trainer import EpochProgressCallback
 
     caplog.set_level("INFO", logger="music_genre")
     callback, state = EpochProgressCallback("tuned"), SimpleNamespace(is_world_process_zero=True)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from transformers import Trainer
 
-from cli import main
-from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
+from music_genre import main
+from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
+from music_genre.training.data import load_data, prepare_splits
+from music_genre.training.run import evaluate_folder
+from music_genre.training.search import SearchSettings, load_study, run_search, search_trials
+from music_genre.training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
 from tests.conftest import HUB_FOLDER_FILES, RUN_FIGURES
-from training.data import load_data, prepare_splits
-from training.run import evaluate_folder
-from training.search import SearchSettings, load_study, run_search, search_trials
-from training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
 
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 
@@ -132,7 +132,7 @@ def test_the_search_neither_receives_nor_reads_the_test_split(run_dir, slice_csv
     """`run_dir`'s run again, its test split scrambled from the moment it is prepared: the search is handed train
     and validation only, and every trial (parameters, state, each epoch's validation figure) comes out identical, so
     no trial read a test row under any name; a search scoring on test would score the scrambled rows."""
-    import training.run
+    import music_genre.training.run
 
     def prepare_and_scramble(*args, **kwargs):
         prepared = prepare_splits(*args, **kwargs)
@@ -150,8 +150,8 @@ def test_the_search_neither_receives_nor_reads_the_test_split(run_dir, slice_csv
         searched["study"] = run_search(prepared, *args, **kwargs)
         raise SearchEnded  # what follows the search is not under test here
 
-    monkeypatch.setattr(training.run, "prepare_splits", prepare_and_scramble)
-    monkeypatch.setattr(training.run, "run_search", search)
+    monkeypatch.setattr(music_genre.training.run, "prepare_splits", prepare_and_scramble)
+    monkeypatch.setattr(music_genre.training.run, "run_search", search)
     with pytest.raises(SearchEnded):
         main(train_args(slice_csv, tmp_path / "scrambled"))
     assert searched["splits"] == [{"train", "validation"}] * 3
@@ -173,8 +173,8 @@ def test_same_seed_gives_identical_metrics(run_dir, slice_csv, tmp_path):
 
 
 def test_metrics_record_how_the_test_metrics_were_computed_and_the_runs_compute_and_software(run_dir):
-    from modeling.modeling_genre_ffn import native_bfloat16
-    from training.environment import SOFTWARE
+    from music_genre.modeling.modeling_genre_ffn import native_bfloat16
+    from music_genre.training.environment import SOFTWARE
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     evaluation = metrics["evaluation"]
@@ -218,16 +218,16 @@ def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(sl
 
 def test_the_clis_encodings_and_dtypes_are_the_librarys():
     """The cheap CLI lists them without importing modeling (which imports transformers)."""
-    from modeling.configuration_genre_ffn import INFERENCE_DTYPES
-    from modeling.feature_extraction_genre_ffn import ENCODINGS
-    from training import options
+    from music_genre.modeling.configuration_genre_ffn import INFERENCE_DTYPES
+    from music_genre.modeling.feature_extraction_genre_ffn import ENCODINGS
+    from music_genre.training import options
 
     assert options.ENCODINGS == ENCODINGS and options.INFERENCE_DTYPES == INFERENCE_DTYPES
 
 
 def test_the_parser_and_the_recorded_command_come_from_the_run_options(tmp_path):
-    from cli import build_parser
-    from training.options import RunOptions
+    from music_genre import build_parser
+    from music_genre.training.options import RunOptions
 
     args = build_parser().parse_args(["train", "--data", "x.csv", "--members", "2", "--timeout", "9", "--fresh-study"])
     options = RunOptions.from_args(args)
@@ -253,8 +253,8 @@ def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
     import datasets
     import transformers
 
-    from training.options import RunOptions
-    from training.run import train_run
+    from music_genre.training.options import RunOptions
+    from music_genre.training.run import train_run
 
     options = RunOptions(data=str(slice_csv), output=tmp_path / "run", seed=0, n_trials=1, max_epochs=1, num_members=1)
     given = replace(options)

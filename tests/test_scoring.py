@@ -16,8 +16,15 @@ from sklearn.metrics import (
 )
 from transformers import EvalPrediction
 
-from modeling import GENRES
-from training.scoring import SUMMARY_METRICS, compute_metrics, metric_module, softmax, summary_metrics, test_metrics
+from music_genre.modeling import GENRES
+from music_genre.training.scoring import (
+    SUMMARY_METRICS,
+    compute_metrics,
+    metric_module,
+    softmax,
+    summary_metrics,
+    test_metrics,
+)
 
 NEVER_PREDICTED = 7
 

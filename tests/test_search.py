@@ -24,11 +24,10 @@ import optuna
 import pytest
 import transformers
 
-import training.search
-from modeling import GenreFeatureExtractor
-from tests.conftest import RUN_FIGURES
-from training.data import PreparedSplits
-from training.search import (
+import music_genre.training.search
+from music_genre.modeling import GenreFeatureExtractor
+from music_genre.training.data import PreparedSplits
+from music_genre.training.search import (
     FINISHED,
     SEARCH_SPACE,
     SEARCH_SPACE_VERSION,
@@ -50,7 +49,8 @@ from training.search import (
     search_trials,
     work_through_slots,
 )
-from training.trainer import TRAINING_ARGUMENTS, Hyperparameters, build_model, make_trainer
+from music_genre.training.trainer import TRAINING_ARGUMENTS, Hyperparameters, build_model, make_trainer
+from tests.conftest import RUN_FIGURES
 
 N_TRIALS, TRIAL_BATCH = 8, 3
 STUDY = "genre-ffn-stratified-seed5"
@@ -58,7 +58,7 @@ STUDY = "genre-ffn-stratified-seed5"
 
 def train_command(data: Path, output: Path, workers: int = 1, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "cli", "train", "--data", str(data), "--output", str(output),
+        sys.executable, "-m", "music_genre", "train", "--data", str(data), "--output", str(output),
         "--seed", "5", "--n-trials", str(N_TRIALS), "--trial-batch", str(TRIAL_BATCH), "--max-epochs", "2",
         "--members", "1", "--workers", str(workers), *extra,
     ]  # fmt: skip
@@ -467,7 +467,7 @@ def test_run_search_leaves_the_callers_environment_as_it_was(tmp_path, monkeypat
     monkeypatch.setattr(StartedWorker, "started_with", [])
     monkeypatch.setattr(StartedWorker, "fail", fail)
     context = types.SimpleNamespace(Process=StartedWorker)
-    monkeypatch.setattr(training.search.multiprocessing, "get_context", lambda method: context)
+    monkeypatch.setattr(music_genre.training.search.multiprocessing, "get_context", lambda method: context)
     before = dict(os.environ)
     settings = SearchSettings(2, 5, str(tmp_path / "s.journal"), "environment", workers=2)
     if fail:

@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import pipeline
 
-from space.app import (
+from music_genre.space.app import (
     EXAMPLES,
     SONG_INPUTS,
     TABLE_CHUNK_ROWS,
@@ -547,7 +547,7 @@ def test_a_result_is_stored_once_and_removed_after_its_ttl(client, songs_csv, tm
 
 def test_results_are_removed_when_the_app_exits(model_folder, songs_csv, tmp_path):
     script = (
-        "import sys; from space.app import GenreApp; app = GenreApp(sys.argv[1]); "
+        "import sys; from music_genre.space.app import GenreApp; app = GenreApp(sys.argv[1]); "
         "print(app.predict_table(sys.argv[2])[2])"
     )
     done = subprocess.run(

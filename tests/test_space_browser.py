@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from space.app import UNIT_FEATURES, launch
+from music_genre.space.app import UNIT_FEATURES, launch
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # raised inside gradio's queue

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from huggingface_hub import SpaceCard
 
-from hub_card.publish import stage
-from modeling import GENRES
+from music_genre.hub_card.publish import stage
+from music_genre.modeling import GENRES
 from tests.conftest import REPO_ID, SPACE_REPO_ID
 
 pytestmark = pytest.mark.slow
@@ -124,7 +124,7 @@ def test_the_staged_requirements_install_the_cpu_torch_and_no_project_package(sp
 def test_the_staged_space_answers_both_endpoints(space_url, staged_space, raw_rows, tmp_path):
     from gradio_client import Client, handle_file
 
-    from space.app import EXAMPLES
+    from music_genre.space.app import EXAMPLES
 
     client = Client(space_url, verbose=False)
     # Positional inputs in the app's own order (its first example song): robust to renamed parameters.

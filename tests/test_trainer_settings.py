@@ -2,8 +2,8 @@
 
 import pytest
 
-from modeling import GenreFFNConfig
-from training.trainer import (
+from music_genre.modeling import GenreFFNConfig
+from music_genre.training.trainer import (
     PAPER_INITIAL,
     TRAINING_ARGUMENTS,
     Hyperparameters,

@@ -11,10 +11,9 @@ from crepes import ConformalClassifier
 from sklearn.metrics import brier_score_loss, log_loss
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
-from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from tests.conftest import REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
-from training.calibration import (
+from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
+from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
+from music_genre.training.calibration import (
     calibrate,
     calibration_report,
     conformal_config,
@@ -23,8 +22,9 @@ from training.calibration import (
     peer_calibration_report,
     set_coverage,
 )
-from training.explanation import faithfulness
-from training.scoring import calibration_metrics, softmax, summary_metrics
+from music_genre.training.explanation import faithfulness
+from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
+from tests.conftest import REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
 
 TASK = "music-genre-classification"
 
@@ -267,7 +267,7 @@ def test_attributions_of_the_bundled_model_are_faithful_on_1000_test_rows(real_d
     folder = REPO / "space" / "model"
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     extractor = GenreFeatureExtractor.from_pretrained(folder)
-    from training.data import split_indices
+    from music_genre.training.data import split_indices
 
     run = json.loads((folder / "training_run.json").read_text())
     test = split_indices(real_data, run["seed"], run["split_mode"])["test"][:1000]
@@ -281,7 +281,7 @@ def test_attributions_of_the_bundled_model_are_faithful_on_1000_test_rows(real_d
 def test_the_runs_scoring_takes_a_model_the_trainer_left_on_the_gpu(real_data):
     """On a GPU machine the Trainer leaves the model on the GPU; the run then scores, calibrates and explains it with
     CPU arrays. Each of those must move the rows to the model and give the CPU figures back."""
-    from training.trainer import predict_probabilities
+    from music_genre.training.trainer import predict_probabilities
 
     folder = REPO / "space" / "model"
     # float32 on both devices, so the two agree to float32 rounding (bfloat16 is native on the GPU only).

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from modeling import GENRES, GenreFFNConfig, GenreFFNForSequenceClassification
-from modeling.configuration_genre_ffn import COVERAGE_LEVELS
-from modeling.pipeline_genre_ffn import genre_sets, ranked_mass
-from training.scoring import calibration_metrics, softmax, summary_metrics
-from training.trainer import eval_logits, predict_probabilities
+from music_genre.modeling import GENRES, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling.configuration_genre_ffn import COVERAGE_LEVELS
+from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
+from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
+from music_genre.training.trainer import eval_logits, predict_probabilities
 
 # Scores are stored rounded up to this step: q_hat can only grow, so the coverage guarantee holds.
 SCORE_STEP = 1e-6

@@ -19,10 +19,11 @@ from imblearn.over_sampling import SMOTE
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
-from training.options import SPLIT_MODES
+from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
+from music_genre.training.options import SPLIT_MODES
 
-DEFAULT_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "music_genre.csv"
+# Seen from the project root (where the tests, the benchmarks and CI run), never from the installed package.
+DEFAULT_CSV = Path("..") / "shared" / "data" / "music_genre.csv"
 SPLITS = ("train", "validation", "test")
 GROUP_COLUMNS = ("artist_name", "track_name")
 KEPT_COLUMNS = (*FEATURE_NAMES, "genre", *GROUP_COLUMNS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from modeling.modeling_genre_ffn import native_bfloat16
+from music_genre.modeling.modeling_genre_ffn import native_bfloat16
 
 # The distributions a run's metrics depend on, by their PyPI names.
 SOFTWARE = (

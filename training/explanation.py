@@ -12,9 +12,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.inspection import permutation_importance
 
-from modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification
-from modeling.pipeline_genre_ffn import feature_attributions
-from training.trainer import predict_probabilities
+from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification
+from music_genre.modeling.pipeline_genre_ffn import feature_attributions
+from music_genre.training.trainer import predict_probabilities
 
 PERMUTATION_REPEATS = 5
 

@@ -20,10 +20,10 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import auc, roc_curve
 
-from modeling import GENRES, GenreFeatureExtractor
-from modeling.feature_extraction_genre_ffn import _quantile_normal
-from training.run_folder import write_bytes_atomic
-from training.scoring import calibration_metrics, reliability_bins
+from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling.feature_extraction_genre_ffn import _quantile_normal
+from music_genre.training.run_folder import write_bytes_atomic
+from music_genre.training.scoring import calibration_metrics, reliability_bins
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
 COLOURS = matplotlib.colormaps["tab10"].colors  # one fixed colour per genre, in GENRES order

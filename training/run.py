@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
-from modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
-from training import figures
-from training.calibration import calibrate
-from training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
-from training.environment import compute_record, evaluation_record, software_versions
-from training.options import RunOptions
-from training.run_folder import (
+from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
+from music_genre.training import figures
+from music_genre.training.calibration import calibrate
+from music_genre.training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
+from music_genre.training.environment import compute_record, evaluation_record, software_versions
+from music_genre.training.options import RunOptions
+from music_genre.training.run_folder import (
     DATA_REPORT,
     FIGURES_DIR,
     LOCK_FILE,
@@ -49,8 +49,8 @@ from training.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from training.scoring import SUMMARY_METRICS, test_metrics
-from training.search import (
+from music_genre.training.scoring import SUMMARY_METRICS, test_metrics
+from music_genre.training.search import (
     SEARCH_SPACE_VERSION,
     SearchSettings,
     best_trial,
@@ -60,9 +60,9 @@ from training.search import (
     slot_of,
     trials_frame,
 )
-from training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
-from training.trust import trust_report
-from training.workers import BackgroundCall
+from music_genre.training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
+from music_genre.training.trust import trust_report
+from music_genre.training.workers import BackgroundCall
 
 logger = logging.getLogger("music_genre")
 
@@ -176,7 +176,7 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     final_started = time.perf_counter()
     beside = (
         BackgroundCall(
-            "training.run:initial_model_and_data_figures",
+            "music_genre.training.run:initial_model_and_data_figures",
             (initial_arguments, (out / FIGURES_DIR, data, prepared, extractor)),
             torch.get_num_threads(),
         )

@@ -11,7 +11,7 @@ import evaluate
 import numpy as np
 from transformers import EvalPrediction
 
-from modeling import GENRES
+from music_genre.modeling import GENRES
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 MODULES = ("genre_accuracy", "genre_precision_recall_f1", "genre_roc_auc")

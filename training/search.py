@@ -37,9 +37,9 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from modeling import GenreFeatureExtractor
-from training.data import PreparedSplits, balanced_class_weights
-from training.trainer import (
+from music_genre.modeling import GenreFeatureExtractor
+from music_genre.training.data import PreparedSplits, balanced_class_weights
+from music_genre.training.trainer import (
     SELECTION_METRIC,
     GenreTrainer,
     Hyperparameters,
@@ -47,7 +47,7 @@ from training.trainer import (
     build_model,
     make_trainer,
 )
-from training.workers import environment_set, start_worker
+from music_genre.training.workers import environment_set, start_worker
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
 # (validation 0.6120 against 0.6094) at several times the cost per row.
@@ -525,7 +525,7 @@ def run_search(
                     target=start_worker,
                     args=(
                         os.getpid(),
-                        "training.search:run_worker",
+                        "music_genre.training.search:run_worker",
                         pickle.dumps((prepared, extractor, settings, worker, output_dir)),
                     ),
                 )

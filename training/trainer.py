@@ -19,9 +19,9 @@ from transformers import (
     set_seed,
 )
 
-from modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
-from training.data import PreparedSplits, balanced_class_weights
-from training.scoring import compute_metrics
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.training.data import PreparedSplits, balanced_class_weights
+from music_genre.training.scoring import compute_metrics
 
 # The validation metric that picks the best epoch and ranks search trials.
 SELECTION_METRIC = "accuracy"

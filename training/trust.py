@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification
-from training import figures
-from training.calibration import calibration_report, model_logits
-from training.explanation import PERMUTATION_REPEATS, permutation_importances
-from training.scoring import softmax
-from training.trainer import predict_probabilities
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification
+from music_genre.training import figures
+from music_genre.training.calibration import calibration_report, model_logits
+from music_genre.training.explanation import PERMUTATION_REPEATS, permutation_importances
+from music_genre.training.scoring import softmax
+from music_genre.training.trainer import predict_probabilities
 
 
 def trust_report(

@@ -95,7 +95,7 @@ def _call_into_file(target: str, arguments: tuple, threads: int, result: Path) -
     """The background process: call `target` and pickle its return value into `result` (atomically)."""
     import torch
 
-    from training.run_folder import write_bytes_atomic
+    from music_genre.training.run_folder import write_bytes_atomic
 
     torch.set_num_threads(threads)
     write_bytes_atomic(result, pickle.dumps(resolve(target)(*arguments)))

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub_card.cli import add_bundle_parser, add_push_parser
-from training.options import DATA_HELP, add_run_arguments
+from music_genre.hub_card.cli import add_bundle_parser, add_push_parser
+from music_genre.training.options import DATA_HELP, add_run_arguments
 
 FAULT_STATUS = 2
 DEBUG_VARIABLE = "MUSIC_GENRE_DEBUG"
@@ -121,7 +121,7 @@ def _one_bar_per_stage() -> Iterator[None]:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        from space.app import launch
+        from music_genre.space.app import launch
 
         launch(model=args.model, host=args.host, port=args.port)
         return 0
@@ -131,18 +131,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from hub_card.card import write_model_card
-        from training.options import RunOptions
-        from training.run import train_run
+        from music_genre.hub_card.card import write_model_card
+        from music_genre.training.options import RunOptions
+        from music_genre.training.run import train_run
 
         train_run(RunOptions.from_args(args), write_card=write_model_card)
     elif args.command == "evaluate":
-        from training.run import evaluate_report, evaluation_table
+        from music_genre.training.run import evaluate_report, evaluation_table
 
         report = evaluate_report(args.model, args.data, allow_other_data=args.allow_other_data)
         print(json.dumps(report, indent=2) if args.json else evaluation_table(report))
     elif args.command == "eda":
-        from training.run import write_eda_figures
+        from music_genre.training.run import write_eda_figures
 
         folder = write_eda_figures(args.data, args.output, seed=args.seed)
         logging.getLogger("music_genre").info("figures in %s", folder)

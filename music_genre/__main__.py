@@ -2,6 +2,6 @@
 
 import sys
 
-from cli import main
+from music_genre import main
 
 sys.exit(main())
