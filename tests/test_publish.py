@@ -180,7 +180,7 @@ def test_a_missing_space_app_or_an_app_importing_the_project_is_refused(small_ru
     with pytest.raises(PublishError, match=r"the Space app is missing: .*app\.py"):
         stage_space()
     (source / "app.py").write_text("from music_genre.modeling import GENRES\n")
-    with pytest.raises(PublishError, match="imports modeling"):
+    with pytest.raises(PublishError, match="imports music_genre"):
         stage_space()
 
 
