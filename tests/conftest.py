@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The start of a `python -c` script that runs with the project unimportable, as on a Hub user's machine.
 WITHOUT_PROJECT = f"""
 import importlib.abc, json, sys
-BLOCKED = {{"modeling", "training", "hub_card", "space"}}
+BLOCKED = {{"music_genre", "modeling", "training", "hub_card", "space"}}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
