@@ -1,5 +1,5 @@
-"""`music-genre push` and `music-genre bundle`: registered on the project's command by `add_push_parser` and
-`add_bundle_parser`.
+"""`music-genre push` and `music-genre bundle`: their arguments (`add_push_arguments`, `add_bundle_arguments`) and
+handlers (`run_push`, `run_bundle`), which the `music-genre` command lists in its table of commands.
 
 Cheap to import: the publishing stack (datasets, huggingface_hub, transformers) is imported when push runs. A
 fault is raised as `PublishError`, which the `music-genre` command shows as one line with exit status 2.
@@ -11,17 +11,7 @@ from pathlib import Path
 from music_genre.hub_card import BUNDLED_REPO_ID
 
 
-def add_push_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser] = ()
-) -> argparse.ArgumentParser:
-    """Add `push` to a `music-genre` subparser set; the handler is stored as `args.handler`."""
-    parser = subparsers.add_parser(
-        "push",
-        parents=list(parents),
-        help="publish a run: the model repo with its card, and optionally the dataset and the Space",
-        description="Stage the model (card, figures), dataset and Space folders of a run, then upload them. "
-        "The token comes from HF_TOKEN or the saved login (`hf auth login`).",
-    )
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="the run folder written by `music-genre train`")
     parser.add_argument("--repo-id", required=True, help="the model repo, OWNER/NAME")
     parser.add_argument(
@@ -39,21 +29,9 @@ def add_push_parser(
     )
     parser.add_argument("--endpoint", metavar="URL", help="the Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--data", help="the run's CSV, where it is no longer at the path the run recorded")
-    parser.set_defaults(handler=run_push)
-    return parser
 
 
-def add_bundle_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser] = ()
-) -> argparse.ArgumentParser:
-    """Add `bundle` to a `music-genre` subparser set; the handler is stored as `args.handler`."""
-    parser = subparsers.add_parser(
-        "bundle",
-        parents=list(parents),
-        help="regenerate the Space's bundled model (space/model/) from a run folder",
-        description="Replace space/model/ with the model repo a push of RUN would stage: weights, remote code, "
-        "the card generated from the run, figures.",
-    )
+def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="the run folder written by `music-genre train`")
     source.add_argument(
@@ -68,8 +46,6 @@ def add_bundle_parser(
         help="the model repo the card names (default: %(default)s, the project's)",
     )
     parser.add_argument("--into", type=Path, help="the folder to replace (default: the project's space/model)")
-    parser.set_defaults(handler=run_bundle)
-    return parser
 
 
 def run_bundle(args: argparse.Namespace) -> int:

@@ -8,17 +8,20 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 
+import music_genre
 from music_genre import main
 from music_genre.hub_card.publish import PublishError, stage
 from music_genre.training import run_folder
+from music_genre.training.data import DataError
 from music_genre.training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
-from music_genre.training.search import SearchSettings, load_study
+from music_genre.training.search import NoCompletedTrial, SearchSettings, StudyMismatch, load_study
 from tests.conftest import REPO, REPO_ID, SPACE_REPO_ID
 
 
@@ -352,7 +355,8 @@ def test_a_study_made_under_other_settings_is_refused_and_fresh_study_keeps_the_
     assert verify(output)["settings"]["encoding"] == "log-standard"
 
 
-# Every CLI fault is one line and exit status 2.
+# A known error (bad data, a refused folder or file, a wrong argument) is one line and exit status 2; anything
+# else is a bug: its traceback, a request to report it, and exit status 1.
 
 
 def write(path: Path, text: str) -> Path:
@@ -416,6 +420,59 @@ def test_a_fault_in_a_real_process_prints_no_traceback_unless_asked(tmp_path):
     assert loud.returncode == 2 and b"Traceback" in loud.stderr
 
 
+def with_handler(command: str, handler) -> tuple:
+    """The command table with `command`'s handler replaced."""
+    return tuple(replace(c, handler=handler) if c.name == command else c for c in music_genre.COMMANDS)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RunFolderBusy("run folder x is busy: held by pid 1; wait for it or pick another --output"),
+        PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`"),
+        StudyMismatch("the study s was made with seed = 1, this run has 2; pass --fresh-study"),
+        DataError("data is missing column(s): tempo"),
+        NoCompletedTrial("the search completed no trial; raise --n-trials or --timeout"),
+        PermissionError(13, "Permission denied", "/tmp/x.csv"),
+    ],
+    ids=type,
+)
+def test_a_known_error_is_one_line_naming_what_to_do_and_status_2(error, monkeypatch, tmp_path, capsys):
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(music_genre, "COMMANDS", with_handler("eda", fail))
+    assert main(["eda", "--output", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("music-genre eda: error: ") and message.count("\n") == 1, message
+    assert "Traceback" not in message and "bug" not in message
+    if isinstance(error, OSError):
+        assert message.strip().endswith("Permission denied: /tmp/x.csv (check the permissions of the path)")
+    else:
+        assert str(error) in message
+
+
+def test_the_remote_codes_raw_input_error_is_known_too():
+    """A model folder's own copy of the feature extractor raises its own class, under another module name."""
+    from music_genre.errors import is_known
+
+    remote = type("RawInputError", (ValueError,), {"__module__": "transformers_modules.m.feature_extraction_genre_ffn"})
+    assert is_known(remote("row 3, column 'tempo': 'fast' is not a number"))
+    assert not is_known(ValueError("row 3")) and not is_known(KeyError("tempo"))
+
+
+def test_an_unexpected_exception_is_a_bug_with_its_traceback_and_status_1(monkeypatch, tmp_path, capsys):
+    def divide(args):
+        return 1 / 0
+
+    monkeypatch.setattr(music_genre, "COMMANDS", with_handler("eda", divide))
+    assert main(["eda", "--output", str(tmp_path)]) == 1
+    message = capsys.readouterr().err
+    assert "Traceback" in message and "ZeroDivisionError: division by zero" in message and "return 1 / 0" in message
+    assert message.strip().splitlines()[-1].startswith("music-genre eda: this is a bug in music-genre")
+    assert "please report it" in message
+
+
 def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog):
     from music_genre.training.data import load_data
     from music_genre.training.run import _log_dropped_rows
@@ -426,7 +483,7 @@ def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog)
 
 def test_importing_the_cli_imports_no_heavy_library():
     heavy = "{'torch', 'transformers', 'datasets', 'gradio'}"
-    probe = f"import sys, cli; print(sorted({heavy} & set(sys.modules)))"
+    probe = f"import sys, music_genre; print(sorted({heavy} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert (

@@ -24,7 +24,7 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
 from music_genre.training import figures
 from music_genre.training.calibration import calibrate
-from music_genre.training.data import GenreData, load_data, prepare_splits, run_data_source, split_indices
+from music_genre.training.data import DataError, GenreData, load_data, prepare_splits, run_data_source, split_indices
 from music_genre.training.environment import compute_record, evaluation_record, software_versions
 from music_genre.training.options import RunOptions
 from music_genre.training.run_folder import (
@@ -348,7 +348,7 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
     if not isinstance(data, GenreData):
         data = load_data(data or run_data_source(run_info["data_source"]))
     if data.sha256 != run_info["data_sha256"] and not allow_other_data:
-        raise ValueError(
+        raise DataError(
             f"the data's sha256 {data.sha256} differs from the run's {run_info['data_sha256']}: "
             f"its split would not be the run's (pass --data with the run's {run_info['data_source']}, "
             "or --allow-other-data to evaluate anyway)"

@@ -74,6 +74,10 @@ class StudyMismatch(ValueError):
     """The stored study was made under other settings than this run's."""
 
 
+class NoCompletedTrial(RuntimeError):
+    """The search ended without a completed trial (a timeout too short, too few trials)."""
+
+
 @dataclass
 class SearchSettings:
     n_trials: int
@@ -300,7 +304,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
         t for t in slot_trials(study.get_trials(deepcopy=False)).values() if t.state == optuna.trial.TrialState.COMPLETE
     ]
     if not complete:
-        raise RuntimeError("the search completed no trial; raise --n-trials or --timeout")
+        raise NoCompletedTrial("the search completed no trial; raise --n-trials or --timeout")
     return max(complete, key=lambda t: (t.value, -slot_of(t)))
 
 
