@@ -86,6 +86,25 @@ def test_metrics_hold_the_papers_table_and_equal_a_recomputation(run_dir, slice_
     assert table[1].split() == ["initial", "(run)", "tuned", "(now)"]
     stage_metrics = [f"{metrics[stage]['accuracy']:.4f}" for stage in ("initial", "tuned")]
     assert table[2].split() == ["accuracy", *stage_metrics]
+    # Same machine as the run: the same dtype and device, and no note on figures that may differ.
+    assert (record["evaluation"]["dtype"], record["evaluation"]["note"]) == (metrics["evaluation"]["dtype"], None)
+    computed = metrics["evaluation"]
+    assert f"computed in {computed['dtype']} on cpu ({computed['hardware']})" in table
+
+
+def test_evaluate_says_when_it_computes_in_another_dtype_than_the_model_asks(tmp_path, monkeypatch):
+    from music_genre.training import run
+
+    (tmp_path / "config.json").write_text(json.dumps({"inference_dtype": "bfloat16"}))
+    monkeypatch.setattr(run, "native_bfloat16", lambda device_type: False)
+    alone = run._how_evaluated(tmp_path, None)
+    assert (alone["dtype"], alone["inference_dtype"]) == ("float32", "bfloat16")
+    assert "does not compute natively" in alone["note"] and "fourth decimal" in alone["note"]
+    recorded = {"dtype": "bfloat16", "device": "cpu", "hardware": "a CPU with AMX, native bfloat16"}
+    in_run = run._how_evaluated(tmp_path, recorded)
+    assert in_run["note"].startswith("the run computed its figures in bfloat16 on cpu (a CPU with AMX")
+    monkeypatch.setattr(run, "native_bfloat16", lambda device_type: True)
+    assert run._how_evaluated(tmp_path, recorded)["note"] is None
 
 
 def test_the_saved_model_is_calibrated_on_validation_and_metrics_report_it_on_test(run_dir):

@@ -22,10 +22,11 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
 from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
+from music_genre.modeling.modeling_genre_ffn import native_bfloat16
 from music_genre.training import figures
 from music_genre.training.calibration import calibrate
 from music_genre.training.data import DataError, GenreData, load_data, prepare_splits, run_data_source, split_indices
-from music_genre.training.environment import compute_record, evaluation_record, software_versions
+from music_genre.training.environment import compute_record, evaluation_record, hardware, software_versions
 from music_genre.training.options import RunOptions
 from music_genre.training.run_folder import (
     DATA_REPORT,
@@ -375,7 +376,29 @@ def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: 
         recorded = json.loads((run_folder / METRICS).read_text())
         report["initial"] = {k: v for k, v in recorded["initial"].items() if k != "hyperparameters"}
     report["tuned"] = evaluate_folder(model_dir, data, allow_other_data=allow_other_data)
+    report["evaluation"] = _how_evaluated(model_dir, recorded.get("evaluation") if in_run else None)
     return report
+
+
+def _how_evaluated(model_dir: Path, recorded: dict | None) -> dict:
+    """The dtype and device `evaluate` computed in (the model is loaded on the CPU), and why its figures may differ
+    from the run's or the card's: bfloat16 is used only where the hardware computes it natively."""
+    asked = json.loads((model_dir / "config.json").read_text()).get("inference_dtype", "float32")
+    dtype = "bfloat16" if asked == "bfloat16" and native_bfloat16("cpu") else "float32"
+    now = {"dtype": dtype, "device": "cpu", "hardware": hardware("cpu"), "inference_dtype": asked}
+    note = None
+    if recorded is not None and (recorded["dtype"], recorded["device"]) != (dtype, "cpu"):
+        note = (
+            f"the run computed its figures in {recorded['dtype']} on {recorded['device']} ({recorded['hardware']}): "
+            "they may differ from these in the fourth decimal"
+        )
+    elif recorded is None and asked != dtype:
+        note = (
+            f"the model asks for {asked} at inference, which this CPU does not compute natively (AVX-512 BF16 or "
+            f"AMX), so it ran in {dtype}: the card's figures, computed in {asked} where the run had it, may differ "
+            "from these in the fourth decimal"
+        )
+    return {**now, "run": recorded, "note": note}
 
 
 def evaluation_table(report: dict) -> str:
@@ -385,6 +408,10 @@ def evaluation_table(report: dict) -> str:
     lines = [f"test split, {report['model']}", f"{'':<20}" + "".join(f"{header[s]:>16}" for s in stages)]
     for name in SUMMARY_METRICS:
         lines.append(f"{name:<20}" + "".join(f"{report[stage][name]:>16.4f}" for stage in stages))
+    evaluation = report["evaluation"]
+    lines.append(f"computed in {evaluation['dtype']} on {evaluation['device']} ({evaluation['hardware']})")
+    if evaluation["note"]:
+        lines.append(f"note: {evaluation['note']}")
     lines.append("(--json prints the full record: per-genre metrics and the confusion matrix)")
     return "\n".join(lines)
 
