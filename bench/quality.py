@@ -1159,6 +1159,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"AutoGluon's time limit per split for a preset (default {AUTOGLUON_TIME_LIMITS})",
     )
     parser.add_argument(
+        "--predictions-dir",
+        type=Path,
+        default=BENCH / "output" / "predictions",
+        help="where each model's test probabilities per split are saved (for bench.ceiling)",
+    )
+    parser.add_argument(
         "--merge",
         nargs="+",
         type=Path,
@@ -1213,11 +1219,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(data_path: str | None, config: dict, settings: dict, models: list[str]) -> None:
+def _init_worker(
+    data_path: str | None, config: dict, settings: dict, models: list[str], predictions_dir: Path | None = None
+) -> None:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _WORKER.update(data=load_data(data_path), config=config, settings=settings, models=models)
+    _WORKER.update(
+        data=load_data(data_path), config=config, settings=settings, models=models, predictions_dir=predictions_dir
+    )
 
 
 def load_reused(path: Path, data_sha256: str, settings: dict) -> tuple[dict, dict]:
@@ -1270,6 +1280,25 @@ def _scored(result: dict, probabilities: np.ndarray, labels: np.ndarray, trust: 
     return result
 
 
+def predictions_file(folder: Path, model: str, mode: str, seed: int) -> Path:
+    name = next(key for key, value in MODEL_NAMES.items() if value == model)
+    return folder / f"{mode}-{seed}-{name}.npz"
+
+
+def save_predictions(
+    folder: Path | None, model: str, mode: str, seed: int, test_rows: np.ndarray, probabilities: np.ndarray
+) -> None:
+    """A model's test probabilities on one split (float32, with the test rows' positions), for analyses across
+    models such as `bench.ceiling`'s; not published (bench/output/)."""
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = predictions_file(folder, model, mode, seed)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.stem}.", suffix=".npz", delete=False) as handle:
+        np.savez_compressed(handle, test_rows=test_rows, probabilities=np.asarray(probabilities, dtype=np.float32))
+    os.replace(handle.name, path)
+
+
 def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
     """The models on one split; returns one result per model. `reused`: this split's cached peer results (see
     `load_reused`); the peers' are taken, HistGradientBoosting's must be matched by its rerun. A reused stratified
@@ -1316,6 +1345,7 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
                 probabilities, trust = refitters[model](data, split, seed, result["details"])
                 refit = _scored({}, probabilities, test_labels, trust, unseen)
                 if _reproduces(result, refit):
+                    save_predictions(_WORKER.get("predictions_dir"), model, mode, seed, split["test"], probabilities)
                     results.append(result | refit | {"refit_seconds": time.time() - tick})
                     log(f"{mode:<10} seed {seed}  {model:<40} accuracy {result['accuracy']:.4f}  (reused, refitted)")
                     continue
@@ -1325,6 +1355,7 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
         seconds = time.time() - tick
         result = {"model": model, "mode": mode, "seed": seed}
         result = _scored(result, probabilities, test_labels, trust, unseen) | {"seconds": seconds, "details": details}
+        save_predictions(_WORKER.get("predictions_dir"), model, mode, seed, split["test"], probabilities)
         if reused is not None and model == HIST_GB:
             _check_reproduced(reused[HIST_GB], result, mode, seed, HIST_GB)
         results.append(result)
@@ -1386,7 +1417,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.time()
     config, config_source = load_config(args.config)
-    _init_worker(args.data, config, args.settings, args.models)
+    _init_worker(args.data, config, args.settings, args.models, args.predictions_dir)
     data = _WORKER["data"]
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -1435,7 +1466,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         # Each worker is a fresh (spawned) process with one thread, like the run's search workers.
         context = multiprocessing.get_context("spawn")
-        initargs = (args.data, config, args.settings, args.models)
+        initargs = (args.data, config, args.settings, args.models, args.predictions_dir)
         with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
             futures = {pool.submit(run_split, *key, cached.get(key)): key for key in splits}
             for future in as_completed(futures):

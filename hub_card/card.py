@@ -18,7 +18,7 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
-from music_genre.modeling import FEATURE_NAMES, GENRES, TASK
+from music_genre.modeling import FEATURE_NAMES, TASK
 from music_genre.training.options import public_name
 from music_genre.training.run_folder import RunFolder, read_run
 from music_genre.training.scoring import SUMMARY_METRICS
@@ -29,15 +29,14 @@ KAGGLE_DATASET = "vicsuperman/prediction-of-music-genre"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
 # The dataset repo a push stages by default, under the model repo's owner.
 DEFAULT_DATASET_NAME = "prediction-of-music-genre-cleaned"
-# The paper this model reproduces. Only its title is recorded: fill in the other fields from the paper itself, never
-# from memory (the card leaves out what is None).
+# The paper this model reproduces, as its text gives it (../shared/paper/): it states no venue or year, so the card
+# and CITATION.cff cite none.
 PAPER_SOURCE = {
     "title": "Music Genre Classification Using Enhanced Feedforward Neural Networks and Hyperparameter Optimization",
-    "authors": None,
-    "year": None,
-    "url": None,
-    "code": None,
-    "model": None,
+    "authors": "Yuze Jiang",
+    "affiliation": "Department of Statistics, University of Michigan, Ann Arbor",
+    "code": "https://github.com/StephanJ911/MusicGenreClassification",
+    "model": "https://huggingface.co/JyzJiang/music-genre-classifier",
 }
 # The model-index entries: metrics.json key, Hub metric id, metric arguments, display name.
 EVAL_METRICS = (
@@ -60,8 +59,14 @@ FIGURES = {
 TRUST_FIGURES = ("reliability_diagram.png", "permutation_importance.png")
 # The genre-set level the card's summary and per-genre table quote (the Space shows this level too).
 SUMMARY_COVERAGE = "0.9"
-# Genre pairs whose songs share audio features in the public CSV (see ../shared/data/README.md).
-LOOKALIKE_GENRES = (("Rap", "Hip-Hop"), ("Alternative", "Rock"), ("Country", "Rock"), ("Electronic", "Jazz"))
+# How many genre pairs the card's limitations list: those filing the most songs under both (from the run's data).
+LOOKALIKE_PAIRS = 4
+
+
+def run_genres(run: RunFolder) -> list[str]:
+    """The run's genres by label id: the saved config's `id2label` (what the model returns)."""
+    id2label = run.config["id2label"]
+    return [id2label[str(i)] if str(i) in id2label else id2label[i] for i in range(len(id2label))]
 
 
 def write_model_card(
@@ -160,7 +165,9 @@ def render_model_card(
         compute=metrics.get("compute"),
         software=metrics.get("software"),
         task=TASK,
-        genres=GENRES,
+        genres=run_genres(run),
+        genre_selection=run.training_run.get("genre_selection"),
+        label_column=run.training_run.get("label_column"),
         example_row=_python_dict(EXAMPLE_ROW),
         misread=_share(1 - metrics["tuned"]["accuracy"], 1),
         tuned={key: _metric(metrics["tuned"][key]) for key in SUMMARY_METRICS},
@@ -173,7 +180,7 @@ def render_model_card(
         architecture=_architecture(run),
         search=_search(run),
         results=_results_rows(metrics),
-        per_genre=_per_genre_rows(metrics["tuned"]),
+        per_genre=_per_genre_rows(metrics["tuned"], run_genres(run)),
         figures=[
             (name, _caption(name, run.preprocessor)) for name in _figure_order(run.figures) if name not in TRUST_FIGURES
         ],
@@ -325,7 +332,7 @@ def _results_rows(metrics: dict) -> list[list[str]]:
     return rows
 
 
-def _per_genre_rows(figures: dict) -> list[list[str]]:
+def _per_genre_rows(figures: dict, genres: list[str]) -> list[list[str]]:
     per_genre = figures["per_genre"]
     return [
         [
@@ -333,7 +340,7 @@ def _per_genre_rows(figures: dict) -> list[list[str]]:
             *(_metric(per_genre[genre][k]) for k in ("precision", "recall", "f1")),
             str(int(per_genre[genre]["support"])),
         ]
-        for genre in GENRES
+        for genre in genres
     ]
 
 
@@ -413,19 +420,24 @@ def _figure_order(present: list[str]) -> list[str]:
 def _limitations(run: RunFolder) -> dict:
     """Numbers behind the card's limitations: pairs filed under two look-alike genres, and test confusions."""
     pairs = run.data_report.get("pairs_under_several_genres_list", [])
-    shared = {pair: 0 for pair in combinations(GENRES, 2)}
+    genres = run_genres(run)
+    position = {genre: i for i, genre in enumerate(genres)}
+    shared = {pair: 0 for pair in combinations(genres, 2)}
     for entry in pairs:
-        for a, b in combinations(sorted(entry["genres"], key=GENRES.index), 2):
+        known = sorted((genre for genre in entry["genres"] if genre in position), key=position.get)
+        for a, b in combinations(known, 2):
             shared[(a, b)] += 1
     matrix = np.asarray(run.metrics["tuned"]["confusion_matrix"])
     lookalikes = []
-    for a, b in LOOKALIKE_GENRES:
-        i, j = GENRES.index(a), GENRES.index(b)
-        key = (a, b) if i < j else (b, a)
+    # The genre pairs filing the most songs under both: the data's own look-alikes, most shared first.
+    for (a, b), count in sorted(shared.items(), key=lambda item: -item[1])[:LOOKALIKE_PAIRS]:
+        if not count:
+            break
+        i, j = position[a], position[b]
         lookalikes.append(
             {
                 "genres": f"{a} / {b}",
-                "shared_pairs": shared[key],
+                "shared_pairs": count,
                 "a_as_b": _share(matrix[i, j], matrix[i].sum()),
                 "b_as_a": _share(matrix[j, i], matrix[j].sum()),
             }
@@ -436,8 +448,8 @@ def _limitations(run: RunFolder) -> dict:
     top = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1][:3], off.shape))[0]
     confusions = [
         {
-            "true": GENRES[i],
-            "predicted": GENRES[j],
+            "true": genres[i],
+            "predicted": genres[j],
             "rows": int(matrix[i, j]),
             "share": _share(matrix[i, j], matrix[i].sum()),
         }

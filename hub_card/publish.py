@@ -20,7 +20,6 @@ from pathlib import Path
 
 import datasets
 import httpx2  # huggingface_hub's HTTP client: refused connections and timeouts surface as its errors
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
@@ -34,12 +33,13 @@ from music_genre.hub_card.card import (
     LICENSE,
     default_dataset_repo_id,
     render_template,
+    run_genres,
     without_machine_paths,
     write_model_card,
 )
-from music_genre.modeling import FEATURE_NAMES, GENRES
+from music_genre.modeling import FEATURE_NAMES
 from music_genre.training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
-from music_genre.training.options import public_name
+from music_genre.training.options import GenreSelection, public_name
 from music_genre.training.run_folder import (
     FIGURES_DIR,
     MODEL_FILES,
@@ -124,7 +124,9 @@ def stage(
     if dataset_repo_id:
         staged["dataset"] = stage_dataset(run, dataset_repo_id, out / "dataset", data)
     if space_repo_id:
-        staged["space"] = stage_space(run, repo_id, dataset_repo_id, out / "space", Path(space_dir), staged["model"])
+        staged["space"] = stage_space(
+            run, repo_id, dataset_repo_id, out / "space", Path(space_dir), staged["model"], staged.get("dataset")
+        )
     owned = _staged_folders(out)
     for kind in REPO_KINDS:
         if kind not in staged and kind in owned and (out / kind).is_dir():
@@ -248,13 +250,14 @@ def stage_model(
     return folder
 
 
-def dataset_features() -> datasets.Features:
-    """The published columns: the 13 raw features (missing as null), the genre as a ClassLabel, artist and track."""
+def dataset_features(genres: list[str]) -> datasets.Features:
+    """The published columns: the 13 raw features (missing as null), the genre as a ClassLabel of the run's `genres`
+    (in label-id order, so the class ids are the model's), artist and track."""
     types = {name: datasets.Value("float64") for name in FEATURE_NAMES}
     types.update(
         key=datasets.Value("string"),
         mode=datasets.Value("string"),
-        genre=datasets.ClassLabel(names=list(GENRES)),
+        genre=datasets.ClassLabel(names=list(genres)),
         artist_name=datasets.Value("string"),
         track_name=datasets.Value("string"),
     )
@@ -265,7 +268,7 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
     """The run's exact train/validation/test rows as Parquet, and a card `datasets.load_dataset` reads."""
     source = data or run_data_source(run.training_run["data_source"])
     try:
-        loaded = load_data(source)
+        loaded = load_data(source, GenreSelection.from_record(run.training_run.get("genre_selection")))
     except FileNotFoundError as error:
         raise PublishError(f"cannot read the run's data: {error} (pass --data with the same CSV)") from error
     if loaded.sha256 != run.training_run["data_sha256"]:
@@ -286,11 +289,14 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
     folder = _fresh(folder)
     (folder / ".gitattributes").write_text(GITATTRIBUTES)
     (folder / "data").mkdir()
-    features = dataset_features()
+    genres = run_genres(run)
+    if list(loaded.genres) != genres:
+        raise PublishError(f"the data's genres {list(loaded.genres)} are not the model's {genres}")
+    features = dataset_features(genres)
     files, infos = {}, {}
     for name in SPLITS:
         rows = loaded.frame.iloc[positions[name]][list(KEPT_COLUMNS)].reset_index(drop=True)
-        rows["genre"] = rows["genre"].map(GENRES.index)
+        rows["genre"] = rows["genre"].map({genre: i for i, genre in enumerate(genres)})
         rows["artist_name"] = rows["artist_name"].mask(rows["artist_name"] == EMPTY_ARTIST)
         table = pa.Table.from_pandas(rows, schema=features.arrow_schema, preserve_index=False)
         files[name] = f"data/{name}-00000-of-00001.parquet"
@@ -327,12 +333,12 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
         source_name=public_name(str(source)),
         run=run.training_run,
         columns=[(name, _type_name(feature), COLUMN_MEANINGS[name]) for name, feature in features.items()],
-        dropped_columns=_dropped_columns(source),
+        dropped_columns=_dropped_columns(loaded.report),
         empty_artists=int((loaded.frame["artist_name"] == EMPTY_ARTIST).sum()),
         report=loaded.report,
         splits={name: info.num_examples for name, info in infos.items()},
         features=[(name, _type_name(feature)) for name, feature in features.items()],
-        genres=GENRES,
+        genres=genres,
         kaggle_dataset=KAGGLE_DATASET,
         kaggle_url=KAGGLE_URL,
     )
@@ -341,9 +347,17 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
 
 
 def stage_space(
-    run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_dir: Path, model_folder: Path
+    run: RunFolder,
+    repo_id: str,
+    dataset_repo_id: str | None,
+    folder: Path,
+    space_dir: Path,
+    model_folder: Path,
+    dataset_folder: Path | None = None,
 ) -> Path:
-    """The Space's app and requirements, the staged model repo bundled as `model/` (the app's default), a README.
+    """The Space's app and requirements, the staged model repo bundled as `model/` (the app's default), a README,
+    and, when the app's own example songs are not all of the run's genres, `examples.json`: songs of the staged
+    dataset's test split (one per genre, up to EXAMPLE_SONGS), so that every example is of a genre the model names.
 
     The bundled copy carries the model card too: the app reads the test accuracy from it.
     """
@@ -364,6 +378,8 @@ def stage_space(
     for name in SPACE_FILES:
         shutil.copy2(space_dir / name, folder / name)
     shutil.copytree(model_folder, folder / "model")
+    if dataset_folder is not None and not _app_examples_fit(space_dir / "app.py", run_genres(run)):
+        write_json_atomic(folder / "examples.json", example_songs(dataset_folder, run_genres(run)))
     (folder / ".gitattributes").write_text(GITATTRIBUTES)
     card_data = SpaceCardData(
         title="Music genre classifier",
@@ -382,10 +398,42 @@ def stage_space(
         short_description="Genre of a Spotify track from its 13 audio features",
     )
     content = render_template(
-        "space_card.md", card_data=card_data.to_yaml(), repo_id=repo_id, run=run.training_run, genres=GENRES
+        "space_card.md", card_data=card_data.to_yaml(), repo_id=repo_id, run=run.training_run, genres=run_genres(run)
     )
     SpaceCard(content).save(folder / "README.md")
     return folder
+
+
+# Example songs a staged Space gets from the run's test split.
+EXAMPLE_SONGS = 6
+
+
+def _app_examples_fit(app: Path, genres: list[str]) -> bool:
+    """Whether every built-in example song of the app (its EXAMPLES, read without importing it) is of `genres`."""
+    for node in ast.parse(app.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets):
+            return {song[2] for song in ast.literal_eval(node.value)} <= set(genres)
+    return False
+
+
+def example_songs(dataset_folder: Path, genres: list[str], n: int = EXAMPLE_SONGS) -> list[dict]:
+    """Real songs of the staged dataset's test split, the first complete one of each of the first `n` genres, in the
+    app's example format (artist, track, genre and the one-song inputs; duration in seconds)."""
+    test = datasets.load_dataset(str(dataset_folder), split="test").to_pandas()
+    test["genre"] = [genres[int(i)] for i in test["genre"]]
+    complete = test.dropna(subset=list(FEATURE_NAMES))
+    songs = []
+    for genre in genres[:n]:
+        rows = complete[complete["genre"] == genre]
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        values = [row[name] for name in FEATURE_NAMES]
+        values[FEATURE_NAMES.index("duration_ms")] = round(float(row["duration_ms"]) / 1000, 1)
+        values = [value.item() if hasattr(value, "item") else value for value in values]
+        artist = row["artist_name"] if isinstance(row["artist_name"], str) else ""
+        songs.append({"artist": artist, "track": str(row["track_name"]), "genre": genre, "values": values})
+    return songs
 
 
 def _read_run(run_dir: str | Path) -> RunFolder:
@@ -472,12 +520,11 @@ def _project_imports(path: Path) -> list[str]:
     return sorted(roots & PROJECT_PACKAGES)
 
 
-def _dropped_columns(source: str) -> list[tuple[str, str]]:
-    """The source CSV's columns the published table leaves out, with the reason (none for a published dataset)."""
-    if not Path(source).is_file():
-        return []
-    header = pd.read_csv(source, nrows=0).columns
-    kept = {*KEPT_COLUMNS, "music_genre"}  # music_genre is published as `genre`
+def _dropped_columns(report: dict) -> list[tuple[str, str]]:
+    """The source's columns the published table leaves out, with the reason (none for a published dataset)."""
+    # The label column is published as `genre`, a table's `artists` as `artist_name`.
+    kept = {*KEPT_COLUMNS, report.get("label_column", "music_genre"), "artists"}
+    header = report.get("source_columns", [])
     return [(name, DROPPED_COLUMNS.get(name, "not a model input")) for name in header if name not in kept]
 
 

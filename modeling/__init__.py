@@ -17,7 +17,6 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .configuration_genre_ffn import (
     ENCODINGS,
     FEATURE_NAMES,
-    GENRES,
     KEY_NAMES,
     PAPER_ENCODING,
     GenreFFNConfig,
@@ -60,7 +59,6 @@ def save_model_folder(
 __all__ = [
     "ENCODINGS",
     "FEATURE_NAMES",
-    "GENRES",
     "KEY_NAMES",
     "PAPER_ENCODING",
     "TASK",

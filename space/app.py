@@ -20,6 +20,7 @@ import codecs
 import csv
 import gc
 import html
+import json
 import math
 import multiprocessing
 import multiprocessing.pool
@@ -78,6 +79,8 @@ RESULT_COLUMNS = ["row", "predicted_genre", "probability", "top_3", SET_COLUMN]
 ATTRIBUTION_COLUMNS = ["feature", "effect", "direction"]
 TOWARDS, AWAY = "towards the top genre", "away from it"
 COUNT_COLUMNS = ["genre", "songs"]
+# The predicted-genres chart names this many genres at most (the rest share one bar).
+CHART_GENRES = 20
 # Fallbacks for a model whose remote code does not export its key and mode names.
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODE_NAMES = ("Major", "Minor")
@@ -91,6 +94,11 @@ SONG_PARAMETERS = {
     "tempo_bpm": "tempo", "valence": "valence",
 }  # fmt: skip
 SONG_INPUTS = tuple(SONG_PARAMETERS)
+# A file's column holding the genre each song is filed under, compared with the prediction: the first present.
+LABEL_COLUMNS = ("music_genre", "genre", "track_genre")
+# Example songs beside the app (written by `music-genre push` from the run's test split): a list of {"artist",
+# "track", "genre", "values": the inputs above}. Without it, EXAMPLES; only songs of the model's genres are shown.
+EXAMPLES_FILE = HERE / "examples.json"
 # Real songs of the public dataset (artist, track, genre it is filed under, then the inputs above).
 EXAMPLES = [
     ("Jóhann Jóhannsson", "Flight From The City", "Classical",
@@ -114,6 +122,21 @@ PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 class InputProblem(ValueError):
     """Input the app can explain to its user."""
+
+
+def examples_for(genres: list[str], path: Path = EXAMPLES_FILE) -> list[tuple[str, str, str, list]]:
+    """The example songs of these genres (so every example is one the model can name): from `path` when it exists,
+    else the built-in EXAMPLES."""
+    songs = EXAMPLES
+    if path.is_file():
+        songs = [(s["artist"], s["track"], s["genre"], list(s["values"])) for s in json.loads(path.read_text())]
+    known = set(genres)
+    return [song for song in songs if song[2] in known]
+
+
+def label_column(frame: pd.DataFrame) -> str | None:
+    """The file's genre column: the first of LABEL_COLUMNS it has, or None."""
+    return next((name for name in LABEL_COLUMNS if name in frame.columns), None)
 
 
 def shown(value: Any, chars: int = SHOWN_CHARS) -> str:
@@ -218,6 +241,7 @@ class GenreApp:
         self.config = config = self.classifier.model.config
         self.features = list(config.feature_names)
         self.genres = [config.id2label[i] for i in range(config.num_labels)]
+        self.examples = examples_for(self.genres)
         # Genre sets need the conformal scores a calibrated run stores, and the pipeline's rule that makes a set
         # from them (its module's `genre_sets`); an older model has neither.
         self._genre_sets = getattr(sys.modules[type(self.classifier).__module__], "genre_sets", None)
@@ -266,7 +290,7 @@ class GenreApp:
         values += (loudness_db, mode, speechiness, tempo_bpm, valence)
         try:
             row = song_row(*values)
-            genres = self.classifier(row, top_k=None)  # every genre: the chart shows all ten
+            genres = self.classifier(row, top_k=None)  # every genre: the chart shows them all
         except ValueError as error:  # InputProblem and the extractor's RawInputError
             raise gr.Error(str(error), print_exception=False) from None
         attributions, explanation = self.explain_top_genre(row, genres[0])
@@ -543,31 +567,39 @@ class GenreApp:
         return columns
 
     def _agreement(self, results: pd.DataFrame) -> str:
-        """When the file has the dataset's own genre column, how often the prediction agrees with it."""
-        if "music_genre" not in results.columns:
+        """When the file has a genre column (LABEL_COLUMNS), how often the prediction agrees with it."""
+        column = label_column(results)
+        if column is None:
             return ""
-        known = results["music_genre"].isin(self.genres)
+        known = results[column].isin(self.genres)
         if not known.any():
             return ""
-        agree = (results.loc[known, "predicted_genre"] == results.loc[known, "music_genre"]).mean()
-        return f"The prediction agrees with the file's `music_genre` column on {agree:.1%} of {known.sum():,} rows."
+        agree = (results.loc[known, "predicted_genre"] == results.loc[known, column]).mean()
+        return f"The prediction agrees with the file's `{column}` column on {agree:.1%} of {known.sum():,} rows."
 
     def genre_counts(self, results: pd.DataFrame) -> pd.DataFrame:
-        """Songs per predicted genre, every genre listed, most frequent first."""
+        """Songs per predicted genre, most frequent first: every genre, or with more than CHART_GENRES genres the
+        most frequent ones and the rest summed in one bar."""
         counts = results["predicted_genre"].value_counts().reindex(self.genres, fill_value=0)
         counts = counts.sort_values(ascending=False, kind="stable")
+        if len(counts) > CHART_GENRES:
+            rest = counts.iloc[CHART_GENRES - 1 :]
+            counts = pd.concat([counts.iloc[: CHART_GENRES - 1], pd.Series({f"{len(rest)} other genres": rest.sum()})])
         return pd.DataFrame({"genre": counts.index, "songs": counts.to_numpy()})
 
     def confusion_matrix(self, results: pd.DataFrame) -> str:
-        """An HTML heat table of the file's `music_genre` (rows) against the prediction (columns); "" without it."""
-        if "music_genre" not in results.columns:
+        """An HTML heat table of the file's genre column (LABEL_COLUMNS; rows) against the prediction (columns), over
+        the model's genres; "" without such a column."""
+        column = label_column(results)
+        if column is None:
             return ""
-        known = results[results["music_genre"].isin(self.genres)]
+        known = results[results[column].isin(self.genres)]
         if known.empty:
             return ""
-        matrix = pd.crosstab(known["music_genre"], known["predicted_genre"]).reindex(
-            index=self.genres, columns=self.genres, fill_value=0
-        )
+        # The genres the file files its songs under or that were predicted: all of them for ten genres, a readable
+        # table for a model of a hundred.
+        shown = [genre for genre in self.genres if genre in set(known[column]) | set(known["predicted_genre"])]
+        matrix = pd.crosstab(known[column], known["predicted_genre"]).reindex(index=shown, columns=shown, fill_value=0)
         totals = matrix.sum(axis=1)
         cells = []
         for true, counts in matrix.iterrows():
@@ -579,10 +611,11 @@ class GenreApp:
                 title = html.escape(f"{count:,} {true} songs predicted {predicted}", quote=True)
                 row.append(f'<td title="{title}" style="background:{colour};color:{text}">{count:,}</td>')
             cells.append(f"<tr>{''.join(row)}</tr>")
-        header = "".join(f'<th scope="col">{html.escape(genre)}</th>' for genre in self.genres)
+        header = "".join(f'<th scope="col">{html.escape(genre)}</th>' for genre in shown)
         return (
             '<div style="overflow-x:auto"><table class="confusion-matrix" style="font-size:0.85em">'
-            f"<caption>Confusion matrix. Rows: the file's <code>music_genre</code> ({len(known):,} songs); columns: "
+            f"<caption>Confusion matrix. Rows: the file's <code>{html.escape(column)}</code> ({len(known):,} songs); "
+            "columns: "
             "the predicted genre; shading: share of the row.</caption>"
             f'<thead><tr><th scope="col">file \\ predicted</th>{header}</tr></thead>'
             f"<tbody>{''.join(cells)}</tbody></table></div>"
@@ -866,12 +899,13 @@ def build_demo(
                         y_title="percentage points", color_map={TOWARDS: "#2563eb", AWAY: "#dc2626"},
                         sort="-y", x_label_angle=-30, height=300,
                     )  # fmt: skip
-            gr.Examples(
-                [values for _, _, _, values in EXAMPLES],
-                inputs=inputs,
-                example_labels=[f"{artist} - {track} ({genre})" for artist, track, genre, _ in EXAMPLES],
-                label="Real songs of the dataset (the genre it files them under)",
-            )
+            if app.examples:
+                gr.Examples(
+                    [values for _, _, _, values in app.examples],
+                    inputs=inputs,
+                    example_labels=[f"{artist} - {track} ({genre})" for artist, track, genre, _ in app.examples],
+                    label="Real songs of the dataset (the genre it files them under)",
+                )
             predict.click(
                 app.predict_song,
                 inputs=inputs,
@@ -894,7 +928,7 @@ def build_demo(
             counts = gr.BarPlot(
                 x="genre", y="songs", label="Predicted genres", sort="-y", x_label_angle=-30, height=300
             )
-            confusion = gr.HTML(label="Confusion matrix against the file's music_genre")
+            confusion = gr.HTML(label="Confusion matrix against the file's genre column")
             results = gr.Dataframe(label="Predicted genres (table)", interactive=False, max_height=400)
             problems = gr.Dataframe(label="Rows with problems", interactive=False, max_height=300)
             download = gr.File(label="Download the results (CSV)")

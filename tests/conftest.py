@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from music_genre.modeling import GenreFFNForSequenceClassification
 
 REPO = Path(__file__).resolve().parent.parent
+# The real CSV's genres in label-id order, as the bundled model's config names them: the genres of tests on untrained
+# models and synthetic logits (a run's genres come from its data).
+GENRES = tuple(json.loads((REPO / "space" / "model" / "config.json").read_text())["id2label"].values())
 
 # The start of a `python -c` script that runs with the project unimportable, as on a Hub user's machine.
 WITHOUT_PROJECT = f"""
@@ -94,9 +97,11 @@ RUN_FIGURES = {
 
 
 def make_model(**overrides) -> "GenreFFNForSequenceClassification":
-    """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)`, seeded, in eval mode."""
+    """An untrained `GenreFFNForSequenceClassification` of `GenreFFNConfig(**overrides)` (by default of the bundled
+    model's genres), seeded, in eval mode."""
     from music_genre.modeling import GenreFFNConfig, GenreFFNForSequenceClassification
 
+    overrides.setdefault("id2label", dict(enumerate(GENRES)))
     torch.manual_seed(0)
     return GenreFFNForSequenceClassification(GenreFFNConfig(**overrides)).eval()
 
@@ -225,7 +230,7 @@ def model_folder(real_data, tmp_path_factory) -> Path:
     prepared = prepare_splits(real_data, GenreFeatureExtractor(), seed=0)
     extractor = prepared.extractor
     torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32]))
+    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[64, 32], id2label=real_data.id2label))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     features = torch.as_tensor(prepared.features["train"])
     labels = torch.as_tensor(prepared.labels["train"])

@@ -2,19 +2,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling import GenreFeatureExtractor
 from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
 from music_genre.training.data import GROUP_COLUMNS, clean_rows, oversample, prepare_splits, split_indices
+from tests.conftest import GENRES
 
 
 def test_cleaning_report_on_the_real_csv(real_data):
     report = real_data.report
     assert report["rows_in"] == 50_005 and report["rows_kept"] == 50_000
-    assert report["rows_dropped"] == {"entirely_empty": 5, "no_genre": 0, "unknown_genre": 0, "total": 5}
+    assert report["rows_dropped"] == {"entirely_empty": 5, "no_genre": 0, "genre_not_selected": 0, "total": 5}
     assert report["missing_values"]["tempo"] == 4_980
     assert report["missing_values"]["duration_ms"] == 4_939
     assert sum(report["missing_values"].values()) == 4_980 + 4_939
     assert report["rows_per_genre"] == {name: 5_000 for name in GENRES}
+    assert real_data.genres == GENRES and report["label_column"] == "music_genre"  # the CSV's order of first rows
     assert report["distinct_artist_track_pairs"] == 46_165
     assert report["pairs_under_several_genres"] == 3_633 == len(report["pairs_under_several_genres_list"])
     assert real_data.sha256 == "6e1a77a46c88226e24aa36facf81235315b4680054bc7f3d3c609c1b05711078"

@@ -10,10 +10,11 @@ from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling import GenreFeatureExtractor
 from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
 from music_genre.training import figures
 from music_genre.training.scoring import calibration_metrics, reliability_bins
+from tests.conftest import GENRES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -121,7 +122,7 @@ def test_log_transform_figure_says_when_the_encoding_is_quantile_normal(skewed_r
 def test_pca_figure_plots_the_first_two_components_and_states_their_variance(scores):
     labels, _ = scores
     features = np.random.default_rng(1).normal(size=(400, 24)) * np.linspace(3, 0.1, 24)
-    axis = figures.plot_pca(features, labels).axes[0]
+    axis = figures.plot_pca(features, labels, genres=GENRES).axes[0]
     pca = PCA(n_components=2, random_state=0)
     points = pca.fit_transform(features)
     ratio = pca.explained_variance_ratio_
@@ -137,8 +138,8 @@ def test_pca_figure_plots_the_first_two_components_and_states_their_variance(sco
 def test_genres_keep_their_colour_across_figures(scores):
     labels, probabilities = scores
     features = np.random.default_rng(2).normal(size=(400, 24))
-    pca = figures.plot_pca(features, labels).axes[0]
-    roc = figures.plot_roc_curves(labels, probabilities).axes[0]
+    pca = figures.plot_pca(features, labels, genres=GENRES).axes[0]
+    roc = figures.plot_roc_curves(labels, probabilities, genres=GENRES).axes[0]
     swatch_colours = [tuple(handle.get_color()) for handle in pca.get_legend().legend_handles]
     line_colours = [tuple(line.get_color()) for line in roc.get_lines()[: len(GENRES)]]
     assert swatch_colours == line_colours == [tuple(c) for c in figures.COLOURS]
@@ -160,7 +161,7 @@ def test_each_point_takes_its_genres_colour_in_a_mixed_drawing_order(scores):
 def test_tsne_figure_maps_the_seeded_sample(scores):
     labels, _ = scores
     features = np.random.default_rng(2).normal(size=(400, 24))
-    axis = figures.plot_tsne(features, labels, seed=0, sample=150).axes[0]
+    axis = figures.plot_tsne(features, labels, seed=0, sample=150, genres=GENRES).axes[0]
     assert axis.get_title() == "t-SNE of the preprocessed features (150 sampled training rows, seed 0)"
     assert (axis.get_xlabel(), axis.get_ylabel()) == ("t-SNE 1 (axes have no units)", "t-SNE 2")
     assert list(axis.get_xticks()) == [] and list(axis.get_yticks()) == []
@@ -200,7 +201,7 @@ def test_loss_curves_of_a_history_without_losses_say_so():
 
 def test_roc_figure_draws_each_genres_curve_with_its_auc(scores):
     labels, probabilities = scores
-    axis = figures.plot_roc_curves(labels, probabilities).axes[0]
+    axis = figures.plot_roc_curves(labels, probabilities, genres=GENRES).axes[0]
     lines = axis.get_lines()
     assert len(lines) == len(GENRES) + 1
     legend = legend_texts(axis)
@@ -219,14 +220,14 @@ def test_roc_figure_draws_each_genres_curve_with_its_auc(scores):
 def test_roc_figure_leaves_out_a_genre_with_no_positive_row(scores):
     labels, probabilities = scores
     labels = np.where(labels == 3, 4, labels)
-    axis = figures.plot_roc_curves(labels, probabilities).axes[0]
+    axis = figures.plot_roc_curves(labels, probabilities, genres=GENRES).axes[0]
     assert [text.split(" (AUC")[0] for text in legend_texts(axis)] == [*GENRES[:3], *GENRES[4:], "chance"]
 
 
 def test_confusion_matrix_shows_counts_and_colours_shares_of_the_true_genre(scores):
     labels, probabilities = scores
     matrix = np.bincount(labels * 10 + probabilities.argmax(1), minlength=100).reshape(10, 10)
-    figure = figures.plot_confusion_matrix(matrix.tolist())
+    figure = figures.plot_confusion_matrix(matrix.tolist(), genres=GENRES)
     axis, colorbar = figure.axes
     assert [text.get_text() for text in axis.texts] == [str(count) for row in matrix for count in row]
     np.testing.assert_allclose(axis.images[0].get_array(), matrix / matrix.sum(axis=1, keepdims=True))
@@ -321,3 +322,38 @@ def test_figures_of_real_rows(real_data):
     labels = real_data.labels[rows.index.to_numpy()]
     pca = figures.plot_pca(extractor(rows)["input_features"], labels).axes[0]
     assert len(pca.collections[0].get_offsets()) == 2000
+
+
+def test_a_hundred_genres_get_readable_figures(tmp_path):
+    """A table of 120 genres (the Hub's Spotify Tracks table has 114): the matrix is clustered and unnumbered beside
+    the largest confusions, the ROC figure keeps the best and worst genres, scatter plots name genres in place."""
+    rng = np.random.default_rng(0)
+    genres = [f"género {i}" for i in range(120)]
+    labels = np.repeat(np.arange(120), 5)
+    # Genre 2k is read as 2k + 1 a fifth of the time: those pairs are the largest confusions.
+    predicted = np.where((labels % 2 == 0) & (np.arange(len(labels)) % 5 == 0), labels + 1, labels)
+    matrix = np.zeros((120, 120), dtype=int)
+    np.add.at(matrix, (labels, predicted), 1)
+    figure = figures.plot_confusion_matrix(matrix.tolist(), tmp_path / "confusion.png", genres)
+    matrix_axis, bars = figure.axes[0], figure.axes[1]
+    assert len(matrix_axis.texts) == 0  # 14,400 numbers would be unreadable
+    order = figures.confusion_order(matrix / matrix.sum(axis=1, keepdims=True))
+    assert sorted(order) == list(range(120))
+    positions = {genre_id: place for place, genre_id in enumerate(order)}
+    assert all(abs(positions[g] - positions[g + 1]) == 1 for g in range(0, 120, 2))  # confused pairs sit together
+    bar_labels = [tick.get_text() for tick in bars.get_yticklabels()]
+    assert len(bar_labels) == figures.TOP_CONFUSIONS and all(" -> " in text for text in bar_labels)
+    assert bar_labels[-1].startswith("género ") and "(1)" in bar_labels[-1]
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    probabilities = rng.dirichlet(np.ones(120), size=len(labels))
+    probabilities[np.arange(len(labels)), labels] += (labels >= 60) * 0.5  # the later genres are the easy ones
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    roc = figures.plot_roc_curves(labels, probabilities, genres=genres).axes[0]
+    legend = [text.split(" (AUC")[0] for text in legend_texts(roc)]
+    assert len(legend) == 2 * figures.ROC_EXTREMES + 1 and legend[-1] == "chance"
+    assert set(legend[: figures.ROC_EXTREMES]) <= set(genres[60:]) and "120 genres" in roc.get_title()
+    assert set(legend[figures.ROC_EXTREMES : -1]) <= set(genres[:60])
+
+    pca = figures.plot_pca(rng.normal(size=(len(labels), 6)), labels, genres=genres).axes[0]
+    assert pca.get_legend() is None and {text.get_text() for text in pca.texts} == set(genres)

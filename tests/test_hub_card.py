@@ -20,8 +20,7 @@ from music_genre.hub_card.card import (
     without_machine_paths,
     write_model_card,
 )
-from music_genre.modeling import GENRES
-from tests.conftest import DATASET_REPO_ID, REPO, REPO_ID
+from tests.conftest import DATASET_REPO_ID, GENRES, REPO, REPO_ID
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
 
 from music_genre.modeling import (
-    GENRES,
     TASK,
     GenreClassificationPipeline,
     GenreFeatureExtractor,
@@ -16,7 +15,7 @@ from music_genre.modeling import (
     GenreFFNForSequenceClassification,
     save_model_folder,
 )
-from tests.conftest import HUB_FOLDER_FILES, load_in_clean_process, make_model
+from tests.conftest import GENRES, HUB_FOLDER_FILES, load_in_clean_process, make_model
 
 
 def test_network_is_linear_batchnorm_relu_dropout_blocks():
@@ -155,14 +154,17 @@ def test_remote_code_imports_only_transformers_torch_numpy_and_itself():
             assert roots <= allowed, f"{path.name} imports {roots - allowed}"
 
 
-def test_large_tables_are_classified_in_folded_slices_with_the_same_result():
+@pytest.mark.parametrize("ensemble", ["independent", "tabm", "tabm-mini"])
+def test_large_tables_are_classified_in_folded_slices_with_the_same_result(ensemble):
     from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
-    model = make_model(num_members=2)
+    model = make_model(num_members=2, ensemble=ensemble)
     x = torch.randn(3 * INFERENCE_CHUNK + 7, model.config.input_size)
+    model.train()(input_features=x * 2 + 1)  # BatchNorm statistics away from 0 and 1, so folding them is tested
+    model.eval()
     with torch.no_grad():
-        whole = torch.cat([member(x) for member in model.members[:1]])
-        sliced = model._run_member(model.members[0], x)
+        whole = model.member_logits(x).softmax(-1).mean(0)  # the modules themselves, in one piece
+        sliced = model(input_features=x).logits.softmax(-1)  # the folded copy, slice by slice
     torch.testing.assert_close(sliced, whole, rtol=1e-5, atol=1e-5)
     model.train()
     assert model(input_features=x[:64], labels=torch.zeros(64, dtype=torch.long)).loss.requires_grad
@@ -206,19 +208,30 @@ def test_bfloat16_inference_is_saved_used_in_eval_only_and_close_to_float32(tmp_
         torch.testing.assert_close(reloaded(input_features=x).logits, fp32(input_features=x).logits)
 
 
-def test_the_folded_inference_copy_follows_every_change_to_the_weights(tmp_path):
+def test_the_folded_inference_copy_is_refreshed_through_public_means(tmp_path):
+    """The folded copy is made at the first large eval call and kept; `eval()`, `train()`, `load_state_dict` and
+    `refresh_inference_copy()` drop it, and a parameter moved to other memory (`.to`, `.double()`) is followed."""
     from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
 
     model = make_model(num_members=2)
     x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)  # large enough for the folded path
+
+    def unfolded() -> torch.Tensor:
+        return model.member_logits(x).softmax(-1).mean(0)
+
     with torch.no_grad():
         before = model(input_features=x).logits
-        model.members[0][0].weight.mul_(2.0)  # in place: a new version of the same tensor
-        after = model(input_features=x).logits
-        expected = torch.stack([m(x).softmax(-1) for m in model.members]).mean(0)
-    assert not torch.allclose(before, after)
-    torch.testing.assert_close(after.softmax(-1), expected, rtol=1e-4, atol=1e-5)
-    # Loading other weights, or training a step, is seen the same way; the cache is never saved.
+        model.members[0][0].weight.mul_(2.0)  # in place, in eval mode: seen once the copy is refreshed
+        assert not torch.allclose(unfolded(), before.softmax(-1), atol=1e-4)
+        for refresh in (model.refresh_inference_copy, model.eval):
+            model.members[0][0].weight.mul_(1.5)
+            refresh()
+            torch.testing.assert_close(model(input_features=x).logits.softmax(-1), unfolded(), rtol=1e-4, atol=1e-5)
+        model.double().float()  # new storage for every parameter: a new copy without being asked
+        model.members[1][0].weight.mul_(0.5)
+        model.double().float()
+        torch.testing.assert_close(model(input_features=x).logits.softmax(-1), unfolded(), rtol=1e-4, atol=1e-5)
+    # Loading other weights is seen the same way; the cache is never saved.
     other = make_model(num_members=2)
     torch.nn.init.normal_(other.members[1][4].weight)
     model.load_state_dict(other.state_dict())
@@ -228,98 +241,17 @@ def test_the_folded_inference_copy_follows_every_change_to_the_weights(tmp_path)
     assert set(model.state_dict()) == set(other.state_dict())
 
 
-# The folded copy's cache (`GenreFFNForSequenceClassification._folded`) keys on torch internals: each layer's own
-# tensors read from `layer._parameters` and `layer._buffers`, and each tensor's `_version`. These tests fail, naming
-# the torch version, if a release changes what the cache relies on.
+def test_the_remote_code_reads_no_private_torch_attributes():
+    """The folded copy used to key on `layer._parameters`, `layer._buffers` and each tensor's `_version`; the remote
+    code now refreshes it through public means only."""
+    import ast
 
+    from tests.conftest import REPO
 
-def test_a_layers_parameters_and_buffers_dicts_hold_its_own_tensors():
-    version = torch.__version__
-    for layer in make_model(hidden_sizes=[8]).members[0]:
-        own = dict(layer.named_parameters(recurse=False)) | dict(layer.named_buffers(recurse=False))
-        internal = {
-            name: tensor for name, tensor in (*layer._parameters.items(), *layer._buffers.items()) if tensor is not None
-        }
-        assert internal.keys() == own.keys() and all(internal[name] is own[name] for name in own), (
-            f"torch {version}: {type(layer).__name__}._parameters/_buffers are no longer the layer's own tensors "
-            f"({sorted(internal)} against {sorted(own)}); GenreFFNForSequenceClassification._folded reads them"
-        )
-
-
-def _versions(member: torch.nn.Module) -> dict[str, tuple[int, int]]:
-    """Each tensor's storage and version counter: what the folded copy's cache key holds."""
-    return {name: (t.data_ptr(), t._version) for name, t in member.state_dict(keep_vars=True).items()}
-
-
-@pytest.mark.parametrize("how", ["add_", "load_state_dict", "SGD", "AdamW", "AdamW foreach", "BatchNorm training"])
-def test_every_kind_of_weight_update_raises_a_tensors_version(how):
-    """In place, the storage stays: only the version counter tells the cache that the weights changed. (A BatchNorm
-    forward in training updates its running statistics without a new version, but `num_batches_tracked.add_(1)`
-    gives one.)"""
-    version = torch.__version__
-    assert hasattr(torch.Tensor, "_version"), f"torch {version}: tensors have no _version; _folded keys on it"
-    member = make_model(hidden_sizes=[8]).members[0]
-    x = torch.randn(16, member[0].in_features)
-
-    def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-        member(x).sum().backward()
-        optimizer.step()
-
-    def add() -> None:
-        with torch.no_grad():
-            member[0].weight.add_(1.0)
-
-    changes = {
-        "add_": add,
-        "load_state_dict": lambda: member.load_state_dict({n: v + 1 for n, v in member.state_dict().items()}),
-        "SGD": lambda: optimizer_step(torch.optim.SGD(member.parameters(), lr=0.1)),
-        "AdamW": lambda: optimizer_step(torch.optim.AdamW(member.parameters(), lr=0.1, foreach=False)),
-        "AdamW foreach": lambda: optimizer_step(torch.optim.AdamW(member.parameters(), lr=0.1, foreach=True)),
-        "BatchNorm training": lambda: member.train()(x),
-    }
-    values = {name: t.detach().clone() for name, t in member.state_dict().items()}
-    before = _versions(member)
-    changes[how]()
-    after = _versions(member)
-    changed = [name for name, t in member.state_dict().items() if not torch.equal(values[name], t)]
-    assert changed, f"{how} changed no tensor: the test is wrong"
-    assert {name: pointer for name, (pointer, _) in after.items()} == {n: p for n, (p, _) in before.items()}
-    assert after != before, (
-        f"torch {version}: {how} changed {changed} in place without raising any tensor's _version; "
-        "GenreFFNForSequenceClassification._folded would serve stale folded weights"
-    )
-
-
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="a write through `.data` bypasses the version counter, so _folded cannot see it (known gap)",
-)
-def test_a_write_through_data_is_seen_by_the_folded_copy():
-    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
-
-    model = make_model()
-    x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)
-    with torch.no_grad():
-        model(input_features=x)
-        model.members[0][0].weight.data.mul_(2.0)
-        expected = model.members[0](x)
-        torch.testing.assert_close(model(input_features=x).logits, expected, rtol=1e-4, atol=1e-5)
-
-
-def test_after_a_write_through_data_eval_drops_the_folded_copy():
-    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
-
-    model = make_model()
-    x = torch.randn(INFERENCE_CHUNK + 1, model.config.input_size)
-    with torch.no_grad():
-        before = model(input_features=x).logits
-        model.members[0][0].weight.data.mul_(2.0)
-        model.eval()  # what the docstring of `_folded` asks after such a write
-        expected = model.members[0](x)
-        after = model(input_features=x).logits
-    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(after, before)
+    tree = ast.parse((REPO / "modeling" / "modeling_genre_ffn.py").read_text())
+    private = {"_parameters", "_buffers", "_version", "_modules", "_apply"}
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} & private
+    assert not used, f"modeling_genre_ffn.py reads torch internals {sorted(used)}"
 
 
 def test_the_folded_copy_follows_batch_norm_statistics_a_training_step_and_loaded_weights():
@@ -359,3 +291,184 @@ def test_the_folded_copy_follows_batch_norm_statistics_a_training_step_and_loade
             served, expected, rtol=1e-4, atol=1e-5, msg=f"stale folded copy after {change.__name__}"
         )
         previous = expected
+
+
+# TabM-style ensembles and numeric embeddings (config.ensemble, config.numeric_embedding).
+
+
+def _bins(columns: int, seed: int = 0) -> list[list[float]]:
+    from music_genre.modeling.configuration_genre_ffn import piecewise_linear_bins
+
+    return piecewise_linear_bins(torch.randn(500, columns, generator=torch.Generator().manual_seed(seed)).numpy(), 8)
+
+
+def _options(ensemble: str, embedding: str | None, members: int = 3) -> dict:
+    from music_genre.modeling.configuration_genre_ffn import numeric_columns
+
+    options = {"ensemble": ensemble, "num_members": members, "numeric_embedding": embedding, "embedding_size": 4}
+    if embedding == "piecewise-linear":
+        options["embedding_bins"] = _bins(numeric_columns(GenreFFNConfig().input_size))
+    return options
+
+
+OPTION_CASES = [
+    ("tabm", None),
+    ("tabm", "piecewise-linear"),
+    ("tabm-mini", "periodic"),
+    ("independent", "piecewise-linear"),
+]
+
+
+@pytest.mark.parametrize(("ensemble", "embedding"), OPTION_CASES)
+def test_every_option_trains_on_the_mean_of_member_losses_and_serves_averaged_probabilities(ensemble, embedding):
+    model = make_model(dropout=0.0, class_weights=[0.5, 1, 1.5, 2, 1, 1, 1, 1, 1, 3], **_options(ensemble, embedding))
+    x, y = torch.randn(32, model.config.input_size), torch.arange(32) % 10
+    model.train()
+    members = model.member_logits(x)
+    assert members.shape == (3, 32, 10)
+    assert not torch.allclose(members[0], members[1])  # the members differ from the start (their scalings)
+    expected = torch.stack([F.cross_entropy(z, y, weight=model.class_weights) for z in members]).mean()
+    torch.testing.assert_close(model(input_features=x, labels=y).loss, expected)
+    model.eval()
+    with torch.no_grad():
+        served = model(input_features=x).logits
+        torch.testing.assert_close(served.softmax(-1), model.member_logits(x).softmax(-1).mean(0))
+    assert served.shape == (32, 10)
+
+
+def test_tabm_members_share_their_weight_matrices_and_normalise_their_own_activations():
+    model = make_model(hidden_sizes=[16, 8], dropout=0.0, ensemble="tabm", num_members=4)
+    first = model.ensemble.blocks[0]
+    linear, norm = first[0], first[1]
+    assert [type(layer).__name__ for layer in first] == ["BatchEnsembleLinear", "MemberBatchNorm", "ReLU", "Dropout"]
+    assert linear.weight.shape == (16, model.config.input_size)  # one matrix for the 4 members
+    assert linear.r.shape == (4, model.config.input_size) and linear.s.shape == linear.bias.shape == (4, 16)
+    assert set(linear.r.detach().flatten().tolist()) <= {-1.0, 1.0}  # TabM's random-sign start
+    assert norm.num_features == 4 * 16
+    # Per-member BatchNorm: in training, a member's logits do not depend on another member's weights.
+    x = torch.randn(64, model.config.input_size)
+    model.train()
+    before = model.member_logits(x)
+    with torch.no_grad():
+        linear.s[1].mul_(3.0)
+    after = model.member_logits(x)
+    torch.testing.assert_close(after[[0, 2, 3]], before[[0, 2, 3]])
+    assert not torch.allclose(after[1], before[1])
+    mini = make_model(hidden_sizes=[16, 8], ensemble="tabm-mini", num_members=4)
+    assert type(mini.ensemble.blocks[0][0]) is torch.nn.Linear and mini.ensemble.scaling.r.shape[0] == 4
+
+
+@pytest.mark.parametrize(("ensemble", "embedding"), OPTION_CASES)
+def test_every_option_saves_and_loads_with_its_bins_and_the_same_outputs(tmp_path, ensemble, embedding):
+    from music_genre.modeling.modeling_genre_ffn import INFERENCE_CHUNK
+
+    model = make_model(class_weights=[1.0 + i for i in range(10)], **_options(ensemble, embedding))
+    x = torch.randn(INFERENCE_CHUNK + 5, model.config.input_size)
+    model.train()(input_features=x)  # BatchNorm statistics of their own
+    model.eval()
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["ensemble"] == ensemble and saved["numeric_embedding"] == embedding
+    assert saved["embedding_bins"] == model.config.embedding_bins
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    # Derived, unsaved tensors are rebuilt from the config, not left as loading's placeholders.
+    torch.testing.assert_close(reloaded.class_weights, model.class_weights, rtol=0, atol=0)
+    if embedding == "piecewise-linear":
+        for name in ("scale", "shift", "lower", "upper"):
+            torch.testing.assert_close(
+                getattr(reloaded.numeric_embedding, name), getattr(model.numeric_embedding, name), rtol=0, atol=0
+            )
+    with torch.no_grad():
+        for rows in (x[:7], x):  # the modules themselves, and the folded copy
+            torch.testing.assert_close(
+                reloaded(input_features=rows).logits, model(input_features=rows).logits, rtol=0, atol=0
+            )
+
+
+def test_a_tabm_model_with_piecewise_linear_embeddings_loads_as_remote_code_without_the_project(tmp_path, raw_rows):
+    from music_genre.modeling.configuration_genre_ffn import numeric_columns, piecewise_linear_bins
+
+    extractor = GenreFeatureExtractor(numeric_encoding="quantile-normal", n_quantiles=8).fit(raw_rows)
+    encoded = extractor(raw_rows)["input_features"]
+    bins = piecewise_linear_bins(encoded[:, : numeric_columns(extractor.encoded_size)], 4)
+    model = make_model(
+        input_size=extractor.encoded_size, ensemble="tabm", num_members=4, numeric_embedding="piecewise-linear",
+        embedding_bins=bins, inference_dtype="bfloat16",
+    )  # fmt: skip
+    save_model_folder(model, extractor, tmp_path)
+    remote = load_in_clean_process(tmp_path, raw_rows)
+    assert remote["model_class"].startswith("transformers_modules.")
+    with torch.no_grad():
+        local = model(**extractor(raw_rows, return_tensors="pt")).logits.softmax(-1).numpy()
+    np.testing.assert_allclose(remote["probabilities"], local, rtol=1e-5, atol=1e-6)
+
+
+def test_piecewise_linear_encoding_is_rtdls():
+    """Each bin's component: 1 below the value's bin, the fraction reached inside it, 0 above; the first bin
+    extrapolates down and the last up; a column with fewer bins pads in the middle (rtdl_num_embeddings' layout)."""
+    from music_genre.modeling.modeling_genre_ffn import PiecewiseLinearEmbedding
+
+    embedding = PiecewiseLinearEmbedding([[0.0, 1.0, 2.0, 4.0], [0.0, 10.0]], size=2)
+    x = torch.tensor([[-1.0, -5.0], [0.5, 5.0], [3.0, 20.0], [6.0, 0.0]])
+    encoded = torch.clamp(torch.addcmul(embedding.shift, embedding.scale, x.unsqueeze(-1)), embedding.lower,
+                          embedding.upper)  # fmt: skip
+    expected_first = [[-1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [1.0, 1.0, 0.5], [1.0, 1.0, 2.0]]
+    expected_second = [[0.0, 0.0, -0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]]
+    torch.testing.assert_close(encoded[:, 0], torch.tensor(expected_first))
+    torch.testing.assert_close(encoded[:, 1], torch.tensor(expected_second))
+
+
+def test_the_new_options_are_validated_with_the_setting_named():
+    numeric = 11
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        GenreFFNConfig(ensemble="bagging")
+    with pytest.raises(ValueError, match="numeric_embedding must be None or one of"):
+        GenreFFNConfig(numeric_embedding="linear")
+    with pytest.raises(ValueError, match="num_members must be a positive integer, got 0"):
+        GenreFFNConfig(num_members=0)
+    with pytest.raises(ValueError, match=f"bin edges of each of the {numeric} numeric columns, got 3"):
+        GenreFFNConfig(numeric_embedding="piecewise-linear", embedding_bins=_bins(3))
+    with pytest.raises(ValueError, match=f"bin edges of each of the {numeric} numeric columns, got NoneType"):
+        GenreFFNConfig(numeric_embedding="piecewise-linear")
+    decreasing = _bins(numeric)
+    decreasing[4] = decreasing[4][::-1]
+    with pytest.raises(ValueError, match=r"embedding_bins\[4\]: the edges must increase strictly"):
+        GenreFFNConfig(numeric_embedding="piecewise-linear", embedding_bins=decreasing)
+    with pytest.raises(ValueError, match="embedding_bins are for numeric_embedding='piecewise-linear', not None"):
+        GenreFFNConfig(embedding_bins=_bins(numeric))
+    with pytest.raises(ValueError, match="periodic_scale must be a positive finite number"):
+        GenreFFNConfig(numeric_embedding="periodic", periodic_scale=0)
+
+
+def test_the_defaults_are_the_bundled_models_network():
+    """Today's behaviour by default: independent members on the encoded columns as they are. The bundled model's
+    float32 logits are those of its members computed layer by layer from its safetensors, in plain torch."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import REPO
+
+    config = GenreFFNConfig()
+    assert (config.ensemble, config.numeric_embedding, config.embedding_bins) == ("independent", None, None)
+    folder = REPO / "space" / "model"
+    model = GenreFFNForSequenceClassification.from_pretrained(folder).eval()
+    assert model.config.ensemble == "independent" and model.config.num_members == 3
+    weights = load_file(folder / "model.safetensors")
+    assert set(weights) == set(model.state_dict())
+    model.config.inference_dtype = "float32"
+    x = torch.randn(64, model.config.input_size)
+    members = []
+    for m in range(model.config.num_members):
+        h = x
+        for i in range(len(model.config.hidden_sizes)):
+            w = {name: weights[f"members.{m}.{4 * i + part}.{name}"] for part, name in ((0, "weight"), (0, "bias"))}
+            h = h @ w["weight"].T + w["bias"]
+            norm = {name: weights[f"members.{m}.{4 * i + 1}.{name}"] for name in
+                    ("weight", "bias", "running_mean", "running_var")}  # fmt: skip
+            h = torch.relu((h - norm["running_mean"]) / torch.sqrt(norm["running_var"] + 1e-5) * norm["weight"]
+                           + norm["bias"])  # fmt: skip
+        last = 4 * len(model.config.hidden_sizes)
+        members.append(h @ weights[f"members.{m}.{last}.weight"].T + weights[f"members.{m}.{last}.bias"])
+    expected = torch.stack(members).softmax(-1).mean(0)
+    with torch.no_grad():
+        served = (model(input_features=x).logits * model.config.calibration_temperature).softmax(-1)
+    torch.testing.assert_close(served, expected, rtol=1e-5, atol=1e-6)

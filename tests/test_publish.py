@@ -22,9 +22,15 @@ from transformers import AutoFeatureExtractor, AutoModelForSequenceClassificatio
 
 from music_genre import main
 from music_genre.hub_card.publish import PublishError, push, stage
-from music_genre.modeling import GENRES
 from music_genre.training.data import load_data, split_indices
-from tests.conftest import DATASET_REPO_ID, HUB_FOLDER_FILES, REPO_ID, SPACE_REPO_ID, load_in_clean_process
+from tests.conftest import (
+    DATASET_REPO_ID,
+    GENRES,
+    HUB_FOLDER_FILES,
+    REPO_ID,
+    SPACE_REPO_ID,
+    load_in_clean_process,
+)
 
 PLANTED_TOKEN = "hf_PLANTEDtokenThatMustNeverLeak0123456789"
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}

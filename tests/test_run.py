@@ -12,12 +12,12 @@ import torch
 from transformers import Trainer
 
 from music_genre import main
-from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor
+from music_genre.modeling import FEATURE_NAMES, GenreFeatureExtractor
 from music_genre.training.data import load_data, prepare_splits
 from music_genre.training.run import evaluate_folder
 from music_genre.training.search import SearchSettings, load_study, run_search, search_trials
 from music_genre.training.trainer import GenreTrainer, Hyperparameters, build_model, make_trainer
-from tests.conftest import HUB_FOLDER_FILES, RUN_FIGURES
+from tests.conftest import GENRES, HUB_FOLDER_FILES, RUN_FIGURES
 
 MODEL_FILES = HUB_FOLDER_FILES | {"training_run.json"}
 
@@ -227,7 +227,9 @@ def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(sl
     batch = trainer.train_dataset.__getitems__(list(range(8)))
     assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch) > 0
     # A search swaps in a new model per trial: the count follows it.
-    trainer.model = build_model(Hyperparameters(hidden_sizes=[32, 8], num_members=2), None, extractor.encoded_size)
+    trainer.model = build_model(
+        Hyperparameters(hidden_sizes=[32, 8], num_members=2), None, extractor.encoded_size, dict(enumerate(GENRES))
+    )
     assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch)
     trainer.train()
     assert trainer.state.total_flos == 6 * len(prepared.labels["train"]) * batch["input_features"].shape[1] * (

@@ -16,7 +16,6 @@ from sklearn.metrics import (
 )
 from transformers import EvalPrediction
 
-from music_genre.modeling import GENRES
 from music_genre.training.scoring import (
     SUMMARY_METRICS,
     compute_metrics,
@@ -25,6 +24,7 @@ from music_genre.training.scoring import (
     summary_metrics,
     test_metrics,
 )
+from tests.conftest import GENRES
 
 NEVER_PREDICTED = 7
 
@@ -115,7 +115,7 @@ def test_compute_metrics_through_an_eval_prediction(predictions):
 
 def test_results_table_equals_scikit_learns_report(predictions):
     labels, probabilities, predicted = predictions
-    table = test_metrics(labels, probabilities)
+    table = test_metrics(labels, probabilities, GENRES)
     report = classification_report(
         labels, predicted, labels=range(len(GENRES)), target_names=GENRES, output_dict=True, zero_division=0
     )
@@ -135,6 +135,8 @@ def test_results_table_equals_scikit_learns_report(predictions):
 def test_bad_shapes_are_refused(predictions):
     labels, probabilities, _ = predictions
     with pytest.raises(ValueError, match="probabilities must be"):
-        test_metrics(labels[:-1], probabilities)
+        test_metrics(labels[:-1], probabilities, GENRES)
+    with pytest.raises(ValueError, match=r"labels must be genre ids 0\.\.8, got 0\.\.9"):
+        summary_metrics(labels, probabilities[:, :-1])  # a genre more in the labels than the probabilities have
     with pytest.raises(ValueError, match="probabilities must be"):
-        summary_metrics(labels, probabilities[:, :-1])
+        summary_metrics(labels, probabilities[:, 0])

@@ -50,7 +50,7 @@ from music_genre.training.search import (
     work_through_slots,
 )
 from music_genre.training.trainer import TRAINING_ARGUMENTS, Hyperparameters, build_model, make_trainer
-from tests.conftest import RUN_FIGURES
+from tests.conftest import GENRES, RUN_FIGURES
 
 N_TRIALS, TRIAL_BATCH = 8, 3
 STUDY = "genre-ffn-stratified-seed5"
@@ -386,6 +386,7 @@ def test_a_worker_whose_first_trial_is_set_aside_goes_on(tmp_path, raw_rows):
         {"train": features, "validation": features[:32]},
         {"train": np.arange(64) % 10, "validation": np.arange(32) % 10},
         extractor,
+        GENRES,
     )
     settings = SearchSettings(2, 0, str(tmp_path / "s.journal"), "race", timeout=5, max_epochs=1, trial_batch=2)
     study = load_study(settings)
@@ -412,10 +413,11 @@ def test_a_search_trial_reports_to_its_pruner_at_each_epoch(tmp_path, raw_rows):
         {"train": features, "validation": features[:32]},
         {"train": labels, "validation": labels[:32]},
         extractor,
+        GENRES,
     )
     trainer = make_trainer(
         prepared, extractor, Hyperparameters(hidden_sizes=[8]), tmp_path / "out", 0, keep_best=False, quiet=True,
-        model_init=lambda trial: build_model(Hyperparameters(hidden_sizes=[8]), None, 24),
+        model_init=lambda trial: build_model(Hyperparameters(hidden_sizes=[8]), None, 24, dict(enumerate(GENRES))),
         trainer_class=EpochReportingTrainer,
     )  # fmt: skip
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal")))

@@ -20,8 +20,7 @@ import pytest
 from huggingface_hub import SpaceCard
 
 from music_genre.hub_card.publish import stage
-from music_genre.modeling import GENRES
-from tests.conftest import REPO_ID, SPACE_REPO_ID
+from tests.conftest import GENRES, REPO_ID, SPACE_REPO_ID
 
 pytestmark = pytest.mark.slow
 INSTALL_TIMEOUT_S = 900

@@ -30,7 +30,7 @@ def test_the_network_defaults_are_the_configs():
     config, default = GenreFFNConfig(), Hyperparameters()
     for name in ("hidden_sizes", "dropout", "num_members", "label_smoothing"):
         assert getattr(default, name) == getattr(config, name), name
-    built = build_model(default, None, config.input_size).config
+    built = build_model(default, None, config.input_size, config.id2label).config
     assert built.to_diff_dict() == config.to_diff_dict()
     default.hidden_sizes.append(8)  # each Hyperparameters has a list of its own
     assert Hyperparameters().hidden_sizes == config.hidden_sizes

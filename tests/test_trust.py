@@ -11,7 +11,7 @@ from crepes import ConformalClassifier
 from sklearn.metrics import brier_score_loss, log_loss
 from transformers import AutoModelForSequenceClassification, pipeline
 
-from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNConfig, save_model_folder
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
 from music_genre.training.calibration import (
     calibrate,
@@ -24,7 +24,8 @@ from music_genre.training.calibration import (
 )
 from music_genre.training.explanation import faithfulness
 from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
-from tests.conftest import REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
+from tests.conftest import GENRES, REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
+from tests.doc_blocks import doc_block
 
 TASK = "music-genre-classification"
 
@@ -297,13 +298,11 @@ def test_the_runs_scoring_takes_a_model_the_trainer_left_on_the_gpu(real_data):
     assert faithfulness(model, extractor, features[:200], seed=0)["rows"] == 200
 
 
-def test_the_readmes_trust_example_runs_on_a_calibrated_model(calibrated, tmp_path):
+def test_the_docs_trust_example_runs_on_a_calibrated_model(calibrated, tmp_path):
     model, extractor = calibrated
     save_model_folder(model, extractor, tmp_path)
-    text = (REPO / "README.md").read_text()
-    block = text.split("<!-- trust-python -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(block.replace("path/or/hub-id", str(tmp_path)), namespace)
+    exec(doc_block("trust-python").replace("path/or/hub-id", str(tmp_path)), namespace)
     classifier, song = namespace["classifier"], namespace["song"]
     assert namespace["genre_set"] == classifier(song, coverage=0.9) and namespace["genre_set"]
     scores = [genre["score"] for genre in namespace["genre_set"]]

@@ -16,12 +16,13 @@ dependence the guarantee does not account for; the test coverage that `calibrati
 """
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from music_genre.modeling import GENRES, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling import GenreFFNConfig, GenreFFNForSequenceClassification
 from music_genre.modeling.configuration_genre_ffn import COVERAGE_LEVELS
 from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
 from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
@@ -85,12 +86,14 @@ def calibrate(model: GenreFFNForSequenceClassification, features: np.ndarray, la
 
 
 def set_coverage(
-    probabilities: np.ndarray, labels: np.ndarray, threshold: float
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float, genres: Sequence[str] | None = None
 ) -> tuple[float, float, dict[str, float]]:
-    """Empirical coverage, mean set size and coverage per true genre of the sets `threshold` gives."""
+    """Empirical coverage, mean set size and coverage per true genre of the sets `threshold` gives (keyed by the
+    name `genres[i]` of label id i; without `genres`, by the id as text)."""
     _, ids = genre_sets(torch.as_tensor(probabilities), threshold)
     covered = np.asarray([label in row for label, row in zip(labels.tolist(), ids)])
-    per_genre = {genre: float(covered[labels == g].mean()) for g, genre in enumerate(GENRES) if (labels == g).any()}
+    names = list(genres) if genres is not None else [str(g) for g in range(np.shape(probabilities)[1])]
+    per_genre = {genre: float(covered[labels == g].mean()) for g, genre in enumerate(names) if (labels == g).any()}
     return float(covered.mean()), float(np.mean([len(row) for row in ids])), per_genre
 
 
@@ -116,13 +119,18 @@ def ece_if_calibrated(probabilities: np.ndarray, draws: int = 200, seed: int = 0
     return {"mean": float(np.mean(eces)), "p95": float(np.quantile(eces, 0.95)), "draws": draws}
 
 
-def coverage_by_level(probabilities: np.ndarray, labels: np.ndarray, config: GenreFFNConfig) -> dict:
-    """Coverage, mean set size and per-genre coverage of the config's conformal sets at each stored level."""
+def coverage_by_level(
+    probabilities: np.ndarray, labels: np.ndarray, config: GenreFFNConfig, genres: Sequence[str] | None = None
+) -> dict:
+    """Coverage, mean set size and per-genre coverage of the config's conformal sets at each stored level (genres
+    named by `genres`, else by the config's `id2label` when it has one per column of `probabilities`)."""
+    if genres is None and config.num_labels == np.shape(probabilities)[1]:
+        genres = [config.id2label[i] for i in range(config.num_labels)]
     return {
         level: dict(
             zip(
                 ("coverage", "mean_set_size", "per_genre_coverage"),
-                set_coverage(probabilities, labels, config.conformal_threshold(float(level))),
+                set_coverage(probabilities, labels, config.conformal_threshold(float(level)), genres),
             )
         )
         for level in config.conformal["thresholds"]
@@ -149,7 +157,11 @@ def calibration_report(model: GenreFFNForSequenceClassification, features: np.nd
 
 
 def peer_calibration_report(
-    validation_logits: np.ndarray, validation_labels: np.ndarray, test_logits: np.ndarray, test_labels: np.ndarray
+    validation_logits: np.ndarray,
+    validation_labels: np.ndarray,
+    test_logits: np.ndarray,
+    test_labels: np.ndarray,
+    genres: Sequence[str] | None = None,
 ) -> dict:
     """The same metrics as `calibration_report` for any classifier, from its logits (log-probabilities for a peer
     such as LightGBM): temperature and conformal sets fitted on validation, measured on test."""
@@ -165,5 +177,5 @@ def peer_calibration_report(
             "before": probability_metrics(test_labels, softmax(test_logits)),
             "after": probability_metrics(test_labels, after),
         },
-        "conformal": coverage_by_level(after, test_labels, config),
+        "conformal": coverage_by_level(after, test_labels, config, genres),
     }

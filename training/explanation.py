@@ -12,7 +12,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.inspection import permutation_importance
 
-from music_genre.modeling import FEATURE_NAMES, GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification
+from music_genre.modeling import FEATURE_NAMES, GenreFeatureExtractor, GenreFFNForSequenceClassification
 from music_genre.modeling.pipeline_genre_ffn import feature_attributions
 from music_genre.training.trainer import predict_probabilities
 
@@ -66,7 +66,7 @@ class RawRowsClassifier(ClassifierMixin, BaseEstimator):
         self.extractor = extractor
 
     def fit(self, rows: pd.DataFrame, labels: np.ndarray) -> "RawRowsClassifier":
-        self.classes_ = np.arange(len(GENRES))  # nothing is learned: the model was trained before
+        self.classes_ = np.arange(self.model.config.num_labels)  # nothing is learned: the model was trained before
         return self
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:

@@ -1,11 +1,15 @@
 """The run's figures: the paper's, and what a reader of the model card expects.
 
 Every `plot_*` function builds and returns a `matplotlib.figure.Figure` (no pyplot: nothing global to close) and,
-given a `path`, also writes it there as a PNG. Genres always take the same colour, `COLOURS[i]` for label id i
-(`modeling.GENRES[i]`), so figures can be read side by side.
+given a `path`, also writes it there as a PNG. Genres always take the same colour, `genre_colours(n)[i]` for label
+id i (the genre `config.id2label[i]`), so figures can be read side by side. The genres are the run's: up to
+`FULL_DETAIL_GENRES` a figure names every genre; with more (a table of 100+ genres), the ROC figure shows the
+average and the best and worst genres, the scatter plots name each genre at its centre, and the confusion figure
+shows a clustered matrix beside the largest confusions.
 """
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,17 +20,26 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import auc, roc_curve
 
-from music_genre.modeling import GENRES, GenreFeatureExtractor
+from music_genre.modeling import GenreFeatureExtractor
 from music_genre.modeling.feature_extraction_genre_ffn import _quantile_normal
 from music_genre.training.run_folder import write_bytes_atomic
 from music_genre.training.scoring import calibration_metrics, reliability_bins
 
 SKEWED_FEATURES = ("instrumentalness", "liveness", "speechiness")
-COLOURS = matplotlib.colormaps["tab10"].colors  # one fixed colour per genre, in GENRES order
+COLOURS = matplotlib.colormaps["tab10"].colors  # the colours of up to 10 genres, by label id
+# Up to this many genres a figure names each one (legends, matrix cells); beyond, it summarises.
+FULL_DETAIL_GENRES = 20
+# ROC curves drawn one per genre up to this many genres; beyond, the best and worst ROC_EXTREMES each.
+ROC_CURVES_PER_GENRE = 12
+ROC_EXTREMES = 5
+# The largest off-diagonal cells listed beside a matrix too large to number.
+TOP_CONFUSIONS = 25
 RAW_COLOUR, TRANSFORMED_COLOUR = "#4C72B0", "#DD8452"
 DPI = 110
 
@@ -100,19 +113,45 @@ def plot_log_transforms(
     return _finished(figure, path)
 
 
-def _scatter_by_genre(axis: Axes, points: np.ndarray, labels: np.ndarray) -> None:
-    """One translucent point per row in its genre's colour, drawn in a fixed shuffled order, and a genre legend."""
+def genre_colours(n: int) -> list[tuple[float, ...]]:
+    """One colour per genre by label id: tab10 up to 10 genres, tab20 up to 20, evenly spaced hues beyond."""
+    if n <= len(COLOURS):
+        return list(COLOURS[:n])
+    if n <= 20:
+        return list(matplotlib.colormaps["tab20"].colors[:n])
+    return [tuple(colour) for colour in matplotlib.colormaps["turbo"](np.linspace(0.05, 0.95, n))]
+
+
+def genre_names(genres: Sequence[str] | None, n: int) -> list[str]:
+    """`genres` as a list, or the label ids as text where a caller has no names."""
+    names = list(genres) if genres is not None else [str(i) for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{len(names)} genre names for {n} genres")
+    return names
+
+
+def _scatter_by_genre(axis: Axes, points: np.ndarray, labels: np.ndarray, genres: Sequence[str] | None = None) -> None:
+    """One translucent point per row in its genre's colour, drawn in a fixed shuffled order; a genre legend, or with
+    more than FULL_DETAIL_GENRES genres each genre's name at the median of its points."""
     labels = np.asarray(labels).astype(np.int64)
+    names = genre_names(genres, int(labels.max()) + 1 if genres is None else len(genres))
+    colours = np.asarray(genre_colours(len(names)))
     # Shuffled, not genre by genre: otherwise the last genre drawn paints over all the others.
     order = np.random.default_rng(0).permutation(len(labels))
-    colours = np.asarray(COLOURS)[labels[order]]
     size = float(np.clip(20_000 / max(len(labels), 1), 3, 12))  # fewer points, larger dots
-    axis.scatter(points[order, 0], points[order, 1], s=size, alpha=0.6, c=colours, linewidths=0)
-    swatches = [
-        Line2D([], [], linestyle="", marker="o", markersize=6, color=COLOURS[genre_id], label=genre)
-        for genre_id, genre in enumerate(GENRES)
-    ]
-    axis.legend(handles=swatches, fontsize=8, loc="best", ncols=2, title="genre")
+    axis.scatter(points[order, 0], points[order, 1], s=size, alpha=0.6, c=colours[labels[order]], linewidths=0)
+    if len(names) <= FULL_DETAIL_GENRES:
+        swatches = [
+            Line2D([], [], linestyle="", marker="o", markersize=6, color=colours[genre_id], label=genre)
+            for genre_id, genre in enumerate(names)
+        ]
+        axis.legend(handles=swatches, fontsize=8, loc="best", ncols=2, title="genre")
+        return
+    for genre_id, genre in enumerate(names):
+        mine = points[labels == genre_id]
+        if len(mine):
+            centre = np.median(mine, axis=0)
+            axis.annotate(genre, centre, fontsize=5, ha="center", va="center", alpha=0.85)
 
 
 def pca_title(ratio: np.ndarray) -> str:
@@ -120,13 +159,15 @@ def pca_title(ratio: np.ndarray) -> str:
     return f"PCA of the preprocessed features: PC1 {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance"
 
 
-def plot_pca(features: np.ndarray, labels: np.ndarray, path: str | Path | None = None) -> Figure:
+def plot_pca(
+    features: np.ndarray, labels: np.ndarray, path: str | Path | None = None, genres: Sequence[str] | None = None
+) -> Figure:
     """The first two principal components of the encoded features, one colour per genre."""
     pca = PCA(n_components=2, random_state=0)
     points = pca.fit_transform(np.asarray(features, dtype=np.float64))
     ratio = pca.explained_variance_ratio_
     figure, axis = new_figure(figsize=(8, 6.5))
-    _scatter_by_genre(axis, points, labels)
+    _scatter_by_genre(axis, points, labels, genres)
     axis.set_xlabel(f"PC1 ({ratio[0]:.1%} of the variance)")
     axis.set_ylabel(f"PC2 ({ratio[1]:.1%} of the variance)")
     axis.set_title(pca_title(ratio))
@@ -134,7 +175,13 @@ def plot_pca(features: np.ndarray, labels: np.ndarray, path: str | Path | None =
 
 
 def plot_tsne(
-    features: np.ndarray, labels: np.ndarray, path: str | Path | None = None, *, seed: int, sample: int = 3000
+    features: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path | None = None,
+    *,
+    seed: int,
+    sample: int = 3000,
+    genres: Sequence[str] | None = None,
 ) -> Figure:
     """A 2-D t-SNE map of a seeded sample of the encoded features, one colour per genre."""
     rows = np.random.default_rng(seed).choice(len(features), size=min(sample, len(features)), replace=False)
@@ -143,7 +190,7 @@ def plot_tsne(
     embedding = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=500, random_state=seed, n_jobs=1)
     points = embedding.fit_transform(np.asarray(features, dtype=np.float64)[rows])
     figure, axis = new_figure(figsize=(8, 6.5))
-    _scatter_by_genre(axis, points, np.asarray(labels)[rows])
+    _scatter_by_genre(axis, points, np.asarray(labels)[rows], genres)
     axis.set_title(f"t-SNE of the preprocessed features ({len(rows):,} sampled training rows, seed {seed})")
     axis.set_xlabel("t-SNE 1 (axes have no units)")
     axis.set_ylabel("t-SNE 2")
@@ -182,38 +229,62 @@ def plot_loss_curves(log_history: list[dict], path: str | Path | None = None) ->
     return _finished(figure, path)
 
 
-def plot_roc_curves(labels: np.ndarray, probabilities: np.ndarray, path: str | Path | None = None) -> Figure:
-    """One-vs-rest ROC curve per genre, its AUC in the legend."""
+def plot_roc_curves(
+    labels: np.ndarray, probabilities: np.ndarray, path: str | Path | None = None, genres: Sequence[str] | None = None
+) -> Figure:
+    """One-vs-rest ROC curve per genre, its AUC in the legend; with more than ROC_CURVES_PER_GENRE genres, the
+    ROC_EXTREMES genres of highest and of lowest AUC, and the macro average over all genres in the title."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    figure, axis = new_figure(figsize=(7, 6.5))
-    for genre_id, genre in enumerate(GENRES):
+    names = genre_names(genres, probabilities.shape[1])
+    colours = genre_colours(len(names))
+    curves = {}
+    for genre_id in range(len(names)):
         positives = labels == genre_id
         if positives.all() or not positives.any():
             continue  # a ROC curve needs both classes
         false_positive, true_positive, _ = roc_curve(positives, probabilities[:, genre_id])
-        area = auc(false_positive, true_positive)
-        axis.plot(false_positive, true_positive, color=COLOURS[genre_id], label=f"{genre} (AUC {area:.3f})")
+        curves[genre_id] = (false_positive, true_positive, auc(false_positive, true_positive))
+    shown = sorted(curves)
+    title = f"One-vs-rest ROC curves per genre ({len(labels):,} test rows)"
+    if len(names) > ROC_CURVES_PER_GENRE:
+        ranked = sorted(curves, key=lambda genre_id: -curves[genre_id][2])
+        shown = ranked[:ROC_EXTREMES] + [g for g in ranked[-ROC_EXTREMES:] if g not in ranked[:ROC_EXTREMES]]
+        macro = np.mean([area for _, _, area in curves.values()]) if curves else float("nan")
+        title = (
+            f"One-vs-rest ROC: the {ROC_EXTREMES} best and {ROC_EXTREMES} worst of {len(names)} genres\n"
+            f"(macro AUC over the {len(curves)} genres in the test rows: {macro:.3f}; {len(labels):,} test rows)"
+        )
+    figure, axis = new_figure(figsize=(7, 6.5))
+    for genre_id in shown:
+        false_positive, true_positive, area = curves[genre_id]
+        axis.plot(false_positive, true_positive, color=colours[genre_id], label=f"{names[genre_id]} (AUC {area:.3f})")
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance (AUC 0.500)")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1.01)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.set_title(f"One-vs-rest ROC curves per genre ({len(labels):,} test rows)")
+    axis.set_title(title)
     axis.legend(fontsize=8, loc="lower right")
     return _finished(figure, path)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: str | Path | None = None) -> Figure:
-    """Counts per (true, predicted) genre; colour is the share of the true genre's rows."""
+def plot_confusion_matrix(
+    matrix: list[list[int]], path: str | Path | None = None, genres: Sequence[str] | None = None
+) -> Figure:
+    """Counts per (true, predicted) genre; colour is the share of the true genre's rows. With more than
+    FULL_DETAIL_GENRES genres, the matrix is drawn without numbers, its genres ordered so that genres confused with
+    each other sit together (average-linkage clustering), beside the TOP_CONFUSIONS largest confusions."""
     counts = np.asarray(matrix, dtype=np.int64)
+    names = genre_names(genres, counts.shape[0])
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    if len(names) > FULL_DETAIL_GENRES:
+        return _finished(_large_confusion_figure(counts, shares, names), path)
     figure, axis = new_figure(figsize=(8.5, 7.5))
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
             colour = "white" if shares[i, j] > 0.5 else "black"  # dark cells need light text
             axis.text(j, i, f"{counts[i, j]:d}", ha="center", va="center", fontsize=8, color=colour)
-    names = GENRES[: counts.shape[0]]
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axis.set_yticks(range(len(names)), names)
     axis.set_xlabel("predicted genre")
@@ -221,6 +292,52 @@ def plot_confusion_matrix(matrix: list[list[int]], path: str | Path | None = Non
     axis.set_title(f"Confusion matrix ({counts.sum():,} test rows; numbers are counts)")
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true genre's rows")
     return _finished(figure, path)
+
+
+def confusion_order(shares: np.ndarray) -> np.ndarray:
+    """Genre ids in an order that puts genres often confused with each other side by side (average linkage on one
+    minus the symmetrised share of rows confused)."""
+    similarity = (shares + shares.T) / 2
+    np.fill_diagonal(similarity, 1.0)
+    distance = np.clip(1.0 - similarity, 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    return leaves_list(linkage(squareform(distance, checks=False), method="average"))
+
+
+def top_confusions(
+    counts: np.ndarray, names: Sequence[str], n: int = TOP_CONFUSIONS
+) -> list[tuple[str, str, float, int]]:
+    """The `n` largest off-diagonal cells as (true genre, predicted genre, share of the true genre's rows, count)."""
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    off = np.where(np.eye(len(counts), dtype=bool), -1.0, shares)
+    cells = np.argsort(off, axis=None)[::-1][:n]
+    rows, columns = np.unravel_index(cells, off.shape)
+    return [
+        (names[i], names[j], float(shares[i, j]), int(counts[i, j])) for i, j in zip(rows, columns) if counts[i, j] > 0
+    ]
+
+
+def _large_confusion_figure(counts: np.ndarray, shares: np.ndarray, names: list[str]) -> Figure:
+    n = len(names)
+    figure, (matrix_axis, bar_axis) = new_figure(1, 2, figsize=(18, 9), gridspec_kw={"width_ratios": [1.15, 1]})
+    order = confusion_order(shares)
+    image = matrix_axis.imshow(shares[np.ix_(order, order)], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ticks = [names[i] for i in order]
+    fontsize = float(np.clip(600 / n, 3, 8))
+    matrix_axis.set_xticks(range(n), ticks, rotation=90, fontsize=fontsize)
+    matrix_axis.set_yticks(range(n), ticks, fontsize=fontsize)
+    matrix_axis.set_xlabel("predicted genre")
+    matrix_axis.set_ylabel("true genre")
+    matrix_axis.set_title(f"{n} genres, clustered so that confused genres sit together")
+    figure.colorbar(image, ax=matrix_axis, fraction=0.046, pad=0.04, label="share of the true genre's rows")
+    top = top_confusions(counts, names)
+    positions = np.arange(len(top))[::-1]
+    bar_axis.barh(positions, [share for _, _, share, _ in top], color=RAW_COLOUR)
+    bar_axis.set_yticks(positions, [f"{true} -> {predicted} ({count:,})" for true, predicted, _, count in top])
+    bar_axis.set_xlabel("share of the true genre's test rows predicted as the other genre")
+    bar_axis.set_title(f"The {len(top)} largest confusions (true -> predicted, rows)")
+    figure.suptitle(f"Confusion matrix ({counts.sum():,} test rows)")
+    return figure
 
 
 def _state_names(states: pd.Series) -> pd.Series:

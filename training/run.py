@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
-from music_genre.modeling import GENRES, GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
+from music_genre.modeling import GenreFeatureExtractor, GenreFFNForSequenceClassification, save_model_folder
 from music_genre.modeling.modeling_genre_ffn import native_bfloat16
 from music_genre.training import figures
 from music_genre.training.calibration import calibrate
 from music_genre.training.data import DataError, GenreData, load_data, prepare_splits, run_data_source, split_indices
 from music_genre.training.environment import compute_record, evaluation_record, hardware, software_versions
-from music_genre.training.options import RunOptions
+from music_genre.training.options import GenreSelection, RunOptions
 from music_genre.training.run_folder import (
     DATA_REPORT,
     FIGURES_DIR,
@@ -117,8 +117,9 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     logger.info("run folder: %s", run_folder)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
 
-    data = load_data(options.data)
+    data = load_data(options.data, options.genre_selection())
     _log_dropped_rows(data.report)
+    logger.info("genres: %d from the column %r", len(data.genres), data.report["label_column"])
     # The run records the source the loader resolved (the caller's options stay as given).
     options = replace(options, data=data.report["source"])
     prepared = prepare_splits(
@@ -201,6 +202,10 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "split_mode": options.split,
         "data_sha256": data.sha256,
         "data_source": options.data,
+        # How the genres were read from the data (evaluate and push read it the same way) and which they are.
+        "genre_selection": options.genre_selection().record(),
+        "label_column": data.report["label_column"],
+        "genres": list(data.genres),
         "command": options.command(),
     }
     _write_json(out / MODEL_DIR / RUN_INFO, run_info)
@@ -333,7 +338,12 @@ def initial_model_and_data_figures(initial_arguments: tuple, figure_arguments: t
 def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
     """Test metrics of a model on raw rows, encoded by its own feature extractor."""
     probabilities = predict_probabilities(model, extractor(rows)["input_features"])
-    return test_metrics(labels, probabilities)
+    return test_metrics(labels, probabilities, model_genres(model))
+
+
+def model_genres(model: GenreFFNForSequenceClassification) -> list[str]:
+    """The model's genres, by label id (its config's `id2label`)."""
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
 
 
 def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_other_data: bool = False) -> dict:
@@ -347,7 +357,8 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
         raise RunFolderError(f"{model_dir} is not a model folder written by `music-genre train` (no {RUN_INFO})")
     run_info = json.loads(info_path.read_text())
     if not isinstance(data, GenreData):
-        data = load_data(data or run_data_source(run_info["data_source"]))
+        selection = GenreSelection.from_record(run_info.get("genre_selection"))
+        data = load_data(data or run_data_source(run_info["data_source"]), selection)
     if data.sha256 != run_info["data_sha256"] and not allow_other_data:
         raise DataError(
             f"the data's sha256 {data.sha256} differs from the run's {run_info['data_sha256']}: "
@@ -357,6 +368,13 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
     test = split_indices(data, run_info["seed"], run_info["split_mode"])["test"]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    if list(data.genres) != model_genres(model):
+        raise DataError(
+            f"the data's genres ({len(data.genres)}: {', '.join(data.genres[:12])}"
+            f"{', ...' if len(data.genres) > 12 else ''}) are not the model's ({model.config.num_labels}, in its "
+            "config's id2label, same order): evaluate on data read with the run's --label-column, --genres and "
+            "--merge-genres"
+        )
     return score(model, extractor, data.frame.iloc[test], data.labels[test])
 
 
@@ -422,17 +440,17 @@ def write_data_figures(folder: Path, data: GenreData, prepared, extractor, seed:
     encoded = prepared.features["train"][: len(train_rows)]
     labels = prepared.labels["train"][: len(train_rows)]
     figures.plot_log_transforms(data.frame.iloc[train_rows], extractor, folder / "log_transform.png")
-    figures.plot_pca(encoded, labels, folder / "pca.png")
-    figures.plot_tsne(encoded, labels, folder / "tsne.png", seed=seed)
+    figures.plot_pca(encoded, labels, folder / "pca.png", genres=data.genres)
+    figures.plot_tsne(encoded, labels, folder / "tsne.png", seed=seed, genres=data.genres)
 
 
 def write_model_figures(folder: Path, prepared, tuned, trials) -> None:
     """The final model's loss curves, test ROC curves and confusion matrix, and the search's history."""
     figures.plot_loss_curves(tuned.state.log_history, folder / "loss_curves.png")
     probabilities = predict_probabilities(tuned.model, prepared.features["test"])
-    figures.plot_roc_curves(prepared.labels["test"], probabilities, folder / "roc_curves.png")
-    matrix = test_metrics(prepared.labels["test"], probabilities)["confusion_matrix"]
-    figures.plot_confusion_matrix(matrix, folder / "confusion_matrix.png")
+    figures.plot_roc_curves(prepared.labels["test"], probabilities, folder / "roc_curves.png", prepared.genres)
+    matrix = test_metrics(prepared.labels["test"], probabilities, prepared.genres)["confusion_matrix"]
+    figures.plot_confusion_matrix(matrix, folder / "confusion_matrix.png", prepared.genres)
     figures.plot_optimization_history(trials, folder / "optimization_history.png")
 
 
@@ -464,7 +482,7 @@ def _data_report(data: GenreData, prepared) -> dict:
         "sha256": data.sha256,
         "split_sizes": {name: len(rows) for name, rows in prepared.indices.items()},
         "train_rows_after_smote": len(prepared.labels["train"]),
-        "genres": list(GENRES),
+        "genres": list(data.genres),
     }
 
 

@@ -4,14 +4,13 @@
 of one model on the test split; both report the same five metrics, computed by the same modules.
 """
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 import evaluate
 import numpy as np
 from transformers import EvalPrediction
-
-from music_genre.modeling import GENRES
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 MODULES = ("genre_accuracy", "genre_precision_recall_f1", "genre_roc_auc")
@@ -42,10 +41,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _checked(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as int64 ids and probabilities as a float64 (rows, genres) array, one row per label."""
     labels, probabilities = np.asarray(labels).astype(np.int64), np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or probabilities.shape != (len(labels), len(GENRES)):
+    if probabilities.ndim != 2 or len(probabilities) != len(labels) or probabilities.shape[1] < 2:
         raise ValueError(
-            f"probabilities must be ({len(labels)}, {len(GENRES)}) for {len(labels)} labels, got {probabilities.shape}"
+            f"probabilities must be ({len(labels)}, number of genres) for {len(labels)} labels, "
+            f"got {probabilities.shape}"
+        )
+    if len(labels) and not 0 <= labels.min() <= labels.max() < probabilities.shape[1]:
+        raise ValueError(
+            f"labels must be genre ids 0..{probabilities.shape[1] - 1}, got {labels.min()}..{labels.max()}"
         )
     return labels, probabilities
 
@@ -56,7 +61,7 @@ def summary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
     predictions = probabilities.argmax(axis=-1)
     accuracy = metric_module("genre_accuracy").compute(predictions=predictions, references=labels)
     prf = metric_module("genre_precision_recall_f1").compute(
-        predictions=predictions, references=labels, num_classes=len(GENRES), average="weighted"
+        predictions=predictions, references=labels, num_classes=probabilities.shape[1], average="weighted"
     )
     auc = metric_module("genre_roc_auc").compute(prediction_scores=probabilities, references=labels)
     values = (accuracy["accuracy"], prf["precision"], prf["recall"], prf["f1"], auc["roc_auc"])
@@ -71,20 +76,23 @@ def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     return summary_metrics(np.asarray(eval_pred.label_ids), softmax(logits))
 
 
-def test_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """The results table of one model: summary metrics, per-genre metrics, confusion matrix and row count.
+def test_metrics(labels: np.ndarray, probabilities: np.ndarray, genres: Sequence[str]) -> dict:
+    """The results table of one model: summary metrics, per-genre metrics (by the name `genres[i]` of label id i),
+    confusion matrix and row count.
 
     Plain Python numbers only, so the table goes straight into `metrics.json`.
     """
     labels, probabilities = _checked(labels, probabilities)
+    if len(genres) != probabilities.shape[1]:
+        raise ValueError(f"{len(genres)} genre names for probabilities of {probabilities.shape[1]} genres")
     per_class = metric_module("genre_precision_recall_f1").compute(
-        predictions=probabilities.argmax(axis=-1), references=labels, num_classes=len(GENRES), average=None
+        predictions=probabilities.argmax(axis=-1), references=labels, num_classes=len(genres), average=None
     )
     return {
         **summary_metrics(labels, probabilities),
         "per_genre": {
             genre: {name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}
-            for i, genre in enumerate(GENRES)
+            for i, genre in enumerate(genres)
         },
         "confusion_matrix": per_class["confusion_matrix"],
         "rows": len(labels),

@@ -454,21 +454,21 @@ def run_worker(
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     transformers.logging.set_verbosity_error()
-    class_weights = balanced_class_weights(prepared.labels["train"])
+    class_weights = balanced_class_weights(prepared.labels["train"], len(prepared.genres))
     objective = BestValidationObjective()
     current: list[int] = []  # the number of the trial this process is on
 
     def model_init(trial: optuna.Trial | None):
         objective.reset()
         if trial is None:  # Trainer builds one model before the search starts
-            return build_model(Hyperparameters(), class_weights, extractor.encoded_size)
+            return build_model(Hyperparameters(), class_weights, extractor.encoded_size, prepared.id2label)
         current[:] = [trial.number]
         # model_init runs first in a trial, so a trial without a slot of its own never samples or trains.
         set_seed(trial_seed(settings.seed, claim_slot(trial)))
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         architecture = sample_architecture(trial)
-        return build_model(Hyperparameters(**architecture), class_weights, extractor.encoded_size)
+        return build_model(Hyperparameters(**architecture), class_weights, extractor.encoded_size, prepared.id2label)
 
     trainer = make_trainer(
         prepared,

@@ -1,8 +1,9 @@
 """Training GenreFFN with `transformers.Trainer`: datasets, arguments, the fit of one configuration."""
 
+import collections
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,11 +21,16 @@ from transformers import (
 )
 
 from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling.configuration_genre_ffn import numeric_columns, piecewise_linear_bins
 from music_genre.training.data import PreparedSplits, balanced_class_weights
 from music_genre.training.scoring import compute_metrics
 
 # The validation metric that picks the best epoch and ranks search trials.
 SELECTION_METRIC = "accuracy"
+# `keep_epoch_by` for the rule that keeps no single epoch: the weights of the last epochs that ran averaged
+# (stochastic weight averaging's average, taken at each epoch's end), batch-norm statistics then recomputed.
+AVERAGE_LAST = "average-last-3"
+AVERAGED_EPOCHS = 3
 
 logger = logging.getLogger("music_genre")
 # The network's defaults are the published config's: Hyperparameters reads its architecture defaults from them.
@@ -43,6 +49,11 @@ class Hyperparameters:
     epochs: int = 15
     num_members: int = NETWORK_DEFAULTS.num_members
     label_smoothing: float = NETWORK_DEFAULTS.label_smoothing
+    ensemble: str = NETWORK_DEFAULTS.ensemble
+    numeric_embedding: str | None = NETWORK_DEFAULTS.numeric_embedding
+    embedding_size: int = NETWORK_DEFAULTS.embedding_size
+    # Quantile bins per numeric column of piecewise-linear embeddings, fitted on the training rows (TabM's default).
+    num_bins: int = 48
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,16 +104,32 @@ def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_model(
-    hyperparameters: Hyperparameters, class_weights: list[float] | None, input_size: int
+    hyperparameters: Hyperparameters,
+    class_weights: list[float] | None,
+    input_size: int,
+    id2label: dict[int, str],
+    train_features: np.ndarray | None = None,
 ) -> GenreFFNForSequenceClassification:
-    """A freshly initialised network for `input_size`-wide encoded rows (the extractor's `encoded_size`)."""
+    """A freshly initialised network for `input_size`-wide encoded rows (the extractor's `encoded_size`) and the
+    genres `id2label` (the run's data's). Piecewise-linear embeddings get their bins from `train_features`, the
+    encoded training rows (never validation or test rows)."""
+    bins = None
+    if hyperparameters.numeric_embedding == "piecewise-linear":
+        if train_features is None:
+            raise ValueError("piecewise-linear embeddings fit their bins on the training rows: pass train_features")
+        bins = piecewise_linear_bins(train_features[:, : numeric_columns(input_size)], hyperparameters.num_bins)
     config = GenreFFNConfig(
+        id2label=id2label,
         input_size=input_size,
         hidden_sizes=hyperparameters.hidden_sizes,
         dropout=hyperparameters.dropout,
         num_members=hyperparameters.num_members,
         label_smoothing=hyperparameters.label_smoothing,
         class_weights=class_weights,
+        ensemble=hyperparameters.ensemble,
+        numeric_embedding=hyperparameters.numeric_embedding,
+        embedding_size=hyperparameters.embedding_size,
+        embedding_bins=bins,
     )
     return GenreFFNForSequenceClassification(config)
 
@@ -209,10 +236,12 @@ def make_trainer(
     keep_epoch_by: str = SELECTION_METRIC,
 ) -> Trainer:
     """A Trainer on the prepared train/validation splits with class-weighted loss and early stopping."""
-    class_weights = balanced_class_weights(prepared.labels["train"])
+    class_weights = balanced_class_weights(prepared.labels["train"], len(prepared.genres))
     if model_init is None:
         set_seed(seed)
-        model = build_model(hyperparameters, class_weights, extractor.encoded_size)
+        model = build_model(
+            hyperparameters, class_weights, extractor.encoded_size, prepared.id2label, training_rows(prepared)
+        )
     else:
         model = None
     trainer = trainer_class(
@@ -244,23 +273,77 @@ def fit(
     description: str = "training",
     keep_epoch_by: str = SELECTION_METRIC,
 ) -> Trainer:
-    """Train one configuration, keeping the epoch with the best validation metric; returns the trainer, its model on
-    the CPU. The run scores, calibrates, explains and saves the model there, where it is served and where `music-genre
-    evaluate` recomputes its figures, so a run trained on a GPU reports what its published model gives."""
+    """Train one configuration, keeping the epoch with the best validation metric (`keep_epoch_by`), or with
+    `AVERAGE_LAST` the average of the last epochs' weights; returns the trainer, its model on the CPU. The run scores,
+    calibrates, explains and saves the model there, where it is served and where `music-genre evaluate` recomputes
+    its figures, so a run trained on a GPU reports what its published model gives."""
+    averaging = keep_epoch_by == AVERAGE_LAST
     trainer = make_trainer(
         prepared,
         extractor,
         hyperparameters,
         output_dir,
         seed,
-        keep_best=True,
+        keep_best=not averaging,
         quiet=quiet,
         description=description,
-        keep_epoch_by=keep_epoch_by,
+        keep_epoch_by=SELECTION_METRIC if averaging else keep_epoch_by,
     )
+    weights = LastEpochsWeights(AVERAGED_EPOCHS) if averaging else None
+    if weights is not None:
+        trainer.add_callback(weights)
     trainer.train()
     trainer.model.to("cpu")
+    if weights is not None:
+        average_weights(trainer.model, weights.snapshots, prepared.features["train"], hyperparameters.batch_size)
     return trainer
+
+
+class LastEpochsWeights(TrainerCallback):
+    """Keeps a copy of the model's weights at the end of each of the last `n` epochs (on the CPU)."""
+
+    def __init__(self, n: int):
+        self.snapshots: collections.deque[dict[str, torch.Tensor]] = collections.deque(maxlen=n)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.snapshots.clear()  # a search reuses the callback for every trial
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.snapshots.append({name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()})
+
+
+def average_weights(
+    model: torch.nn.Module,
+    snapshots: Iterable[dict[str, torch.Tensor]],
+    features: np.ndarray,
+    batch_size: int,
+) -> None:
+    """Loads the mean of `snapshots` into `model` (integer buffers from the last), then recomputes its batch-norm
+    statistics on `features` in training mode with `torch.optim.swa_utils.update_bn`; leaves the model in eval mode.
+    The rows are shuffled (seeded): the training split is in the table's order, grouped by genre, and batches of one
+    genre would average the within-genre variance instead of the variance training saw."""
+    snapshots = list(snapshots)
+    if not snapshots:
+        raise ValueError("no epoch's weights to average: the training ran no epoch")
+    averaged = {
+        name: torch.stack([s[name] for s in snapshots]).mean(dim=0) if value.is_floating_point() else value
+        for name, value in snapshots[-1].items()
+    }
+    device = next(model.parameters()).device
+    model.load_state_dict({name: value.to(device) for name, value in averaged.items()})
+    loader = torch.utils.data.DataLoader(
+        torch.as_tensor(features, dtype=torch.float32),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    torch.optim.swa_utils.update_bn(loader, model, device=device)
+    model.eval()
+
+
+def training_rows(prepared: PreparedSplits) -> np.ndarray:
+    """The encoded training rows themselves, without the synthetic rows SMOTE appended after them."""
+    return prepared.features["train"][: len(prepared.indices["train"])]
 
 
 def eval_logits(model: GenreFFNForSequenceClassification, features: np.ndarray) -> torch.Tensor:
