@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from music_genre.hub_card.cli import add_bundle_arguments, add_push_arguments, run_bundle, run_push
+from music_genre.predict import add_predict_arguments, run_predict
 from music_genre.training.options import DATA_HELP, add_run_arguments
 
 USER_ERROR_STATUS = 2  # argparse's status for a wrong argument, and ours for every known error
@@ -115,6 +116,12 @@ COMMANDS = (
     ),
     Command("eda", "data figures: log transforms, PCA, t-SNE", add_eda_arguments, eda),
     Command("serve", "start the Gradio Space locally", add_serve_arguments, serve),
+    Command(
+        "predict",
+        "classify a table of any size (CSV, Parquet, JSON Lines) into a .csv or .parquet of genres",
+        add_predict_arguments,
+        run_predict,
+    ),
     Command(
         "push",
         "publish a run: the model repo with its card, and optionally the dataset and the Space",

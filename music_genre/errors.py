@@ -19,6 +19,7 @@ KNOWN_ERRORS = (
     ("training.search", "NoCompletedTrial"),
     ("hub_card.publish", "PublishError"),
     ("feature_extraction_genre_ffn", "RawInputError"),
+    ("music_genre.predict", "PredictError"),
 )
 # What to do next after a refusal of the operating system, whose message names only the path.
 OS_HINTS = {
