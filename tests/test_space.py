@@ -36,6 +36,7 @@ from music_genre.space.app import (
     song_row,
 )
 from tests.conftest import REPO, free_port
+from tests.doc_blocks import doc_block
 
 BUNDLED_MODEL = REPO / "space" / "model"
 LIMIT = 300  # the served app's row limit, small so that going over it is cheap
@@ -503,22 +504,20 @@ def test_the_api_names_its_parameters_and_outputs(client, local_pipeline):
     )
 
 
-def readme_block(language: str) -> str:
-    """The README's Space API example in `language` (the block right after the `<!-- space-api-LANGUAGE -->` mark)."""
-    text = (REPO / "README.md").read_text()
-    after = text.split(f"<!-- space-api-{language} -->", 1)[1]
-    return after.split(f"```{language}\n", 1)[1].split("```", 1)[0]
-
-
-def test_the_readme_calls_work(client, local_pipeline):
+def test_the_documented_calls_work(client, local_pipeline):
+    """docs/space.md's API examples, and the README's short one, as written there."""
     url = client.src.rstrip("/")
     expected = local_pipeline(song_row(*EXAMPLES[0][3]))[0]["label"]
     namespace: dict = {}
-    exec(readme_block("python").replace("http://127.0.0.1:7860", url), namespace)
+    exec(doc_block("space-api-python").replace("http://127.0.0.1:7860", url), namespace)
     assert namespace["genres"]["label"] == expected
     assert "90% genre set: most likely" in namespace["genre_set"]
     assert len(namespace["features"]["data"]) == 13
-    script = readme_block("bash").replace("http://127.0.0.1:7860", url)
+    short: dict = {}
+    exec(doc_block("readme-space-api-python").replace("http://127.0.0.1:7860", url), short)
+    assert short["genres"]["label"] in local_pipeline.model.config.id2label.values()
+    assert "genre set" in short["genre_set"]
+    script = doc_block("space-api-bash").replace("http://127.0.0.1:7860", url)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "event: complete" in done.stdout and f'"label": "{expected}"' in done.stdout.replace('":"', '": "')
