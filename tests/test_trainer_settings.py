@@ -23,12 +23,16 @@ def test_the_papers_first_design_is_unchanged():
         "epochs": 15,
         "num_members": 1,
         "label_smoothing": 0.0,
+        "ensemble": "independent",
+        "numeric_embedding": None,
+        "embedding_size": 16,
+        "num_bins": 48,
     }
 
 
 def test_the_network_defaults_are_the_configs():
     config, default = GenreFFNConfig(), Hyperparameters()
-    for name in ("hidden_sizes", "dropout", "num_members", "label_smoothing"):
+    for name in ("hidden_sizes", "dropout", "num_members", "label_smoothing", "ensemble", "numeric_embedding"):
         assert getattr(default, name) == getattr(config, name), name
     built = build_model(default, None, config.input_size, config.id2label).config
     assert built.to_diff_dict() == config.to_diff_dict()

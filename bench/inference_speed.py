@@ -1,0 +1,174 @@
+"""Inference speed of the network alone: the bundled model against the TabM-style and embedding options.
+
+Rows/second of `model(input_features=...)` on 50,000 encoded rows in one call, and the latency of a one-row call,
+under `torch.inference_mode()` in one process with one torch thread, for the Space's bundled model (space/model)
+and for variants of its configuration (same widths, dropout and input width; untrained weights, which cost the
+same): TabM ensembles of k members (`ensemble="tabm"` / `"tabm-mini"`) and piecewise-linear or periodic embeddings
+of the numeric columns. Each is measured in float32 and in the bundled model's inference dtype.
+
+    python -m bench.inference_speed                     # bench/inference_speed.md
+    python -m bench.inference_speed --quick --output /tmp/inference_speed.md
+
+Throughputs are judged on this process's CPU time (`time.process_time`), as in bench/speed.py; latencies are the
+median wall clock of many calls.
+"""
+
+import argparse
+import datetime
+import inspect
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import BENCH, SPACE_MODEL, load_average, log, machine, versions
+from music_genre.modeling import GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling.configuration_genre_ffn import KEY_NAMES
+from music_genre.modeling.modeling_genre_ffn import native_bfloat16
+
+OUTPUT = BENCH / "inference_speed.md"
+ROWS = 50_000
+# The variants of the bundled configuration measured beside it: config overrides.
+VARIANTS = {
+    "tabm k=4": {"ensemble": "tabm", "num_members": 4},
+    "tabm k=8": {"ensemble": "tabm", "num_members": 8},
+    "tabm-mini k=8": {"ensemble": "tabm-mini", "num_members": 8},
+    "tabm k=4 + piecewise-linear d=16": {"ensemble": "tabm", "num_members": 4, "numeric_embedding": "piecewise-linear"},
+    "tabm k=8 + piecewise-linear d=16": {"ensemble": "tabm", "num_members": 8, "numeric_embedding": "piecewise-linear"},
+    "independent k=3 + piecewise-linear d=16": {"numeric_embedding": "piecewise-linear"},
+    "tabm k=4 + periodic d=16": {"ensemble": "tabm", "num_members": 4, "numeric_embedding": "periodic"},
+}
+# Quantile bins of standard-normal columns stand in for bins fitted on training rows (the speed is the same).
+BINS = 48
+
+
+def encoded_rows(config: GenreFFNConfig, rows: int, seed: int = 0) -> torch.Tensor:
+    """`rows` encoded rows of the config's width: standard-normal numeric columns, a one-hot key and a 0/1 mode."""
+    generator = torch.Generator().manual_seed(seed)
+    numeric = config.input_size - len(KEY_NAMES) - 1
+    keys = torch.nn.functional.one_hot(torch.randint(len(KEY_NAMES), (rows,), generator=generator), len(KEY_NAMES))
+    mode = torch.randint(2, (rows, 1), generator=generator)
+    return torch.cat([torch.randn(rows, numeric, generator=generator), keys, mode], dim=1).float()
+
+
+def variant_model(bundled: GenreFFNForSequenceClassification, overrides: dict) -> GenreFFNForSequenceClassification:
+    settings = bundled.config.to_dict() | overrides
+    if overrides.get("numeric_embedding") == "piecewise-linear":
+        reference = encoded_rows(bundled.config, 20_000, seed=1)
+        numeric = bundled.config.input_size - len(KEY_NAMES) - 1
+        edges = torch.quantile(reference[:, :numeric], torch.linspace(0, 1, BINS + 1), dim=0).T
+        settings["embedding_bins"] = [column.unique().tolist() for column in edges]
+    torch.manual_seed(0)
+    return GenreFFNForSequenceClassification(GenreFFNConfig(**settings)).eval()
+
+
+def throughput(model: torch.nn.Module, rows: torch.Tensor, repeats: int) -> float:
+    """Rows per CPU second of one call over all `rows`, best of `repeats` after a warm-up."""
+    timings = []
+    with torch.inference_mode():
+        model(input_features=rows)
+        for _ in range(repeats):
+            start = time.process_time()
+            model(input_features=rows)
+            timings.append(time.process_time() - start)
+    return len(rows) / min(timings)
+
+
+def latency_ms(model: torch.nn.Module, row: torch.Tensor, calls: int) -> float:
+    """Median wall-clock milliseconds of a one-row call, after 50 warm-up calls."""
+    timings = []
+    with torch.inference_mode():
+        for _ in range(50):
+            model(input_features=row)
+        for _ in range(calls):
+            start = time.perf_counter()
+            model(input_features=row)
+            timings.append(time.perf_counter() - start)
+    return statistics.median(timings) * 1000
+
+
+def measure(name: str, model: GenreFFNForSequenceClassification, dtype: str, repeats: int, calls: int) -> dict:
+    model.config.inference_dtype = dtype
+    model.eval()  # a changed dtype is served from a new folded copy
+    rows = encoded_rows(model.config, ROWS)
+    result = {
+        "model": name,
+        "dtype": dtype if dtype == "float32" or native_bfloat16("cpu") else f"{dtype} (float32: not native here)",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "rows_per_s": throughput(model, rows, repeats),
+        "one_row_ms": latency_ms(model, rows[:1], calls),
+    }
+    log(f"{name:<42} {dtype:<9} {result['rows_per_s']:>12,.0f} rows/s  {result['one_row_ms']:.3f} ms/row")
+    return result
+
+
+def markdown(results: list[dict], command: str, load: str, note: str) -> str:
+    bundled = {r["dtype"]: r["rows_per_s"] for r in results if r["model"] == "bundled"}
+    lines = [
+        "# Inference speed of the network",
+        "",
+        f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- Command: `{command}`",
+        f"- Machine: {machine()}; one process, one torch thread; {versions('torch', 'transformers')}",
+        f"- Load: 1-minute load average {load}",
+        *([f"- Note: {note}"] if note else []),
+        "",
+        f"The model alone on {ROWS:,} encoded rows in one call (rows per CPU second, best of several calls) and one "
+        "encoded row per call (median wall clock). `bundled` is space/model; the variants keep its widths, dropout "
+        f"and input width and change what the row names; piecewise-linear embeddings use {BINS} quantile bins.",
+        "",
+        "| model | dtype | parameters | rows/s | vs bundled | one row (ms) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ratio = r["rows_per_s"] / bundled[r["dtype"]] if r["dtype"] in bundled else float("nan")
+        lines.append(
+            f"| {r['model']} | {r['dtype']} | {r['parameters']:,} | {r['rows_per_s']:,.0f} | {ratio:.2f}x "
+            f"| {r['one_row_ms']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.inference_speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="timed 50,000-row calls per model and dtype")
+    parser.add_argument("--calls", type=int, default=2000, help="timed one-row calls per model and dtype")
+    parser.add_argument("--bundled-only", action="store_true", help="the bundled model only")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="default bench/inference_speed.md")
+    parser.add_argument("--note", default="", help="a line added to the report")
+    parser.add_argument("--quick", action="store_true", help="2 repeats and 300 calls")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.calls = 2, 300
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    load_start = load_average()
+    bundled = GenreFFNForSequenceClassification.from_pretrained(SPACE_MODEL).eval()
+    dtypes = sorted({"float32", bundled.config.inference_dtype})
+    results = [measure("bundled", bundled, dtype, args.repeats, args.calls) for dtype in dtypes]
+    if not args.bundled_only:
+        if "ensemble" not in inspect.signature(GenreFFNConfig.__init__).parameters:
+            raise SystemExit("this GenreFFNConfig has no ensemble option: measure with --bundled-only")
+        for name, overrides in VARIANTS.items():
+            model = variant_model(bundled, overrides)
+            results += [measure(name, model, dtype, args.repeats, args.calls) for dtype in dtypes]
+    command = shlex.join(["python", "-m", "bench.inference_speed", *(sys.argv[1:] if argv is None else argv)])
+    report = markdown(results, command, f"{load_start} at the start, {load_average()} at the end", args.note)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(report, flush=True)
+
+
+if __name__ == "__main__":
+    main()
