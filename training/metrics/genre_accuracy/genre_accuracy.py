@@ -2,7 +2,7 @@
 
 import datasets
 import evaluate
-import numpy as np
+from sklearn.metrics import accuracy_score
 
 _DESCRIPTION = "Accuracy = correct predictions / all predictions, for single-label multi-class classification."
 _KWARGS_DESCRIPTION = """
@@ -41,7 +41,6 @@ class GenreAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references) -> dict:
-        predictions, references = np.asarray(predictions), np.asarray(references)
         if len(references) == 0:
             raise ValueError("accuracy needs at least one prediction")
-        return {"accuracy": float(np.mean(predictions == references))}
+        return {"accuracy": float(accuracy_score(references, predictions))}

@@ -1,14 +1,16 @@
-"""Precision, recall and F1 per class from the confusion matrix, or averaged with each class weighted by its support."""
+"""Precision, recall and F1 per class, or averaged with each class weighted by its support (scikit-learn's)."""
 
 import datasets
 import evaluate
 import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 _DESCRIPTION = (
-    "From the confusion matrix (rows true class, columns predicted class), per class: precision = TP / (TP + FP), "
-    "recall = TP / (TP + FN), F1 = 2PR / (P + R), each 0 where its denominator is 0 (a class never predicted has "
-    "precision 0). average='weighted' averages them weighted by each class's support (its number of true rows); "
-    "average=None returns per-class lists, the supports and the confusion matrix."
+    "scikit-learn's `precision_recall_fscore_support` over the classes 0..num_classes-1, per class: "
+    "precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2TP / (2TP + FP + FN), each 0 where its denominator "
+    "is 0 (a class never predicted has precision 0). average='weighted' averages them weighted by each class's "
+    "support (its number of true rows); average=None returns per-class lists, the supports and scikit-learn's "
+    "`confusion_matrix`."
 )
 _KWARGS_DESCRIPTION = """
 Args:
@@ -23,7 +25,7 @@ Returns:
 Examples:
     >>> prf = evaluate.load("training/metrics/genre_precision_recall_f1")
     >>> prf.compute(predictions=[0, 0, 1], references=[0, 1, 1], num_classes=2)
-    {'precision': 0.8333333333333333, 'recall': 0.6666666666666666, 'f1': 0.6666666666666666}
+    {'precision': 0.8333333333333334, 'recall': 0.6666666666666666, 'f1': 0.6666666666666666}
 """
 _CITATION = """\
 @article{sokolova2009systematic,
@@ -38,14 +40,10 @@ _CITATION = """\
 """
 
 
-def confusion_matrix(predictions: np.ndarray, references: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts of (true class, predicted class) pairs, num_classes x num_classes."""
-    for name, ids in (("predictions", predictions), ("references", references)):
-        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(
-                f"{name} must be class ids in [0, {num_classes}), got values in [{ids.min()}, {ids.max()}]"
-            )
-    return np.bincount(references * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
+def check_class_ids(name: str, ids: np.ndarray, num_classes: int) -> None:
+    """Refuse ids outside [0, num_classes): scikit-learn, given the labels, would leave them out silently."""
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        raise ValueError(f"{name} must be class ids in [0, {num_classes}), got values in [{ids.min()}, {ids.max()}]")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -64,25 +62,22 @@ class GenrePrecisionRecallF1(evaluate.Metric):
     def _compute(self, predictions, references, num_classes: int, average: str | None = "weighted") -> dict:
         if average not in ("weighted", None):
             raise ValueError(f"average must be 'weighted' or None, got {average!r}")
-        references = np.asarray(references, dtype=np.int64)
-        matrix = confusion_matrix(np.asarray(predictions, dtype=np.int64), references, num_classes)
-        true_positives = np.diag(matrix).astype(np.float64)
-        predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
-        precision = np.divide(true_positives, predicted, out=np.zeros(num_classes), where=predicted > 0)
-        recall = np.divide(true_positives, support, out=np.zeros(num_classes), where=support > 0)
-        total = precision + recall
-        f1 = np.divide(2 * precision * recall, total, out=np.zeros(num_classes), where=total > 0)
-        if average is None:
-            return {
-                "precision": precision.tolist(),
-                "recall": recall.tolist(),
-                "f1": f1.tolist(),
-                "support": support.tolist(),
-                "confusion_matrix": matrix.tolist(),
-            }
-        if support.sum() == 0:
+        predictions, references = np.asarray(predictions, dtype=np.int64), np.asarray(references, dtype=np.int64)
+        for name, ids in (("predictions", predictions), ("references", references)):
+            check_class_ids(name, ids, num_classes)
+        if average is not None and len(references) == 0:
             raise ValueError("weighted averages need at least one reference")
-        weights = support / support.sum()
+        classes = list(range(num_classes))  # a class absent from both lists still gets its row, column and zeros
+        scores = precision_recall_fscore_support(
+            references, predictions, labels=classes, average=average, zero_division=0
+        )
+        if average is not None:
+            return {name: float(value) for name, value in zip(("precision", "recall", "f1"), scores)}
+        precision, recall, f1, support = scores
         return {
-            name: float(values @ weights) for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
+            "support": support.tolist(),
+            "confusion_matrix": confusion_matrix(references, predictions, labels=classes).tolist(),
         }

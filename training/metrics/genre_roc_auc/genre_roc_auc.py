@@ -1,13 +1,16 @@
-"""Macro one-vs-rest ROC AUC from class probabilities (the Mann-Whitney statistic, ties counted half)."""
+"""Macro one-vs-rest ROC AUC from class scores (scikit-learn's `roc_auc_score`)."""
 
 import datasets
 import evaluate
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 _DESCRIPTION = (
-    "For each class, the probability that a random row of that class scores higher for it than a random row of "
-    "another class, tied scores counting one half (the Mann-Whitney U statistic over n_pos * n_neg, computed from "
-    "average ranks); the macro average is the unweighted mean over classes. Every class needs rows on both sides."
+    "For each class, the area under the ROC curve of its score separating its rows from all others: the "
+    "probability that a random row of that class scores higher for it than a random row of another class, tied "
+    "scores counting one half (scikit-learn's `roc_auc_score` on the one-hot references, one AUC per class); the "
+    "macro average is the unweighted mean over classes, as `roc_auc_score(multi_class='ovr', average='macro')`. "
+    "Every class needs rows on both sides."
 )
 _KWARGS_DESCRIPTION = """
 Args:
@@ -43,23 +46,6 @@ _CITATION = """\
 """
 
 
-def average_ranks(scores: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of the scores, tied scores sharing their mean rank."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    _, tie_group = np.unique(scores, return_inverse=True)
-    return (np.bincount(tie_group, ranks) / np.bincount(tie_group))[tie_group]
-
-
-def one_vs_rest_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """AUC of `scores` separating the `positive` rows from the others: (rank sum - n_pos(n_pos+1)/2) / (n_pos n_neg)."""
-    n_positive = int(positive.sum())
-    n_negative = len(positive) - n_positive
-    rank_sum = average_ranks(scores)[positive].sum()
-    return float((rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class GenreRocAuc(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
@@ -82,10 +68,10 @@ class GenreRocAuc(evaluate.Metric):
             raise ValueError(
                 f"prediction_scores must be (rows, classes) for {len(references)} rows, got {scores.shape}"
             )
-        per_class = []
-        for k in range(scores.shape[1]):
-            positive = references == k
-            if positive.all() or not positive.any():
-                raise ValueError(f"class {k} needs rows on both sides to define a one-vs-rest AUC")
-            per_class.append(one_vs_rest_auc(scores[:, k], positive))
+        positive = references.reshape(-1, 1) == np.arange(scores.shape[1])
+        one_sided = np.flatnonzero(positive.all(axis=0) | ~positive.any(axis=0))
+        if one_sided.size:
+            raise ValueError(f"class {one_sided[0]} needs rows on both sides to define a one-vs-rest AUC")
+        # The one-hot form takes any scores; the multiclass form would insist that each row's sum to 1.
+        per_class = roc_auc_score(positive, scores, average=None).tolist()
         return {"roc_auc": float(np.mean(per_class)), "per_class": per_class}
