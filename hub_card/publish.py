@@ -31,11 +31,14 @@ from music_genre.hub_card.card import (
     KAGGLE_DATASET,
     KAGGLE_URL,
     LICENSE,
+    REPORTS,
+    REPORTS_DIR,
     default_dataset_repo_id,
     render_template,
     run_genres,
     without_machine_paths,
-    write_model_card,
+    write_model_repo_card,
+    write_run_records,
 )
 from music_genre.modeling import FEATURE_NAMES
 from music_genre.training.data import KEPT_COLUMNS, PUBLISHED_SHA256_KEY, SPLITS, load_data, run_data_source
@@ -214,6 +217,17 @@ def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path
     return into
 
 
+def refresh_bundled_card(repo_id: str = BUNDLED_REPO_ID, into: str | Path = SPACE_DIR / "model") -> list[str]:
+    """Render the bundled model's card and reports again from the run's records it ships (`reports/`), with this
+    checkout's templates: for a change to the card that needs no new run. Returns the names of the files that
+    changed."""
+    into = Path(into)
+    names = ["README.md", *(f"{REPORTS_DIR}/{name}.md" for name in REPORTS)]
+    before = {name: (into / name).read_bytes() if (into / name).is_file() else None for name in names}
+    write_model_repo_card(into, repo_id, default_dataset_repo_id(repo_id))
+    return [name for name in names if (into / name).read_bytes() != before[name]]
+
+
 def refresh_bundled_code(into: str | Path = SPACE_DIR / "model") -> list[str]:
     """Copy today's remote code (modeling/*_genre_ffn.py) into the bundled model, leaving its weights, config and
     card: for a change to the code that keeps the saved config's meaning (runs are not kept, so a full `bundle`
@@ -238,15 +252,17 @@ def _copy_todays_code(into: Path) -> list[str]:
 def stage_model(
     run: RunFolder, repo_id: str, dataset_repo_id: str | None, folder: Path, space_repo_id: str | None = None
 ) -> Path:
-    """The model folder as the run saved it, its card as README.md, and the run's figures."""
+    """The model folder as the run saved it, the run's figures and records (`reports/`), and the card (README.md)
+    and its reports rendered from what the folder ships, so `music-genre bundle --card-only` renders them alike."""
     folder = _fresh(folder)
     _copy_model_files(run, folder)
-    write_model_card(run.path, folder / "README.md", repo_id, dataset_repo_id, space_repo_id)
     (folder / ".gitattributes").write_text(GITATTRIBUTES)
     if run.figures:
         (folder / FIGURES_DIR).mkdir()  # the card links figures/NAME.png, as in the run folder
         for name in run.figures:
             shutil.copy2(run.path / FIGURES_DIR / name, folder / FIGURES_DIR / name)
+    write_run_records(run, folder)
+    write_model_repo_card(folder, repo_id, dataset_repo_id, space_repo_id)
     return folder
 
 
@@ -304,12 +320,19 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
         infos[name] = datasets.SplitInfo(name, num_bytes=table.nbytes, num_examples=table.num_rows)
 
     total = sum(info.num_examples for info in infos.values())
+    # The Kaggle table has these columns; a user's own table is described as its own, not as the paper's.
+    kaggle_source = set(DROPPED_COLUMNS) <= set(loaded.report.get("source_columns", []))
+    pretty_name = (
+        "Prediction of Music Genre, cleaned and split"
+        if kaggle_source
+        else "Spotify audio features and genres, cleaned and split"
+    )
     card_data = DatasetCardData(
         # The source states no license in this project's records: its terms are those of its Kaggle page.
         license="other",
-        license_name="prediction-of-music-genre-source-terms",
-        license_link=KAGGLE_URL,
-        pretty_name="Prediction of Music Genre, cleaned and split",
+        license_name="prediction-of-music-genre-source-terms" if kaggle_source else "source-terms",
+        license_link=KAGGLE_URL if kaggle_source else None,
+        pretty_name=pretty_name,
         task_categories=["tabular-classification"],
         tags=["music", "genre", "spotify", "audio-features", "tabular"],
         size_categories=[_size_category(total)],
@@ -339,6 +362,9 @@ def stage_dataset(run: RunFolder, dataset_repo_id: str, folder: Path, data: str 
         splits={name: info.num_examples for name, info in infos.items()},
         features=[(name, _type_name(feature)) for name, feature in features.items()],
         genres=genres,
+        kaggle_source=kaggle_source,
+        pretty_name=pretty_name,
+        selection=run.training_run.get("genre_selection"),
         kaggle_dataset=KAGGLE_DATASET,
         kaggle_url=KAGGLE_URL,
     )

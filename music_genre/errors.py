@@ -14,6 +14,7 @@ import errno
 # when a model folder is loaded, so its module is matched by the file name only.
 KNOWN_ERRORS = (
     ("training.data", "DataError"),
+    ("training.options", "GenreSelectionError"),
     ("training.run_folder", "RunFolderError"),
     ("training.search", "StudyMismatch"),
     ("training.search", "NoCompletedTrial"),

@@ -213,6 +213,93 @@ def small_run(csv_path, tmp_path_factory) -> Path:
     return train_run(options, write_card=write_model_card)
 
 
+def spotify_tracks_table(rows: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """Rows of the public CSV in the layout of the Hub's "Spotify Tracks Dataset": a leading unnamed index, track_id,
+    artists (some joined by ";"), album_name, track_name, explicit, time_signature, `key` as a pitch-class integer
+    (-1 for a few rows: unknown), `mode` as 1/0 and the genre, renamed by `names`, in `track_genre`."""
+    from music_genre.modeling import KEY_NAMES
+
+    rows = rows.reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    artists = rows["artist_name"].where(np.arange(len(rows)) % 7 != 0, rows["artist_name"] + ";Second Artist")
+    key = rows["key"].map(KEY_NAMES.index).where(np.arange(len(rows)) % 50 != 3, -1)
+    table = pd.DataFrame(
+        {
+            "Unnamed: 0": np.arange(len(rows)),
+            "track_id": [f"{i:022x}" for i in rng.integers(0, 2**62, len(rows))],
+            "artists": artists,
+            "album_name": "album " + rows["track_name"].astype(str),
+            "track_name": rows["track_name"],
+            "popularity": rows["popularity"],
+            "duration_ms": rows["duration_ms"],
+            "explicit": rng.random(len(rows)) < 0.2,
+            "danceability": rows["danceability"],
+            "energy": rows["energy"],
+            "key": key.astype(int),
+            "loudness": rows["loudness"],
+            "mode": (rows["mode"] == "Major").astype(int),
+            "speechiness": rows["speechiness"],
+            "acousticness": rows["acousticness"],
+            "instrumentalness": rows["instrumentalness"],
+            "liveness": rows["liveness"],
+            "valence": rows["valence"],
+            "tempo": pd.to_numeric(rows["tempo"], errors="coerce"),  # the Hub's table has no "?" tempo
+            "time_signature": 4,
+            "track_genre": rows["music_genre"].map(names),
+        }
+    )
+    return table
+
+
+@pytest.fixture(scope="session")
+def spotify_tables(csv_path, tmp_path_factory) -> dict:
+    """The real CSV as the Hub's Spotify Tracks table (60 rows per genre; see `spotify_tracks_table`), as CSV (its
+    index written as the leading unnamed column) and Parquet, with the genres in lower case and one renamed to a
+    name with a space and non-ASCII letters; and the settings of `spotify_run`: the two genres that share the most
+    songs merged, one genre left out. Written at test time, never kept in the repo."""
+    frame = pd.read_csv(csv_path, dtype={"tempo": str}).dropna(how="all")
+    rows = frame.groupby("music_genre", group_keys=False).sample(60, random_state=5).sample(frac=1.0, random_state=6)
+    names = {genre: genre.lower() for genre in rows["music_genre"].unique()}
+    renamed = list(names)[2]
+    names[renamed] = f"música {names[renamed]}"  # names are kept as written: space, accent
+    table = spotify_tracks_table(rows, names)
+    # The pair of genres filing the most (artist, track) pairs under both in the whole CSV: merged into one.
+    shared = frame.groupby(["artist_name", "track_name"])["music_genre"].agg(lambda g: tuple(sorted(set(g))))
+    pair = shared[shared.map(len) == 2].value_counts().index[0]
+    merged_into, merged_from = names[pair[1]], names[pair[0]]
+    order = list(dict.fromkeys(table["track_genre"].replace({merged_from: merged_into})))
+    left_out = next(name for name in order if name != merged_into and name != names[renamed])
+    genres = tuple(name for name in order if name != left_out)
+    folder = tmp_path_factory.mktemp("spotify")
+    table.drop(columns="Unnamed: 0").to_csv(folder / "spotify_tracks.csv")  # the index as pandas writes it
+    table.to_parquet(folder / "spotify_tracks.parquet", index=False)
+    return {
+        "table": table,
+        "csv": folder / "spotify_tracks.csv",
+        "parquet": folder / "spotify_tracks.parquet",
+        "merge": f"{merged_into}={merged_from},{merged_into}",
+        "merged": (merged_from, merged_into),
+        "left_out": left_out,
+        "renamed": names[renamed],
+        "genres": genres,
+    }
+
+
+@pytest.fixture(scope="session")
+def spotify_run(spotify_tables, tmp_path_factory) -> Path:
+    """`music-genre train` on the Parquet Spotify Tracks table (two trials of one epoch, one member), two genres
+    merged and one left out by the command line."""
+    from music_genre import main
+
+    keep = ",".join(spotify_tables["genres"])
+    output = tmp_path_factory.mktemp("spotify-run") / "run"
+    arguments = ["train", "--data", str(spotify_tables["parquet"]), "--output", str(output), "--seed", "0"]
+    arguments += ["--merge-genres", spotify_tables["merge"], "--genres", keep]
+    arguments += ["--n-trials", "2", "--max-epochs", "1", "--members", "1"]
+    assert main(arguments) == 0
+    return output
+
+
 @pytest.fixture(scope="session")
 def model_folder(real_data, tmp_path_factory) -> Path:
     """A small network trained for two epochs on the real training split, calibrated (temperature and conformal

@@ -140,3 +140,25 @@ def test_the_staged_space_answers_both_endpoints(space_url, staged_space, raw_ro
     assert len(results["data"]) == len(raw_rows)
     genre_column = results["headers"].index("predicted_genre")
     assert {row[genre_column] for row in results["data"]} <= set(GENRES)
+
+
+def test_a_model_of_the_datas_own_genres_runs_in_the_spaces_environment(space_python, spotify_run, spotify_tables):
+    """The pipeline of a run on the Hub's Spotify table (lower-case genres, one with a space and an accent, key as
+    an integer, mode as 1/0) in the Space's fresh virtualenv, where the project was never installed."""
+    import json
+
+    from music_genre.modeling import FEATURE_NAMES
+    from tests.conftest import REMOTE_LOAD
+
+    folder = spotify_run / "model"
+    rows = json.loads(spotify_tables["table"].head(4)[list(FEATURE_NAMES)].to_json(orient="records"))
+    env = clean_env(HF_HUB_OFFLINE="1", HF_HOME=str(folder.parent / "hf-home"))
+    result = subprocess.run(
+        [str(space_python), "-c", REMOTE_LOAD, str(folder), json.dumps(rows)],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    labels = [item["label"] for row in loaded["pipeline"] for item in row]
+    assert len(loaded["pipeline"]) == 4 and set(labels) <= set(spotify_tables["genres"])
+    assert loaded["pipeline"] == loaded["pipeline_by_task"]
