@@ -278,3 +278,19 @@ def test_genre_flags_are_recorded_in_the_command_as_given():
     assert selection.genres == ("a b", "ç") and selection.merges == (("x", ("a", "b")), ("y", ("c",)))
     assert GenreSelection.from_record(selection.record()) == selection
     assert "--genres" not in RunOptions().command() and "--merge-genres" not in RunOptions().command()
+
+
+def test_the_spaces_chart_and_matrix_stay_readable_with_a_hundred_genres():
+    """A model of 114 genres (the Hub's table): the chart names the 19 most predicted and sums the rest in one bar;
+    the confusion table lists the genres the file or the predictions hold, not all 114."""
+    from types import SimpleNamespace
+
+    genres = [f"género {i}" for i in range(114)]
+    app = SimpleNamespace(genres=genres)
+    predicted = [genres[i % 30] for i in range(300)]  # 30 genres predicted, 10 times each
+    results = pd.DataFrame({"predicted_genre": predicted, "track_genre": [genres[(i + 1) % 30] for i in range(300)]})
+    counts = GenreApp.genre_counts(app, results)
+    assert len(counts) == 20 and counts["songs"].sum() == 300
+    assert counts["genre"].iloc[-1] == "95 other genres" and counts["songs"].iloc[-1] == 110
+    table = GenreApp.confusion_matrix(app, results)
+    assert table.count('<th scope="col">') == 31 and "género 31" not in table  # 30 genres and the corner cell
