@@ -240,6 +240,11 @@ def test_group_split_refuses_a_genre_of_too_few_songs(spotify_tables, tmp_path):
     split_indices(data, mode="stratified")
     with pytest.raises(DataError, match=f"--split group.*'{small}' \\(1 songs\\)"):
         split_indices(data, mode="group")
+    table.drop(columns=["artists", "track_name"]).to_parquet(tmp_path / "no_songs.parquet")
+    unnamed = load_data(tmp_path / "no_songs.parquet")
+    assert len(split_indices(unnamed, mode="stratified")["test"]) == 60
+    with pytest.raises(DataError, match="names no artist and track .*--split stratified"):
+        split_indices(unnamed, mode="group")
 
 
 def test_genre_names_in_the_flags_must_be_the_datas(spotify_tables):

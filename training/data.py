@@ -374,6 +374,7 @@ def clean_rows(
     genre, genres = select_genres(genre, selection or GenreSelection(), declared)
     not_selected = ~empty & ~no_genre & ~genre.isin(genres)
     frame = frame.assign(genre=genre)[~(empty | no_genre | not_selected)].copy()
+    songs_named = all(column in frame.columns for column in GROUP_COLUMNS)
     for column in GROUP_COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
@@ -395,6 +396,8 @@ def clean_rows(
         "missing_values": {name: int(frame[name].isna().sum()) for name in FEATURE_NAMES},
         "rows_per_genre": {name: int((frame["genre"] == name).sum()) for name in genres},
         "genre_selection": (selection or GenreSelection()).record(),
+        # Whether the table names each row's artist and track (what the group split keeps together).
+        "songs_named": songs_named,
         "distinct_artist_track_pairs": len(genres_per_pair),
         "pairs_under_several_genres": len(shared),
         "pairs_under_several_genres_list": [
@@ -423,6 +426,11 @@ def split_indices(data: GenreData, seed: int = 42, mode: str = "stratified") -> 
     if mode == "stratified":
         units, unit_labels = np.arange(len(labels)), labels
     else:
+        if not data.report.get("songs_named", True):
+            raise DataError(
+                f"{data.report.get('source', 'the data')} names no artist and track (columns artist_name or artists, "
+                "and track_name): --split group keeps each song on one side and needs them; use --split stratified"
+            )
         # Split whole (artist, track) pairs, stratified by the genre of each pair's first row.
         units = data.frame.groupby(list(GROUP_COLUMNS), sort=False).ngroup().to_numpy()
         first_rows = np.unique(units, return_index=True)[1]
