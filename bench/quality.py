@@ -1100,6 +1100,10 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
         mode_seeds = {r["seed"] for r in results if r["mode"] == mode}
         lines += _mode_tables(summary, results, mode, len(mode_seeds))
     lines += ["", "## Targets", "", *target_lines(summary, modes, results), ""]
+    if meta.get("ceiling"):
+        from bench.ceiling import render as render_ceiling  # here: bench.ceiling imports this module
+
+        lines += render_ceiling(meta["ceiling"])
     lines += [
         "Per-seed metrics (with per-genre coverage at every level), the peers' chosen parameters and the network's "
         "epochs: `quality.json`.",
@@ -1403,6 +1407,7 @@ def merge(paths: list[Path]) -> tuple[dict, list[dict]]:
     meta["modes"] = [mode for mode in SPLIT_MODES if any(m == mode for _, m, _ in by_key)]
     meta["models"] = [model for model in MODELS if any(m == model for m, _, _ in by_key)]
     meta.pop("wall_minutes", None)
+    meta.pop("ceiling", None)  # measured on other results: `python -m bench.ceiling` measures it again
     order = {model: i for i, model in enumerate(MODELS)}
     results = sorted(by_key.values(), key=lambda r: (r["seed"], SPLIT_MODES.index(r["mode"]), order[r["model"]]))
     return meta, results
