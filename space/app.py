@@ -630,6 +630,12 @@ class GenreApp:
 
     # The page's header
 
+    def genre_list(self) -> str:
+        """The model's genres in words, the first CHART_GENRES of a longer list and how many more."""
+        shown = ", ".join(self.genres[:CHART_GENRES])
+        more = len(self.genres) - CHART_GENRES
+        return shown if more <= 0 else f"{shown} and {more} more"
+
     def description(self) -> str:
         accuracy, repo_id = card_facts(self.model_id)
         config = self.config
@@ -639,7 +645,7 @@ class GenreApp:
             "# Music genre from Spotify audio features",
             f"A feedforward network (Linear, BatchNorm, ReLU and Dropout blocks; hidden layers {hidden}"
             + (f"; an ensemble of {members} networks" if members > 1 else "")
-            + f") that tells {len(self.genres)} genres apart ({', '.join(self.genres)}) from 13 Spotify audio "
+            + f") that tells {len(self.genres)} genres apart ({self.genre_list()}) from 13 Spotify audio "
             "features of a track.",
             f"Test accuracy: **{accuracy:.1%}** (from the model card)."
             if accuracy is not None

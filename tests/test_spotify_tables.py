@@ -299,3 +299,4 @@ def test_the_spaces_chart_and_matrix_stay_readable_with_a_hundred_genres():
     assert counts["genre"].iloc[-1] == "95 other genres" and counts["songs"].iloc[-1] == 110
     table = GenreApp.confusion_matrix(app, results)
     assert table.count('<th scope="col">') == 31 and "género 31" not in table  # 30 genres and the corner cell
+    assert GenreApp.genre_list(app) == ", ".join(genres[:20]) + " and 94 more"  # the page's header
