@@ -603,7 +603,7 @@ def classify_chunk(job: _Job, chunk: _Chunk) -> _ChunkResult:
         columns = {name: chunk.payload.column(name) for name in chunk.payload.schema.names}
         records, rejected, lines, total = np.arange(chunk.payload.num_rows), [], None, chunk.payload.num_rows
     # In the order the extractor checks them (numbers, then key, then mode), so a row's first bad cell is its.
-    features = {name: columns[name] for name in _checked_order()}
+    features = {name: _prepared(columns[name]) for name in _checked_order()}
     n = len(records)
     bad = _screen(model, features, n)
     good = np.setdiff1d(np.arange(n), np.fromiter(bad, dtype=np.int64, count=len(bad)))
@@ -625,19 +625,29 @@ def classify_chunk(job: _Job, chunk: _Chunk) -> _ChunkResult:
     return _ChunkResult(table, sorted(rejected, key=lambda item: item.record), total)
 
 
-def _take_values(column: Any, rows: np.ndarray) -> np.ndarray:
-    """The cells of `rows` as a numpy array the extractor reads: numbers as float, anything else as objects."""
+def _prepared(column: Any) -> np.ndarray | pa.Array:
+    """A feature column as floats where every cell is a number (the common case, converted once), else as it is:
+    text (pyarrow) or Python values (a numpy object array)."""
+    if isinstance(column, np.ndarray):
+        return column
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return column.fill_null("")
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
+def _take_values(column: np.ndarray | pa.Array, rows: np.ndarray) -> np.ndarray:
+    """The cells of `rows` as a numpy array the extractor reads (floats, or objects)."""
     if isinstance(column, np.ndarray):
         return column[rows]
-    taken = column.take(pa.array(rows, type=pa.int64()))
-    if pa.types.is_string(taken.type) or pa.types.is_large_string(taken.type):
-        try:
-            return pc.cast(taken, pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return taken.to_numpy(zero_copy_only=False)
-    if pa.types.is_floating(taken.type) or pa.types.is_integer(taken.type):
-        return pc.cast(taken, pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(taken.to_pylist(), dtype=object)
+    return column.take(pa.array(rows, type=pa.int64())).to_numpy(zero_copy_only=False)
 
 
 def _screen(model: _Model, features: dict[str, Any], n: int) -> dict[int, tuple[str, Any, str]]:
@@ -652,10 +662,9 @@ def _screen(model: _Model, features: dict[str, Any], n: int) -> dict[int, tuple[
         categorical = name in ("key", "mode")
         missing, suspects, too_long = _suspect_cells(column, n, categorical)
         missing_everywhere &= missing
-        cells = column if isinstance(column, np.ndarray) else None
         for row in too_long:
             if row not in bad:
-                value = _cell(column, cells, row)
+                value = _cell(column, row)
                 reason = (
                     f"the value is {len(value):,} characters long; a feature holds a number or a short name "
                     f"(at most {MAX_FEATURE_CHARS})"
@@ -664,7 +673,7 @@ def _screen(model: _Model, features: dict[str, Any], n: int) -> dict[int, tuple[
         for row in suspects:
             if row in bad:
                 continue
-            value = _cell(column, cells, row)
+            value = _cell(column, row)
             reason = model.cell_problem(name, value)
             if reason is not None:
                 bad[int(row)] = (name, value, reason)
@@ -673,29 +682,23 @@ def _screen(model: _Model, features: dict[str, Any], n: int) -> dict[int, tuple[
     return bad
 
 
-def _cell(column: Any, cells: np.ndarray | None, row: int) -> Any:
-    return cells[row] if cells is not None else column[int(row)].as_py()
+def _cell(column: np.ndarray | pa.Array, row: int) -> Any:
+    value = column[int(row)]
+    return value.as_py() if isinstance(value, pa.Scalar) else value.item() if isinstance(value, np.generic) else value
 
 
 def _suspect_cells(column: Any, n: int, categorical: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A column's missing cells (mask), the rows whose cells the extractor must judge, and the rows whose cells are
     too long to parse. Numbers are judged in bulk; text that is not a plain number, and every distinct category, is a
     suspect."""
-    if isinstance(column, np.ndarray):  # Python values (JSON Lines)
-        return _suspect_objects(column, categorical)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    kind = column.type
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        missing = np.isnan(values)
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        missing = np.isnan(column)
         if categorical:
-            missing |= values == -1
+            missing |= column == -1
             return missing, _distinct_rows(column), np.empty(0, dtype=np.int64)
-        return missing, np.flatnonzero(np.isinf(values)), np.empty(0, dtype=np.int64)
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        return _suspect_objects(np.asarray(column.to_pylist(), dtype=object), categorical)
-    column = column.fill_null("")
+        return missing, np.flatnonzero(np.isinf(column)), np.empty(0, dtype=np.int64)
+    if isinstance(column, np.ndarray):  # Python values (JSON Lines, Parquet's other types)
+        return _suspect_objects(column, categorical)
     too_long = pc.greater(pc.utf8_length(column), MAX_FEATURE_CHARS).to_numpy(zero_copy_only=False)
     normal = pc.utf8_lower(pc.utf8_trim_whitespace(column))
     missing = pc.is_in(normal, pa.array(MISSING_MARKERS)).to_numpy(zero_copy_only=False)
@@ -703,11 +706,6 @@ def _suspect_cells(column: Any, n: int, categorical: bool) -> tuple[np.ndarray, 
     if categorical:
         missing |= pc.is_in(normal, pa.array(["-1", "-1.0"])).to_numpy(zero_copy_only=False)
         return missing, np.setdiff1d(_distinct_rows(column), long_rows), long_rows
-    try:
-        numbers = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        return missing | np.isnan(numbers), np.flatnonzero(np.isinf(numbers)), long_rows
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
     import pandas as pd
 
     short = column if not len(long_rows) else pc.if_else(pa.array(too_long), "", column)
@@ -715,15 +713,15 @@ def _suspect_cells(column: Any, n: int, categorical: bool) -> tuple[np.ndarray, 
     numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     suspect = (np.isnan(numbers) & ~missing) | np.isinf(numbers)
     suspect[long_rows] = False
-    return missing | np.isnan(numbers) & missing, np.flatnonzero(suspect), long_rows
+    return missing, np.flatnonzero(suspect), long_rows
 
 
-def _distinct_rows(column: pa.Array) -> np.ndarray:
+def _distinct_rows(column: np.ndarray | pa.Array) -> np.ndarray:
     """The first row of each distinct value of a column."""
     import pandas as pd
 
-    _, first = np.unique(pd.factorize(column.to_numpy(zero_copy_only=False), use_na_sentinel=False)[0],
-                         return_index=True)  # fmt: skip
+    values = column if isinstance(column, np.ndarray) else column.to_numpy(zero_copy_only=False)
+    _, first = np.unique(pd.factorize(values, use_na_sentinel=False)[0], return_index=True)
     return first
 
 

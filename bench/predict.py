@@ -1,0 +1,163 @@
+"""`music-genre predict` on a large CSV: peak resident memory of the process tree, rows/s per worker, and 2 workers
+against 1, measured in one run.
+
+The CSV is made by repeating the real CSV's data lines (byte for byte, blank lines left out) up to `--rows` rows,
+under bench/output/ (git-ignored; never committed), then each worker count runs the command as a user would,
+`music-genre predict --model space/model --data BIG.csv --output OUT.parquet --workers N`, in a fresh process. While
+it runs, the resident memory of the command and all its worker processes is summed every 0.1 s; the peak of that
+sum is reported (shared pages counted once per process, so it overstates). CPU time is the whole tree's
+(`RUSAGE_CHILDREN`); on a shared machine, rows per CPU-second is what an idle core would give, and the wall-clock
+figures depend on the load (reported). Writes `bench/predict.md`.
+
+    python -m bench.predict                        # 10,000,000 rows, 1 and 2 workers
+    python -m bench.predict --rows 200000 --output /tmp/predict.md
+"""
+
+import argparse
+import datetime
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.common import BENCH, SPACE_MODEL, csv_path, load_average
+
+OUTPUT = BENCH / "predict.md"
+FOLDER = BENCH / "output" / "predict"
+TARGET_PEAK_GB = 1.0
+TARGET_ROWS_PER_S = 150_000
+TARGET_SPEED_UP = 1.8
+
+
+def make_csv(rows: int, path: Path) -> int:
+    """The real CSV's header and data lines repeated up to `rows` rows; returns the file's size in bytes."""
+    with open(csv_path(), "rb") as handle:
+        header, *lines = handle.read().splitlines(keepends=True)
+    # Entirely empty rows (only separators) are left out: each line of the big file is a song.
+    lines = [line for line in lines if line.strip(b",\r\n")]
+    with open(path, "wb") as out:
+        out.write(header)
+        whole, rest = divmod(rows, len(lines))
+        block = b"".join(lines)
+        for _ in range(whole):
+            out.write(block)
+        out.write(b"".join(lines[:rest]))
+    return path.stat().st_size
+
+
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # a worker that just exited
+            pass
+    return total
+
+
+def run(data: Path, output: Path, workers: int, chunk_rows: int | None) -> dict:
+    command = [sys.executable, "-m", "music_genre", "predict", "--model", str(SPACE_MODEL), "--data", str(data),
+               "--output", str(output), "--workers", str(workers), "--overwrite"]  # fmt: skip
+    if chunk_rows:
+        command += ["--chunk-rows", str(chunk_rows)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
+    process, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, tree_rss(process))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if child.returncode != 0:
+        raise SystemExit(f"predict exited with {child.returncode}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"workers": workers, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak / 2**20, "said": child.stdout.read()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the CSV (default: %(default)s)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure (default: %(default)s)")
+    parser.add_argument("--chunk-rows", type=int, help="predict's --chunk-rows (default: its own)")
+    parser.add_argument(
+        "--folder", type=Path, default=FOLDER, help="where the CSV and outputs go (default: %(default)s)"
+    )
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="the report (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="keep the CSV and outputs")
+    args = parser.parse_args(argv)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    data = args.folder / f"songs_{args.rows}.csv"
+    load_before = load_average()
+    size = make_csv(args.rows, data)
+    print(f"{data}: {args.rows:,} rows, {size / 2**20:,.0f} MiB", flush=True)
+    results = []
+    try:
+        for workers in (int(w) for w in args.workers.split(",")):
+            result = run(data, args.folder / f"out_{workers}.parquet", workers, args.chunk_rows)
+            results.append(result)
+            print(result, flush=True)
+    finally:
+        if not args.keep:
+            data.unlink(missing_ok=True)
+            for result in results:
+                (args.folder / f"out_{result['workers']}.parquet").unlink(missing_ok=True)
+    report = render(args, size, results, load_before, load_average())
+    args.output.write_text(report)
+    print(report)
+
+
+def render(args: argparse.Namespace, size: int, results: list[dict], load_before: str, load_after: str) -> str:
+    rows = args.rows
+    lines = [
+        "# `music-genre predict` on a large CSV",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `python -m bench.predict --rows {rows}"
+        + (f" --chunk-rows {args.chunk_rows}" if args.chunk_rows else "")
+        + f"`: a {rows:,}-row CSV ({size / 2**20:,.0f} MiB, the real CSV's lines repeated) to Parquet with the "
+        "bundled model (space/model), top 3 genres, one torch thread per process. Machine: "
+        f"{os.cpu_count()} cores shared with other jobs; load average {load_before} before, {load_after} after.",
+        "",
+        "| workers | wall clock | rows/s (wall) | rows/s per worker (wall) | CPU time (all processes) "
+        "| rows per CPU-second | peak RSS (sum over the process tree) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['workers']} | {r['wall_s']:.1f} s | {rows / r['wall_s']:,.0f} | "
+            f"{rows / r['wall_s'] / r['workers']:,.0f} | {r['cpu_s']:.1f} s | {rows / r['cpu_s']:,.0f} | "
+            f"{r['peak_mb']:,.0f} MB |"
+        )
+    lines.append("")
+    by_workers = {r["workers"]: r for r in results}
+    peak = max(r["peak_mb"] for r in results)
+    lines.append(
+        f"- Peak RSS under {TARGET_PEAK_GB:g} GB: {peak:,.0f} MB at most: "
+        + ("**met**" if peak < TARGET_PEAK_GB * 1024 else "**not met**")
+    )
+    one = by_workers.get(1)
+    if one:
+        per_cpu = rows / one["cpu_s"]
+        lines.append(
+            f"- At least {TARGET_ROWS_PER_S:,} rows/s per worker: {rows / one['wall_s']:,.0f} rows/s wall clock, "
+            f"{per_cpu:,.0f} rows per CPU-second with 1 worker: "
+            + ("**met**" if per_cpu >= TARGET_ROWS_PER_S else "**not met**")
+        )
+    if one and 2 in by_workers:
+        speed_up = one["wall_s"] / by_workers[2]["wall_s"]
+        lines.append(
+            f"- At least {TARGET_SPEED_UP}x with 2 workers: {speed_up:.2f}x wall clock: "
+            + ("**met**" if speed_up >= TARGET_SPEED_UP else "**not met**")
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
