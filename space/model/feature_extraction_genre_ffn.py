@@ -38,6 +38,9 @@ MISSING_MARKERS = frozenset({"", "?", "nan", "none", "null", "na", "n/a", "<na>"
 MISSING_TYPES = frozenset({"NAType", "NaTType"})
 # Spotify's "no key detected".
 MISSING_KEYS = frozenset({"-1", "-1.0"})
+# Values that convert to a float but are no feature's number: True is no popularity of 1, and a complex, a date or
+# a duration is a wrong column (numpy's timedelta64 even counts as an integer).
+NOT_NUMBERS = (bool, np.bool_, complex, np.complexfloating, np.datetime64, np.timedelta64)
 # Values echoed in messages are cut to this many characters: a cell may be megabytes long.
 SHOWN_VALUE_CHARS = 60
 FLAT_KEYS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
@@ -287,11 +290,10 @@ def _not_a_number(name: str, row: int, value: Any, row_offset: int) -> RawInputE
 def _parse_numeric(name: str, values: np.ndarray, row_offset: int = 0) -> np.ndarray:
     if values.dtype.kind in "iuf":
         parsed = values.astype(np.float64)
-    elif values.dtype.kind == "b":  # True is no popularity of 1
-        raise _not_a_number(name, 0, values[0].item(), row_offset)
     else:
         parsed = None
-        if not {bool, np.bool_} & set(map(type, values)):
+        # numpy converts these in bulk without complaint (a date to its day count); cell by cell refuses them.
+        if values.dtype.kind in "OUS" and not any(issubclass(t, NOT_NUMBERS) for t in set(map(type, values))):
             try:
                 parsed = values.astype(np.float64)
             except (TypeError, ValueError, OverflowError):
@@ -321,7 +323,7 @@ def _parse_number(name: str, i: int, value: Any, row_offset: int) -> float:
     """One cell that numpy could not convert in bulk: a missing marker, a number, or an error naming it."""
     if _is_missing(value):
         return math.nan
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float, np.number)):
+    if isinstance(value, NOT_NUMBERS) or not isinstance(value, (str, int, float, np.number)):
         raise _not_a_number(name, i, value, row_offset)
     try:
         return float(value)
