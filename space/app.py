@@ -27,6 +27,7 @@ import multiprocessing.pool
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -38,6 +39,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 import torch
+import transformers
 from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
 from transformers import pipeline
@@ -800,7 +802,10 @@ _WORKER_APP: GenreApp | None = None
 
 def _start_worker(model_id: str, max_rows: int, downloads: str, max_file_mb: float) -> None:
     global _WORKER_APP
+    # Ctrl-C reaches the whole process group: stopping is the web process's to do (it closes the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)  # on a busy machine the web process (one-song requests) gets the CPU first
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar on the console per worker
     _WORKER_APP = GenreApp(model_id, max_rows, downloads, max_file_mb)
 
 
@@ -826,7 +831,14 @@ class TableWorker:
     def _start(self) -> multiprocessing.pool.Pool:
         # Spawned, not forked: the web process runs threads, which a fork would copy mid-flight.
         context = multiprocessing.get_context("spawn")
-        return context.Pool(self.processes, initializer=_start_worker, initargs=self.arguments)
+        if threading.current_thread() is not threading.main_thread():  # a replacement: signal.signal is main-only
+            return context.Pool(self.processes, initializer=_start_worker, initargs=self.arguments)
+        # Started with SIGINT ignored (kept across exec), a worker stays quiet on a Ctrl-C while it still imports.
+        caller = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return context.Pool(self.processes, initializer=_start_worker, initargs=self.arguments)
+        finally:
+            signal.signal(signal.SIGINT, caller)
 
     def predict_table(self, path: str | None) -> tuple:
         with self._lock:
@@ -848,8 +860,12 @@ class TableWorker:
         _terminate(pool)
 
     def close(self) -> None:
+        """End the worker processes and wait for them (bounded), so none outlives the app and nothing is left for
+        multiprocessing's resource tracker to report at exit."""
+        atexit.unregister(self.close)
         with self._lock:
-            _terminate(self._pool)
+            if _terminate(self._pool):
+                self._pool.join()
 
 
 def _terminate(pool: multiprocessing.pool.Pool, timeout_s: float = POOL_CLOSE_TIMEOUT_S) -> bool:

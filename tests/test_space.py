@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -586,3 +587,40 @@ def test_a_file_over_the_time_limit_is_abandoned_and_the_worker_replaced(model_f
         assert status.startswith("Predicted 50 of 50 rows.") and Path(download).is_relative_to(app.downloads)
     finally:
         worker.close()
+
+
+def test_ctrl_c_stops_serve_cleanly(songs_csv):
+    """`music-genre serve` stopped as a terminal does (SIGINT to its process group, after a CSV went through the
+    worker process): it exits at once with status 0, and nothing is printed on the way out: no worker's traceback,
+    no leaked semaphore reported by multiprocessing's resource tracker, no progress bar."""
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "music_genre", "serve", "--port", str(port)],  # the bundled model, as a user runs it
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A process group of its own, as a shell gives a command, and SIGINT handled (a shell's background job
+        # would start with it ignored).
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgid(0, 0)),
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and serve.poll() is None:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        status = predict_csv(Client(f"http://127.0.0.1:{port}/", verbose=False), songs_csv)[3]
+        assert status.startswith("Predicted 50 of 50 rows."), status
+        os.killpg(serve.pid, signal.SIGINT)
+        _, stderr = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+    assert serve.returncode == 0, stderr
+    for noise in ("leaked semaphore", "resource_tracker", "Traceback", "KeyboardInterrupt", "Loading weights"):
+        assert noise not in stderr, stderr
