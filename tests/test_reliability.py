@@ -1,6 +1,7 @@
 """Faults and mistakes a new user makes: nothing they made is removed, nothing is mixed, every fault is one line."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -471,6 +472,25 @@ def test_an_unexpected_exception_is_a_bug_with_its_traceback_and_status_1(monkey
     assert "Traceback" in message and "ZeroDivisionError: division by zero" in message and "return 1 / 0" in message
     assert message.strip().splitlines()[-1].startswith("music-genre eda: this is a bug in music-genre")
     assert "please report it" in message
+
+
+def test_the_console_is_quiet_unless_verbose(caplog):
+    """No INFO line per HTTP request nor weight-loading bar by default; `--verbose` brings them back."""
+    import transformers
+
+    from music_genre import _console
+
+    caplog.set_level("INFO")
+    with _console(verbose=False):
+        logging.getLogger("httpx").info("HTTP Request: GET https://huggingface.co/api/models")
+        logging.getLogger("music_genre").info("search: 3 trials")
+        assert not transformers.utils.logging.is_progress_bar_enabled()
+    assert "HTTP Request" not in caplog.text and "search: 3 trials" in caplog.text
+    assert transformers.utils.logging.is_progress_bar_enabled()  # the caller's setting, restored
+    with _console(verbose=True):
+        logging.getLogger("httpx").info("HTTP Request: GET https://huggingface.co/api/models")
+        assert transformers.utils.logging.is_progress_bar_enabled()
+    assert "HTTP Request" in caplog.text
 
 
 def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog):
