@@ -64,19 +64,6 @@ FILE_MODE = 0o666 & ~_UMASK
 # Files a Hugging Face loader would pick up beside the new model; one left by someone else is moved aside.
 LOADER_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf")
 LOADER_FILE_NAMES = ("config.json", "preprocessor_config.json", "generation_config.json", "special_tokens_map.json")
-# What train wrote into a run folder before manifests existed (a folder without run.json).
-LEGACY_MODEL_FILES = (*MODEL_FILES, "README.md", *REMOTE_CODE)
-
-
-LEGACY_FIGURES = (
-    "log_transform.png",
-    "pca.png",
-    "tsne.png",
-    "loss_curves.png",
-    "roc_curves.png",
-    "confusion_matrix.png",
-    "optimization_history.png",
-)
 
 
 class RunFolderError(RuntimeError):
@@ -244,10 +231,8 @@ def _roll_forward(folder: Path, pending: Path) -> None:
 def _carry_over(folder: Path, replaced: Path, manifest: dict) -> None:
     """Old folders replaced whole: drop the files the previous run wrote, keep everyone else's."""
     previous = replaced / MANIFEST
-    if previous.is_file():
-        ours = set(json.loads(previous.read_text()).get("files", {}))
-    else:
-        ours = {f"model/{name}" for name in LEGACY_MODEL_FILES} | {f"figures/{name}" for name in LEGACY_FIGURES}
+    # Without a manifest nothing in the folder is known to be a run's: everything is carried over or set aside.
+    ours = set(json.loads(previous.read_text())["files"]) if previous.is_file() else set()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for old_folder in [p for p in replaced.iterdir() if p.is_dir()]:
         for file in sorted(p for p in old_folder.rglob("*") if p.is_file()):
@@ -275,8 +260,8 @@ def verify(folder: Path) -> dict:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise RunFolderError(
-            f"run folder {folder} has no {MANIFEST} tying its model to its metrics (written by an older version "
-            f"or never finished): {rerun}"
+            f"run folder {folder} has no {MANIFEST} tying its model to its metrics (never finished, or not written "
+            f"by `music-genre train`): {rerun}"
         )
     manifest = json.loads(manifest_path.read_text())
     for name, expected in manifest["files"].items():

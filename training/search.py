@@ -427,7 +427,7 @@ def check_study_identity(study: optuna.Study, identity: dict) -> None:
     if recorded is None:
         if study.get_trials(deepcopy=False):
             raise StudyMismatch(
-                f"the study {study.study_name} holds trials but records no settings (made by an older version); "
+                f"the study {study.study_name} holds trials but records no settings (not made by `music-genre train`); "
                 "pass --fresh-study to start a new one beside it"
             )
         study.set_user_attr("identity", identity)
