@@ -459,7 +459,6 @@ class _LineSplitter:
         self.line = first_line
         if header is not None:
             self.pending[0:0] = header
-            self.line -= header.count(b"\n")
         while True:
             cut = self._boundary(chunk_rows)
             if cut is None:

@@ -230,6 +230,21 @@ def test_parquet_and_json_lines_inputs(classifier, table_csv, tmp_path):
         assert got["artist_name"].tolist() == frame["artist_name"].tolist()
 
 
+def test_json_lines_that_are_not_objects_go_to_the_side_file(classifier, table_csv, tmp_path):
+    frame = pd.read_csv(table_csv).head(5)
+    lines = [json.dumps(record) for record in frame.astype(object).where(frame.notna(), None).to_dict("records")]
+    lines[2:2] = ["", "{not json", "[1, 2]"]  # a blank line (skipped), then two that are refused
+    (tmp_path / "songs.jsonl").write_text("\n".join(lines) + "\n")
+    summary = predict_file(MODEL, tmp_path / "songs.jsonl", tmp_path / "out.csv")
+    assert (summary.rows_in, summary.rows_out, summary.rows_rejected) == (7, 5, 2)
+    side = pd.read_csv(tmp_path / "out.rejected.csv")
+    assert side["line"].tolist() == [4, 5] and side["row"].tolist() == [3, 4]
+    assert side["reason"].str.startswith(("not JSON", "a JSON list")).all()
+    got = pd.read_csv(tmp_path / "out.csv")
+    assert got["row"].tolist() == [1, 2, 5, 6, 7]
+    assert got["predicted_genre"].tolist() == [genres[0]["label"] for genres in classifier(frame)]
+
+
 def test_coverage_needs_a_calibrated_model_and_clear_errors(table_csv, tmp_path):
     uncalibrated = tmp_path / "uncalibrated"
     shutil.copytree(MODEL, uncalibrated)
