@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 LABEL = "genre"
+# AutoGluon's log level: 2 logs each model fitted (or skipped, and why) to stderr, which the benchmark keeps.
+VERBOSITY = int(os.environ.get("AUTOGLUON_VERBOSITY", "2"))
 
 
 def frame(features: np.ndarray, names: list[str], categorical: list[str]):
@@ -44,7 +46,7 @@ def fit_and_predict(split_file: Path, output_dir: Path, preset: str, time_limit:
     test_rows = frame(split["test_features"], names, categorical)
     tick = time.time()
     with tempfile.TemporaryDirectory(prefix="autogluon-") as models_dir:
-        predictor = TabularPredictor(label=LABEL, eval_metric="accuracy", path=models_dir, verbosity=0)
+        predictor = TabularPredictor(label=LABEL, eval_metric="accuracy", path=models_dir, verbosity=VERBOSITY)
         predictor.fit(fit_rows, presets=preset, time_limit=time_limit, num_cpus="auto", num_gpus=0)
         fit_seconds = time.time() - tick
         probabilities = predictor.predict_proba(test_rows, as_pandas=False)
