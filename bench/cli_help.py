@@ -35,25 +35,37 @@ def time_process(arguments: list[str], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cli_help", description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7, help="fresh processes per command (default: %(default)s)")
-    args = parser.parse_args()
-    baseline = time_process(["-c", "pass"], args.repeats)
+def measure(repeats: int) -> dict:
+    """Median seconds of each command's `--help` and of a bare interpreter, with the machine they ran on."""
+    baseline = time_process(["-c", "pass"], repeats)
     rows = []
     for command in COMMANDS:
-        seconds = time_process(["-m", "music_genre", *command, "--help"], args.repeats)
+        seconds = time_process(["-m", "music_genre", *command, "--help"], repeats)
         shown = " ".join(["music-genre", *command, "--help"])
         rows.append((shown, seconds))
         print(f"{shown:<32} {seconds * 1000:7.0f} ms")
     print(f"{'python -c pass':<32} {baseline * 1000:7.0f} ms")
+    return {
+        "date": datetime.date.today().isoformat(),
+        "repeats": repeats,
+        "cpus": os.cpu_count(),
+        "load_average": load_average(),
+        "python": platform.python_version(),
+        "commands": rows,
+        "baseline_s": baseline,
+    }
+
+
+def render(measured: dict) -> str:
+    """The report `bench/cli_help.md` of what `measure` returned."""
+    rows, baseline = measured["commands"], measured["baseline_s"]
     slowest = max(seconds for _, seconds in rows)
     lines = [
         "# CLI help time",
         "",
-        f"Measured {datetime.date.today().isoformat()} with `python -m bench.cli_help` ({args.repeats} fresh "
-        f"processes per line, median). Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average "
-        f"{load_average()}); Python {platform.python_version()}.",
+        f"Measured {measured['date']} with `python -m bench.cli_help` ({measured['repeats']} fresh "
+        f"processes per line, median). Machine: {measured['cpus']} CPU cores, shared with other jobs (load average "
+        f"{measured['load_average']}); Python {measured['python']}.",
         "",
         f"Target: under {TARGET_S:.0f} s for every line. Slowest: {slowest * 1000:.0f} ms "
         f"({'met' if slowest < TARGET_S else 'NOT met'}).",
@@ -64,7 +76,14 @@ def main() -> None:
         f"| `python -c pass` (interpreter start-up alone) | {baseline * 1000:.0f} ms |",
         "",
     ]
-    OUTPUT.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cli_help", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="fresh processes per command (default: %(default)s)")
+    args = parser.parse_args()
+    OUTPUT.write_text(render(measure(args.repeats)))
     print(f"wrote {OUTPUT.relative_to(REPO)}")
 
 

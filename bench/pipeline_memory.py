@@ -67,25 +67,35 @@ def measure(rows: int, top_k: int | str | None, csv: Path, model: Path, chunk: i
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_memory", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    measurements = [measure(args.rows, top_k, csv_path(), SPACE_MODEL) for top_k in ("default", None)]
-    measurements.append(measure(args.rows, None, csv_path(), SPACE_MODEL, chunk=100_000))
+def measure_all(rows: int) -> dict:
+    """The three calls (default top_k, every genre, the caller's slices), each in a fresh process, and the machine."""
+    measurements = [measure(rows, top_k, csv_path(), SPACE_MODEL) for top_k in ("default", None)]
+    measurements.append(measure(rows, None, csv_path(), SPACE_MODEL, chunk=100_000))
+    return {
+        "date": datetime.date.today().isoformat(),
+        "rows": rows,
+        "cpus": os.cpu_count(),
+        "load_average": load_average(),
+        "python": platform.python_version(),
+        "measurements": measurements,
+    }
+
+
+def render(measured: dict, command: str) -> str:
+    """The report `bench/pipeline_memory.md` of what `measure_all` returned; `command` is the one that ran it."""
+    measurements = measured["measurements"]
     lines = [
         "| call | top_k | RSS before the call | peak RSS | call wall clock | rows/s (wall) | rows/s (CPU) |",
         "|---|---|---|---|---|---|---|",
     ]
     shown = {"default": "not given (default: 1)", None: "None (all 10)"}
-    for measured in measurements:
-        call = f"{measured['chunk']:,}-row slices, results used and dropped" if measured["chunk"] else "the whole frame"
+    for one in measurements:
+        call = f"{one['chunk']:,}-row slices, results used and dropped" if one["chunk"] else "the whole frame"
         lines.append(
-            f"| {call} | {shown.get(measured['top_k'], measured['top_k'])} | {measured['before_mb']:,.0f} MB "
-            f"| {measured['peak_mb']:,.0f} MB | "
-            f"{measured['wall_s']:.1f} s | {measured['rows'] / measured['wall_s']:,.0f} | "
-            f"{measured['rows'] / measured['cpu_s']:,.0f} |"
+            f"| {call} | {shown.get(one['top_k'], one['top_k'])} | {one['before_mb']:,.0f} MB "
+            f"| {one['peak_mb']:,.0f} MB | "
+            f"{one['wall_s']:.1f} s | {one['rows'] / one['wall_s']:,.0f} | "
+            f"{one['rows'] / one['cpu_s']:,.0f} |"
         )
     default = measurements[0]
     peak_met = default["peak_mb"] / 1024 < TARGET_PEAK_GB
@@ -103,15 +113,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             else "**not met**"
         ),
     ]
-    command = "python -m bench.pipeline_memory" + (f" {' '.join(argv)}" if argv else "")
-    load = load_average()
-    report = f"""# Pipeline memory on a large table
+    cpus, load, python = measured["cpus"], measured["load_average"], measured["python"]
+    return f"""# Pipeline memory on a large table
 
-Measured {datetime.date.today().isoformat()} with `{command}`: {args.rows:,} rows sampled with replacement (seed 0)
+Measured {measured["date"]} with `{command}`: {measured["rows"]:,} rows sampled with replacement (seed 0)
 from the real CSV at run time, through `pipeline(model=space/model, trust_remote_code=True)`, one call, one torch
 thread, each line in a fresh process. Targets: peak under {TARGET_PEAK_GB} GB and at least {TARGET_ROWS_PER_S:,}
-rows/s with the default top_k. Machine: {os.cpu_count()} shared cores (load average {load} at the end), Python
-{platform.python_version()}.
+rows/s with the default top_k. Machine: {cpus} shared cores (load average {load} at the end), Python
+{python}.
 
 {chr(10).join(lines)}
 
@@ -125,9 +134,18 @@ with every genre it holds 10 dicts ({{"label", "score"}}, about 230 bytes each w
 The third line is the bounded-memory way to use the pipeline on a table this size with every genre: the
 caller's slices, each result used and dropped.
 """
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    measured = measure_all(args.rows)
+    report = render(measured, "python -m bench.pipeline_memory" + (f" {' '.join(argv)}" if argv else ""))
     args.output.write_text(report)
     print(report)
-    return measurements
+    return measured["measurements"]
 
 
 if __name__ == "__main__":

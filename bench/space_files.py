@@ -43,27 +43,45 @@ def write_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def main() -> None:
+def measure() -> dict:
+    """Each hostile file's size, the seconds `predict_table` held the worker and the status it gave, with the
+    machine it ran on."""
     app = GenreApp(SPACE_MODEL)
-    lines = ["| file | size | seconds | status |", "|---|---|---|---|"]
+    files = []
     with tempfile.TemporaryDirectory(prefix="space-files-") as scratch:
         for name, path in write_files(Path(scratch)).items():
             start = time.perf_counter()
             status = app.predict_table(str(path))[3]
             seconds = time.perf_counter() - start
-            lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {seconds:.2f} | {status[:110]} |")
-            print(lines[-1])
-    load = load_average()
-    OUTPUT.write_text(
-        f"""# Hostile files through the CSV worker
+            files.append({"file": name, "mb": path.stat().st_size / 2**20, "seconds": seconds, "status": status})
+            print(_row(files[-1]))
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "load_average": load_average(),
+        "files": files,
+    }
 
-Measured {datetime.date.today().isoformat()} with `python -m bench.space_files`: `GenreApp.predict_table` in one
-process (what the Space's worker process runs), one torch thread, wall clock; {os.cpu_count()} shared cores (load
-average {load} at the end).
+
+def _row(measured: dict) -> str:
+    return f"| {measured['file']} | {measured['mb']:.1f} MB | {measured['seconds']:.2f} | {measured['status'][:110]} |"
+
+
+def render(measured: dict) -> str:
+    """The report `bench/space_files.md` of what `measure` returned."""
+    lines = ["| file | size | seconds | status |", "|---|---|---|---|", *map(_row, measured["files"])]
+    return f"""# Hostile files through the CSV worker
+
+Measured {measured["date"]} with `python -m bench.space_files`: `GenreApp.predict_table` in one
+process (what the Space's worker process runs), one torch thread, wall clock; {measured["cpus"]} shared cores (load
+average {measured["load_average"]} at the end).
 
 {chr(10).join(lines)}
 """
-    )
+
+
+def main() -> None:
+    OUTPUT.write_text(render(measure()))
 
 
 if __name__ == "__main__":
