@@ -79,6 +79,7 @@ def measure(data_source: str | None, folder: Path, rows: int, figures_dir: Path)
         else "float32",
         "seed": run["seed"],
         "split_mode": run["split_mode"],
+        "date": datetime.date.today().isoformat(),
     }
     return report
 
@@ -94,12 +95,13 @@ def _median_ms(call, repeats: int = 30) -> float:
 
 
 def markdown(report: dict, command: str) -> str:
+    """The report `bench/trust.md` of what `measure` returned (with main's machine load)."""
     context, calibration = report["context"], report["calibration"]
     floor = report["ece_if_calibrated"]
     lines = [
         "# Trust benchmark of the bundled model (`space/model/`)",
         "",
-        f"`{command}` on {datetime.date.today():%Y-%m-%d}; the run's {context['split_mode']} split (seed "
+        f"`{command}` on {context['date']}; the run's {context['split_mode']} split (seed "
         f"{context['seed']}): {context['rows']['validation']:,} validation rows calibrate, "
         f"{context['rows']['test']:,} test rows measure; the model computes in {context['compute']}.",
         "",
@@ -159,6 +161,12 @@ def markdown(report: dict, command: str) -> str:
     ]
     ranked = sorted(report["permutation_importance"].items(), key=lambda item: -item[1]["mean"])
     lines += [f"| {name} | {value['mean']:.4f} | {value['std']:.4f} |" for name, value in ranked]
+    load = report["machine_load"]
+    lines += [
+        "",
+        f"Machine load (timings are wall clock): 1-minute load average {load['start']:.2f} at the start, "
+        f"{load['end']:.2f} at the end, on {load['cpus']} CPUs.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -173,9 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "-m", "bench.trust", *(sys.argv[1:] if argv is None else argv)])
     load_before = os.getloadavg()[0]
     report = measure(args.data, args.model, args.rows, args.figures)
+    report["machine_load"] = {"start": load_before, "end": os.getloadavg()[0], "cpus": os.cpu_count()}
     text = markdown(report, command)
-    text += f"\nMachine load (timings are wall clock): 1-minute load average {load_before:.2f} at the start, "
-    text += f"{os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} CPUs.\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     partial = args.output.with_name(args.output.name + ".partial")

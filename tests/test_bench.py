@@ -337,7 +337,9 @@ def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_targ
             "compute": "float32",
             "seed": 42,
             "split_mode": "group",
+            "date": "2026-12-03",
         },
+        "machine_load": {"start": 1.5, "end": 2.25, "cpus": 2},
     }
     text = trust.markdown(report, "python -m bench.trust")
     assert "| after temperature | 0.0190 | 0.9883 | 0.4972 | 0.9392 |" in text
@@ -345,6 +347,7 @@ def test_trust_report_states_each_figure_and_whether_faithfulness_meets_its_targ
     # The mean (87 %) is above 80 %, but one random draw is below: the target is judged on every draw.
     assert "**87.0%** of rows" in text and "misses it" in text
     assert text.index("| popularity |") < text.index("| key |")
+    assert "on 2026-12-03;" in text and text.endswith("1.50 at the start, 2.25 at the end, on 2 CPUs.\n")
 
 
 def test_a_reused_peer_counts_as_reproduced_to_the_last_bits_only():
