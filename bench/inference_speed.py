@@ -8,6 +8,11 @@ of the numeric columns. Each is measured in float32 and in the bundled model's i
 
     python -m bench.inference_speed                     # bench/inference_speed.md
     python -m bench.inference_speed --quick --output /tmp/inference_speed.md
+    python -m bench.inference_speed --bundled-only --compare-with-commit 7127a9f   # the remote code then and now
+
+`--compare-with-commit` loads the bundled weights into the remote code of that commit too (its
+modeling_genre_ffn.py and configuration_genre_ffn.py, taken with `git show` into a temporary package) and measures
+both in turns, so that both see the same load: the cost of how each refreshes its folded inference copy.
 
 Throughputs are judged on this process's CPU time (`time.process_time`), as in bench/speed.py; latencies are the
 median wall clock of many calls.
@@ -15,10 +20,13 @@ median wall clock of many calls.
 
 import argparse
 import datetime
+import importlib
 import inspect
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,6 +113,41 @@ def measure(name: str, model: GenreFFNForSequenceClassification, dtype: str, rep
     return result
 
 
+def remote_code_of(commit: str, folder: Path):
+    """The model class of `commit`'s remote code, imported from a package written into `folder`."""
+    package = folder / "remote_code_then"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("modeling_genre_ffn.py", "configuration_genre_ffn.py"):
+        source = subprocess.run(
+            ["git", "show", f"{commit}:modeling/{name}"], cwd=BENCH.parent, capture_output=True, text=True, check=True
+        )
+        (package / name).write_text(source.stdout)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("remote_code_then.modeling_genre_ffn").GenreFFNForSequenceClassification
+
+
+def compare_in_turns(commit: str, dtypes: list[str], repeats: int, calls: int) -> list[dict]:
+    """The bundled model in `commit`'s remote code and in today's, measured in turns (`repeats` rounds)."""
+    with tempfile.TemporaryDirectory() as folder:
+        models = {
+            f"bundled, remote code of {commit}": remote_code_of(commit, Path(folder)).from_pretrained(SPACE_MODEL),
+            "bundled, remote code now": GenreFFNForSequenceClassification.from_pretrained(SPACE_MODEL),
+        }
+        best: dict[tuple[str, str], dict] = {}
+        for _ in range(repeats):
+            for dtype in dtypes:
+                for name, model in models.items():
+                    result = measure(name, model.eval(), dtype, 1, calls // repeats)
+                    key = (name, dtype)
+                    if key not in best:
+                        best[key] = result
+                    else:  # the best of the rounds, as for every other figure
+                        best[key]["rows_per_s"] = max(best[key]["rows_per_s"], result["rows_per_s"])
+                        best[key]["one_row_ms"] = min(best[key]["one_row_ms"], result["one_row_ms"])
+    return list(best.values())
+
+
 def markdown(results: list[dict], command: str, load: str, note: str) -> str:
     bundled = {r["dtype"]: r["rows_per_s"] for r in results if r["model"] == "bundled"}
     lines = [
@@ -141,6 +184,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed 50,000-row calls per model and dtype")
     parser.add_argument("--calls", type=int, default=2000, help="timed one-row calls per model and dtype")
     parser.add_argument("--bundled-only", action="store_true", help="the bundled model only")
+    parser.add_argument(
+        "--compare-with-commit", default=None, metavar="COMMIT", help="also the bundled model in that commit's code"
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT, help="default bench/inference_speed.md")
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument("--quick", action="store_true", help="2 repeats and 300 calls")
@@ -163,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, overrides in VARIANTS.items():
             model = variant_model(bundled, overrides)
             results += [measure(name, model, dtype, args.repeats, args.calls) for dtype in dtypes]
+    if args.compare_with_commit:
+        results += compare_in_turns(args.compare_with_commit, dtypes, args.repeats, args.calls)
     command = shlex.join(["python", "-m", "bench.inference_speed", *(sys.argv[1:] if argv is None else argv)])
     report = markdown(results, command, f"{load_start} at the start, {load_average()} at the end", args.note)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,7 @@ HUB_FOLDER_FILES = {
     "modeling_genre_ffn.py",
     "feature_extraction_genre_ffn.py",
     "pipeline_genre_ffn.py",
+    "calibration_genre_ffn.py",
 }
 # The Hub repos the publishing tests stage for; nothing is ever uploaded.
 REPO_ID = "someone/music-genre-ffn"
@@ -209,7 +210,9 @@ def small_run(csv_path, tmp_path_factory) -> Path:
     sliced = pd.concat([sample, shared_rows[frame.columns], empty]).sample(frac=1.0, random_state=1)
     csv = root / "slice.csv"
     sliced.to_csv(csv, index=False)
-    options = RunOptions(data=str(csv), output=root / "run", seed=0, n_trials=2, max_epochs=1)
+    options = RunOptions(
+        data=str(csv), output=root / "run", seed=0, n_trials=2, max_epochs=1, reevaluate_top=1, reevaluation_splits=2
+    )
     return train_run(options, write_card=write_model_card)
 
 
@@ -295,7 +298,7 @@ def spotify_run(spotify_tables, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("spotify-run") / "run"
     arguments = ["train", "--data", str(spotify_tables["parquet"]), "--output", str(output), "--seed", "0"]
     arguments += ["--merge-genres", spotify_tables["merge"], "--genres", keep]
-    arguments += ["--n-trials", "2", "--max-epochs", "1", "--members", "1"]
+    arguments += ["--n-trials", "2", "--max-epochs", "1", "--members", "1", "--reevaluate-top", "1"]
     assert main(arguments) == 0
     return output
 

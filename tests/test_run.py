@@ -37,6 +37,10 @@ def train_args(data, output, n_trials: int = 3) -> list[str]:
         "2",
         "--members",
         "2",
+        "--reevaluate-top",
+        "2",
+        "--reevaluation-splits",
+        "2",
     ]
 
 
@@ -259,7 +263,7 @@ def test_the_parser_and_the_recorded_command_come_from_the_run_options(tmp_path)
     assert options.command() == (
         "music-genre train --data x.csv --output runs/latest --seed 42 --split stratified --n-trials 30 "
         "--encoding quantile-normal+log-standard --members 2 --max-epochs 25 --inference-dtype bfloat16 "
-        "--timeout 9.0 --trial-batch 8 --workers 1"
+        "--timeout 9.0 --trial-batch 8 --reevaluate-top 3 --reevaluation-splits 3 --workers 1"
     )
     absolute = RunOptions(data=str(tmp_path / "music_genre.csv"), output=tmp_path / "run", storage="sqlite:////x/y.db")
     assert "--data music_genre.csv --output run " in absolute.command() and "--storage sqlite://y.db" in (

@@ -33,6 +33,7 @@ from music_genre.training.search import (
     SEARCH_SPACE_VERSION,
     SET_ASIDE,
     SLOT,
+    TABM_MEMBERS,
     BatchSynchronousPruner,
     BatchSynchronousSampler,
     BestValidationObjective,
@@ -60,7 +61,7 @@ def train_command(data: Path, output: Path, workers: int = 1, *extra: str) -> li
     return [
         sys.executable, "-m", "music_genre", "train", "--data", str(data), "--output", str(output),
         "--seed", "5", "--n-trials", str(N_TRIALS), "--trial-batch", str(TRIAL_BATCH), "--max-epochs", "2",
-        "--members", "1", "--workers", str(workers), *extra,
+        "--members", "1", "--workers", str(workers), "--reevaluate-top", "2", "--reevaluation-splits", "2", *extra,
     ]  # fmt: skip
 
 
@@ -273,6 +274,8 @@ PUBLISHED_SPACE = [
     ("width_0", optuna.distributions.CategoricalDistribution((64, 128, 256, 512))),
     ("width_1", optuna.distributions.CategoricalDistribution((64, 128, 256, 512))),
     ("dropout", optuna.distributions.FloatDistribution(0.0, 0.5)),
+    ("ensemble", optuna.distributions.CategoricalDistribution(("independent", "tabm"))),
+    ("numeric_embedding", optuna.distributions.CategoricalDistribution((None, "piecewise-linear"))),
     ("learning_rate", optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)),
     ("batch_size", optuna.distributions.CategoricalDistribution((32, 64, 128, 256))),
     ("weight_decay", optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)),
@@ -284,7 +287,7 @@ def test_the_declared_space_is_the_published_one():
     assert list(search_distributions({"n_layers": 2}, 25).items()) == PUBLISHED_SPACE, (
         "the search space changed: raise SEARCH_SPACE_VERSION (a stored study is then not resumed) and update this list"
     )
-    assert SEARCH_SPACE_VERSION == 2
+    assert SEARCH_SPACE_VERSION == 3
     # A run with fewer epochs samples from min(5, max_epochs) up to its max_epochs.
     assert search_distributions({"n_layers": 4}, 3)["epochs"] == optuna.distributions.IntDistribution(3, 3)
     assert list(search_distributions({"n_layers": 4}, 25))[1:5] == ["width_0", "width_1", "width_2", "width_3"]
@@ -336,7 +339,10 @@ def test_a_real_study_samples_the_declared_space_in_order_and_decoding_gives_bac
         assert suggested == list(declared) == list(trial.params)
         assert arguments["seed"] == 5 * 1000 + trial.user_attrs[SLOT]
         optimiser = {renamed[name]: value for name, value in arguments.items() if name != "seed"}
-        assert hyperparameters_from(trial.params, 3) == Hyperparameters(**architecture, **optimiser, num_members=3)
+        # A TabM trial's members are part of its architecture; an independent one trains 1 and the run its own number.
+        expected = Hyperparameters(**{"num_members": 3, **architecture, **optimiser})
+        assert hyperparameters_from(trial.params, 3) == expected
+        assert (architecture.get("num_members") == TABM_MEMBERS) == (architecture["ensemble"] == "tabm")
         # A trial given those parameters samples them back.
         fixed = optuna.trial.FixedTrial(trial.params)
         fixed.set_user_attr(SLOT, trial.user_attrs[SLOT])
@@ -479,3 +485,30 @@ def test_run_search_leaves_the_callers_environment_as_it_was(tmp_path, monkeypat
         assert len(search_trials(run_search(None, None, settings, tmp_path, local_storage=True))) == 2
     assert dict(os.environ) == before
     assert [env["OMP_NUM_THREADS"] for env in StartedWorker.started_with] == ["1"] * (1 if fail else 2)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_the_reevaluation_resplits_the_real_training_and_validation_rows_only(grouped):
+    """Each further split pools the real training rows (not SMOTE's) and the validation rows, keeps the validation
+    share, keeps an (artist, track) group on one side in a group run, and is the same at every call."""
+    from music_genre.training.search import resplit
+    from tests.test_trainer_settings import _prepared
+
+    prepared = _prepared(rows=400, synthetic=80)
+    groups = {"train": np.arange(400) // 4, "validation": 1000 + np.arange(50) // 2} if grouped else None
+    settings = SearchSettings(4, 5, "unused", "unused", groups=groups)
+    train, validation = resplit(prepared, 0, settings)
+    pooled = np.concatenate([prepared.features["train"][:400], prepared.features["validation"]])
+    position = {row.tobytes(): i for i, row in enumerate(pooled)}
+    validation_rows = [position[row.tobytes()] for row in validation.features.numpy()]  # a KeyError: not a real row
+    real_train = [position.get(row.tobytes()) for row in train.features.numpy()]
+    assert len(validation_rows) == pytest.approx(450 * 50 / 450, abs=8)
+    assert set(validation_rows).isdisjoint(i for i in real_train if i is not None)
+    assert {i for i in real_train if i is not None} | set(validation_rows) == set(range(450))
+    assert train.features.numpy()[:, :11].max() < 20  # none of the far-out synthetic rows
+    if grouped:
+        group_of = np.concatenate([groups["train"], groups["validation"]])
+        assert set(group_of[validation_rows]).isdisjoint(group_of[[i for i in real_train if i is not None]])
+    again, other = resplit(prepared, 0, settings), resplit(prepared, 1, settings)
+    assert np.array_equal(again[1].features, validation.features)
+    assert not np.array_equal(other[1].features, validation.features)

@@ -94,6 +94,15 @@ class RunOptions:
         "does not depend on --workers (a run setting, part of the study's identity)",
         type=int,
     )
+    reevaluate_top: int = option(
+        3,
+        "the search's top trials trained again on further splits of train and validation; the best mean is the "
+        "final configuration (0: the search's best trial)",
+        type=int,
+    )
+    reevaluation_splits: int = option(
+        3, "further splits of train and validation each top trial is trained on", type=int
+    )
     workers: int = option(1, "search processes, one torch thread each", type=int)
     fresh_study: bool = option(
         False,

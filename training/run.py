@@ -25,7 +25,15 @@ from music_genre.modeling import GenreFeatureExtractor, GenreFFNForSequenceClass
 from music_genre.modeling.modeling_genre_ffn import native_bfloat16
 from music_genre.training import figures
 from music_genre.training.calibration import calibrate
-from music_genre.training.data import DataError, GenreData, load_data, prepare_splits, run_data_source, split_indices
+from music_genre.training.data import (
+    GROUP_COLUMNS,
+    DataError,
+    GenreData,
+    load_data,
+    prepare_splits,
+    run_data_source,
+    split_indices,
+)
 from music_genre.training.environment import compute_record, evaluation_record, hardware, software_versions
 from music_genre.training.options import GenreSelection, RunOptions
 from music_genre.training.run_folder import (
@@ -52,16 +60,18 @@ from music_genre.training.run_folder import (
 )
 from music_genre.training.scoring import SUMMARY_METRICS, test_metrics
 from music_genre.training.search import (
+    KEEP_EPOCH_BY,
     SEARCH_SPACE_VERSION,
     SearchSettings,
     best_trial,
     hyperparameters_from,
     open_study,
+    run_reevaluation,
     run_search,
     slot_of,
     trials_frame,
 )
-from music_genre.training.trainer import PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
+from music_genre.training.trainer import AVERAGED_EPOCHS, PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
 from music_genre.training.trust import trust_report
 from music_genre.training.workers import BackgroundCall
 
@@ -142,6 +152,9 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         workers=options.workers,
         max_epochs=options.max_epochs,
         trial_batch=options.trial_batch,
+        reevaluated_trials=options.reevaluate_top,
+        reevaluation_splits=options.reevaluation_splits,
+        groups=_search_groups(data, prepared) if options.split == "group" else None,
         identity=_study_identity(options, data.sha256),
     )
     # A study made under other settings is refused now, before any training.
@@ -168,10 +181,23 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         out / "checkpoints" / "search",
         options.storage is None,
     )
-    search_seconds = time.perf_counter() - search_started
     trials = trials_frame(study)
     _write_csv(out / TRIALS, trials)
-    chosen = best_trial(study)
+    searched_best = best_trial(study)
+    logger.info(
+        "re-evaluation: the top %d trials on %d further splits of train and validation",
+        options.reevaluate_top,
+        options.reevaluation_splits,
+    )
+    chosen, reevaluation = run_reevaluation(
+        prepared.only("train", "validation"),
+        extractor,
+        settings,
+        study,
+        out / "checkpoints" / "search",
+        options.storage is None,
+    )
+    search_seconds = time.perf_counter() - search_started
     best = hyperparameters_from(chosen.params, options.num_members)
 
     logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
@@ -188,7 +214,15 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
     with beside as background:
         if background is not None:
             logger.info("initial model and data figures: in a process of their own, beside the final model")
-        tuned = fit(prepared, extractor, best, out / "checkpoints" / "tuned", options.seed, description="tuned")
+        tuned = fit(
+            prepared,
+            extractor,
+            best,
+            out / "checkpoints" / "tuned",
+            options.seed,
+            description="tuned",
+            keep_epoch_by=KEEP_EPOCH_BY,
+        )
         final_seconds = time.perf_counter() - final_started
         if background is not None:
             initial_metrics = background.result()
@@ -219,9 +253,13 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "best_hyperparameters": best.to_dict(),
         "search": {
             "n_trials": options.n_trials,
-            "best_trial": slot_of(chosen),
-            "best_validation": chosen.value,
-            "objective": f"best validation {SELECTION_METRIC} of the trial",
+            "best_trial": slot_of(searched_best),
+            "best_validation": searched_best.value,
+            "objective": f"validation {SELECTION_METRIC} of the trial's last {AVERAGED_EPOCHS} epochs averaged",
+            "chosen_trial": slot_of(chosen),
+            "reevaluation": reevaluation,
+            "final_weights": f"the last {AVERAGED_EPOCHS} epochs' weights averaged, batch-norm statistics recomputed "
+            "on shuffled training rows",
         },
         "initial": {**initial_metrics, "hyperparameters": initial_settings.to_dict()},
         "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
@@ -278,7 +316,14 @@ def _study_identity(options: RunOptions, data_sha256: str) -> dict:
         "seed": options.seed,
         "search_space_version": SEARCH_SPACE_VERSION,
         "trial_batch": options.trial_batch,
+        "reevaluation": [options.reevaluate_top, options.reevaluation_splits],
     }
+
+
+def _search_groups(data: GenreData, prepared) -> dict[str, np.ndarray]:
+    """Each training and validation row's (artist, track) group, for the re-evaluation's group splits."""
+    units = data.frame.groupby(list(GROUP_COLUMNS), sort=False).ngroup().to_numpy()
+    return {name: units[prepared.indices[name]] for name in ("train", "validation")}
 
 
 def _fresh_study_storage(options: RunOptions, run_folder: Path) -> str:

@@ -13,6 +13,14 @@ trials only, and a batch starts once the batch before it has finished. Every
 trial is seeded by its slot and scored on the validation split only. A trial cut
 off by a kill is marked FAIL and its slot queued again, so a resumed search ends
 as an uninterrupted one would.
+
+One validation split cannot rank configurations whose scores differ by less than
+its noise, so the search ends with a re-evaluation (`run_reevaluation`): the top
+trials are trained again on further splits of the training and validation rows
+(never the test rows), in a second study of fixed slots, and the final
+configuration is the one with the best mean over those splits; the spread is
+reported. A trial's score is that of its last epochs' weights averaged
+(`AVERAGE_LAST`, the run's rule for the final model too).
 """
 
 import logging
@@ -24,7 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +46,20 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from music_genre.modeling import GenreFeatureExtractor
-from music_genre.training.data import PreparedSplits, balanced_class_weights
+from music_genre.training.data import PreparedSplits, balanced_class_weights, oversample
 from music_genre.training.trainer import (
+    AVERAGE_LAST,
+    AVERAGED_EPOCHS,
     SELECTION_METRIC,
+    FeatureDataset,
     GenreTrainer,
     Hyperparameters,
+    LastEpochsWeights,
     as_training_arguments,
+    average_weights,
     build_model,
     make_trainer,
+    training_rows,
 )
 from music_genre.training.workers import environment_set, start_worker
 
@@ -66,8 +80,19 @@ WAIT_POLL_S = 0.5
 
 logger = logging.getLogger("music_genre")
 # Raised whenever the sampled space or its meaning changes: a study made under another version is not resumed.
-# 2: trials run in slots of synchronous batches.
-SEARCH_SPACE_VERSION = 2
+# 2: trials run in slots of synchronous batches. 3: the ensemble and the numeric embeddings are sampled, and a trial
+# scores its last epochs' weights averaged.
+SEARCH_SPACE_VERSION = 3
+# How a trial's (and the final model's) weights are chosen: the run's rule (see bench/network_options/).
+KEEP_EPOCH_BY = AVERAGE_LAST
+# TabM members in a trial and in the final model: k shares the weights, so a trial cannot stand for a larger k; 4 keeps
+# inference within 2x of the bundled model's rows/s (bench/inference_speed.md).
+TABM_MEMBERS = 4
+# The re-evaluation: the top trials, each trained again on further splits of the training and validation rows.
+REEVALUATED_TRIALS = 3
+REEVALUATION_SPLITS = 3
+# Seeds of the re-evaluation's trainings start here, far from the search's own slots.
+REEVALUATION_SEED_OFFSET = 500
 
 
 class StudyMismatch(ValueError):
@@ -88,6 +113,11 @@ class SearchSettings:
     workers: int = 1
     max_epochs: int = 25
     trial_batch: int = TRIAL_BATCH
+    reevaluated_trials: int = REEVALUATED_TRIALS
+    reevaluation_splits: int = REEVALUATION_SPLITS
+    # Each training and validation row's (artist, track) group in a group-split run, so the re-evaluation's splits
+    # keep a song on one side; None in a stratified run.
+    groups: dict[str, np.ndarray] | None = None
     # What the study's trials were measured on (data sha256, encoding, split, ...); recorded at creation and
     # compared on every rerun, so a study is never resumed under other settings.
     identity: dict | None = None
@@ -170,6 +200,8 @@ ARCHITECTURE_SPACE = (
         depth=optuna.distributions.IntDistribution(2, 4), width=optuna.distributions.CategoricalDistribution(WIDTHS)
     ),
     Sampled("dropout", optuna.distributions.FloatDistribution(0.0, 0.5)),
+    Sampled("ensemble", optuna.distributions.CategoricalDistribution(["independent", "tabm"])),
+    Sampled("numeric_embedding", optuna.distributions.CategoricalDistribution([None, "piecewise-linear"])),
 )
 OPTIMISER_SPACE = (
     Sampled("learning_rate", optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)),
@@ -181,8 +213,11 @@ SEARCH_SPACE = (*ARCHITECTURE_SPACE, *OPTIMISER_SPACE)
 
 
 def sample_architecture(trial: optuna.Trial) -> dict:
-    """The network's sampled `Hyperparameters` fields, for `model_init`."""
-    return {setting.field: setting.sample(trial) for setting in ARCHITECTURE_SPACE}
+    """The network's sampled `Hyperparameters` fields, for `model_init` (a TabM trial has its TABM_MEMBERS)."""
+    architecture = {setting.field: setting.sample(trial) for setting in ARCHITECTURE_SPACE}
+    if architecture["ensemble"] != "independent":
+        architecture["num_members"] = TABM_MEMBERS
+    return architecture
 
 
 def hp_space(trial: optuna.Trial, seed: int, max_epochs: int) -> dict:
@@ -202,10 +237,10 @@ def trial_seed(seed: int, slot: int) -> int:
 
 
 def hyperparameters_from(params: dict, num_members: int) -> Hyperparameters:
-    """A trial's parameters (the best trial's: the final model's training settings) as `Hyperparameters`."""
-    return Hyperparameters(
-        **{setting.field: setting.decode(params) for setting in SEARCH_SPACE}, num_members=num_members
-    )
+    """A trial's parameters (the chosen trial's: the final model's training settings) as `Hyperparameters`; an
+    independent ensemble gets `num_members` (a trial trains one), a TabM one its TABM_MEMBERS."""
+    decoded = {setting.field: setting.decode(params) for setting in SEARCH_SPACE}
+    return Hyperparameters(**decoded, num_members=num_members if decoded["ensemble"] == "independent" else TABM_MEMBERS)
 
 
 class BestValidationObjective:
@@ -223,15 +258,27 @@ class BestValidationObjective:
 
 
 class EpochReportingTrainer(GenreTrainer):
-    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step.
+    """Reports to the pruner per epoch, so trials with different batch sizes are compared at the same step; with
+    `averaged` (a `LastEpochsWeights` among its callbacks) a trial that ends averages its last epochs' weights and
+    its objective is their validation metric.
 
     Trainer has no public hook for this: a callback could only report beside Trainer's own per-step report, which
     would change the pruner's decisions. `_report_to_hp_search` is private, so tests/test_search.py checks that it
     keeps its name and arguments and that a trial's reports land on epochs.
     """
 
+    averaged: LastEpochsWeights | None = None
+
     def _report_to_hp_search(self, trial, step: int, metrics: dict[str, float]) -> None:
         super()._report_to_hp_search(trial, round(self.state.epoch or 0), metrics)
+
+    def train(self, *args, trial=None, **kwargs):
+        output = super().train(*args, trial=trial, **kwargs)
+        if trial is not None and self.averaged is not None:  # a pruned trial raised above and is not averaged
+            batch_size = self.args.per_device_train_batch_size
+            average_weights(self.model, self.averaged.snapshots, self.train_dataset.features.numpy(), batch_size)
+            self.objective = self.evaluate()[f"eval_{SELECTION_METRIC}"]
+        return output
 
 
 def make_storage(storage: str) -> optuna.storages.BaseStorage:
@@ -273,10 +320,11 @@ def work_through_slots(
     n_trials: int,
     trial_batch: int,
     timeout: float | None = None,
+    params_of: Callable[[int], dict] = lambda slot: {},
 ) -> None:
     """A worker's loop: run queued slots one trial at a time; once none is queued, queue the slots still missing from
-    the first unfinished batch, or wait for the trials other workers are running in it. Only that batch is ever
-    queued, so no worker holds a trial that waits for a slot queued behind it."""
+    the first unfinished batch (with `params_of(slot)` fixed), or wait for the trials other workers are running in
+    it. Only that batch is ever queued, so no worker holds a trial that waits for a slot queued behind it."""
     started = time.monotonic()
     while timeout is None or time.monotonic() - started < timeout:
         study = load()
@@ -290,7 +338,7 @@ def work_through_slots(
         start = unfinished[0] - unfinished[0] % trial_batch
         missing = [slot for slot in range(start, min(start + trial_batch, n_trials)) if slot not in chosen]
         for slot in missing:
-            study.enqueue_trial({}, user_attrs={SLOT: slot})
+            study.enqueue_trial(params_of(slot), user_attrs={SLOT: slot})
         if not missing:  # the batch's last trials run elsewhere; a dead machine's trial fails by its heartbeat
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -396,21 +444,27 @@ def claim_slot(trial: optuna.Trial) -> int:
     return slot
 
 
-def study_arguments(settings: SearchSettings) -> dict:
-    """What `optuna.create_study` gets, here and through `Trainer.hyperparameter_search`."""
+def study_arguments(settings: SearchSettings, reevaluation: bool = False) -> dict:
+    """What `optuna.create_study` gets, here and through `Trainer.hyperparameter_search`. The re-evaluation's trials
+    have fixed parameters (no sampling) and are never pruned."""
+    if reevaluation:
+        sampler, pruner = optuna.samplers.RandomSampler(seed=settings.seed), optuna.pruners.NopPruner()
+    else:
+        sampler = BatchSynchronousSampler(settings.seed, settings.trial_batch)
+        pruner = BatchSynchronousPruner(
+            optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2), settings.trial_batch
+        )
     return {
         "study_name": settings.study_name,
         "storage": make_storage(settings.storage),
         "load_if_exists": True,
-        "sampler": BatchSynchronousSampler(settings.seed, settings.trial_batch),
-        "pruner": BatchSynchronousPruner(
-            optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2), settings.trial_batch
-        ),
+        "sampler": sampler,
+        "pruner": pruner,
     }
 
 
-def load_study(settings: SearchSettings) -> optuna.Study:
-    return optuna.create_study(direction="maximize", **study_arguments(settings))
+def load_study(settings: SearchSettings, reevaluation: bool = False) -> optuna.Study:
+    return optuna.create_study(direction="maximize", **study_arguments(settings, reevaluation))
 
 
 def open_study(settings: SearchSettings) -> optuna.Study:
@@ -440,14 +494,60 @@ def check_study_identity(study: optuna.Study, identity: dict) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Reevaluation:
+    """The re-evaluation study: `candidates` (the top trials' params, best first) each trained on `splits` further
+    splits of the training and validation rows; slot s is candidate s // splits on split s % splits."""
+
+    candidates: tuple[dict, ...]
+    splits: int
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.candidates) * self.splits
+
+    def params_of(self, slot: int) -> dict:
+        return self.candidates[slot // self.splits]
+
+
+def reevaluation_settings(settings: SearchSettings) -> SearchSettings:
+    """The re-evaluation's study: beside the search's, in the same storage."""
+    return replace(settings, study_name=f"{settings.study_name}-reevaluation")
+
+
+def resplit(prepared: PreparedSplits, split: int, settings: SearchSettings) -> tuple[FeatureDataset, FeatureDataset]:
+    """Further split `split` of the training and validation rows (SMOTE's synthetic rows left out), in the original
+    proportions, stratified by genre (by (artist, track) group in a group-split run), its training part oversampled
+    again; the test rows are never among them."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    features = np.concatenate([training_rows(prepared), prepared.features["validation"]])
+    labels = np.concatenate([prepared.labels["train"][: len(prepared.indices["train"])], prepared.labels["validation"]])
+    share = len(prepared.labels["validation"]) / len(labels)
+    seed = int(np.random.SeedSequence([settings.seed, REEVALUATION_SEED_OFFSET, split]).generate_state(1)[0])
+    rows = np.arange(len(labels))
+    if settings.groups is None:
+        train, validation = train_test_split(rows, test_size=share, stratify=labels, random_state=seed)
+    else:
+        groups = np.concatenate([settings.groups["train"], settings.groups["validation"]])
+        train, validation = next(GroupShuffleSplit(1, test_size=share, random_state=seed).split(rows, groups=groups))
+    train_features, train_labels = oversample(features[train], labels[train], seed)
+    return (
+        FeatureDataset(train_features.astype(np.float32), train_labels),
+        FeatureDataset(features[validation], labels[validation]),
+    )
+
+
 def run_worker(
     prepared: PreparedSplits,
     extractor: GenreFeatureExtractor,
     settings: SearchSettings,
     worker: int,
     output_dir: Path,
+    reevaluation: Reevaluation | None = None,
 ) -> None:
-    """One search process: queued slots through `Trainer.hyperparameter_search`, a trial a call, until none is left.
+    """One search process: queued slots through `Trainer.hyperparameter_search`, a trial a call, until none is left;
+    with `reevaluation`, the slots of the re-evaluation study (fixed parameters, each on its further split).
 
     It runs in a worker process of its own (see `run_search`), so the threads and log levels it sets are that
     process's only."""
@@ -457,6 +557,11 @@ def run_worker(
     class_weights = balanced_class_weights(prepared.labels["train"], len(prepared.genres))
     objective = BestValidationObjective()
     current: list[int] = []  # the number of the trial this process is on
+    splits: dict[int, tuple[FeatureDataset, FeatureDataset]] = {}
+
+    def seed_of(trial: optuna.Trial) -> int:
+        slot = slot_of(trial)
+        return trial_seed(settings.seed, slot if reevaluation is None else REEVALUATION_SEED_OFFSET + slot)
 
     def model_init(trial: optuna.Trial | None):
         objective.reset()
@@ -464,11 +569,21 @@ def run_worker(
             return build_model(Hyperparameters(), class_weights, extractor.encoded_size, prepared.id2label)
         current[:] = [trial.number]
         # model_init runs first in a trial, so a trial without a slot of its own never samples or trains.
-        set_seed(trial_seed(settings.seed, claim_slot(trial)))
+        slot = claim_slot(trial)
+        train_rows = training_rows(prepared)
+        if reevaluation is not None:  # the datasets of this slot's split, before Trainer builds its data loaders
+            split = slot % reevaluation.splits
+            if split not in splits:
+                splits[split] = resplit(prepared, split, settings)
+            trainer.train_dataset, trainer.eval_dataset = splits[split]
+            train_rows = trainer.train_dataset.features.numpy()
+        set_seed(seed_of(trial))
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         architecture = sample_architecture(trial)
-        return build_model(Hyperparameters(**architecture), class_weights, extractor.encoded_size, prepared.id2label)
+        return build_model(
+            Hyperparameters(**architecture), class_weights, extractor.encoded_size, prepared.id2label, train_rows
+        )
 
     trainer = make_trainer(
         prepared,
@@ -481,6 +596,9 @@ def run_worker(
         model_init=model_init,
         trainer_class=EpochReportingTrainer,
     )
+    if KEEP_EPOCH_BY == AVERAGE_LAST:
+        trainer.averaged = LastEpochsWeights(AVERAGED_EPOCHS)
+        trainer.add_callback(trainer.averaged)
 
     def load() -> optuna.Study:
         return optuna.load_study(study_name=settings.study_name, storage=make_storage(settings.storage))
@@ -489,12 +607,12 @@ def run_worker(
         current.clear()
         try:
             trainer.hyperparameter_search(
-                hp_space=lambda trial: hp_space(trial, settings.seed, settings.max_epochs),
+                hp_space=lambda trial: {**hp_space(trial, settings.seed, settings.max_epochs), "seed": seed_of(trial)},
                 compute_objective=objective,
                 n_trials=1,
                 direction="maximize",
                 backend="optuna",
-                **study_arguments(settings),
+                **study_arguments(settings, reevaluation is not None),
             )
         except ValueError:
             # After its trial, transformers reads `study.best_trial`, which raises while no trial of the study has
@@ -503,7 +621,12 @@ def run_worker(
             if not current or load().trials[current[0]].state != optuna.trial.TrialState.PRUNED:
                 raise
 
-    work_through_slots(load, run_one_trial, settings.n_trials, settings.trial_batch, settings.timeout)
+    if reevaluation is None:
+        work_through_slots(load, run_one_trial, settings.n_trials, settings.trial_batch, settings.timeout)
+    else:  # every slot at once: fixed parameters need no history, and nothing is pruned
+        work_through_slots(
+            load, run_one_trial, reevaluation.n_slots, reevaluation.n_slots, None, reevaluation.params_of
+        )
 
 
 def run_search(
@@ -515,34 +638,95 @@ def run_search(
 ) -> optuna.Study:
     """Run the slots the study still lacks over `settings.workers` processes; returns the study."""
     study = open_study(settings)
+    _run_slots(study, settings.n_trials, (prepared, extractor, settings, output_dir), settings, local_storage)
+    best_trial(study)  # raises when no slot completed
+    return study
+
+
+def run_reevaluation(
+    prepared: PreparedSplits,
+    extractor: GenreFeatureExtractor,
+    settings: SearchSettings,
+    study: optuna.Study,
+    output_dir: Path,
+    local_storage: bool,
+) -> tuple[optuna.trial.FrozenTrial, dict | None]:
+    """The top `settings.reevaluated_trials` completed trials of `study`, each trained again on
+    `settings.reevaluation_splits` further splits of the training and validation rows (`resplit`) through
+    `Trainer.hyperparameter_search`, in a study of fixed slots (so the result is the same for any number of
+    workers); returns the trial with the best mean over those splits (a tie: the better search rank) and a report
+    of every candidate's scores, mean and standard deviation (None, and the search's best, with no re-evaluation)."""
+    if settings.reevaluated_trials < 1 or settings.reevaluation_splits < 1:
+        return best_trial(study), None
+    complete = [t for t in search_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    top = sorted(complete, key=lambda t: (-t.value, slot_of(t)))[: settings.reevaluated_trials]
+    reevaluation = Reevaluation(tuple(t.params for t in top), settings.reevaluation_splits)
+    again = reevaluation_settings(settings)
+    again_study = load_study(again, reevaluation=True)
+    check_study_identity(again_study, {"candidate_slots": [slot_of(t) for t in top], **(settings.identity or {})})
+    if reevaluation.n_slots:
+        payload = (prepared, extractor, again, output_dir / "reevaluation", reevaluation)
+        _run_slots(again_study, reevaluation.n_slots, payload, again, local_storage)
+    scores = {slot: t.value for slot, t in slot_trials(again_study.get_trials(deepcopy=False)).items()}
+    candidates = []
+    for rank, trial in enumerate(top):
+        values = [scores.get(rank * reevaluation.splits + split) for split in range(reevaluation.splits)]
+        values = [float(v) for v in values if v is not None]
+        candidates.append(
+            {
+                "slot": slot_of(trial),
+                "search_validation": trial.value,
+                "further_splits": values,
+                "mean": float(np.mean(values)) if values else None,
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            }
+        )
+    scored = [c for c in candidates if c["mean"] is not None]
+    chosen = max(scored, key=lambda c: c["mean"]) if scored else candidates[0]  # max keeps the better rank on a tie
+    report = {
+        "candidates": candidates,
+        "splits": reevaluation.splits,
+        "chosen_slot": chosen["slot"],
+        "how": (
+            f"the top {len(top)} trials by search validation, each trained again on {reevaluation.splits} further "
+            "splits of the training and validation rows (same proportions, "
+            + ("(artist, track) groups kept whole" if settings.groups is not None else "stratified by genre")
+            + f", SMOTE again on each training part); the chosen trial has the best mean validation {SELECTION_METRIC}"
+        ),
+    }
+    return next(t for t in top if slot_of(t) == chosen["slot"]), report
+
+
+def _run_slots(study: optuna.Study, n_slots: int, payload: tuple, settings: SearchSettings, local_storage: bool):
+    """Run the slots `study` still lacks over `settings.workers` processes, each `run_worker(*payload[:3], worker,
+    *payload[3:])`."""
     if local_storage:
         # Only this run uses its own storage, so a trial still RUNNING there was cut off by a kill: it fails and its
         # slot is queued again (a database study shared by machines does the same through the heartbeat).
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     done = sum(t.state in FINISHED for t in slot_trials(study.get_trials(deepcopy=False)).values())
-    if done < settings.n_trials:
-        context = multiprocessing.get_context("spawn")
-        with environment_set(OMP_NUM_THREADS="1"):  # a worker's torch reads it at import: one thread each
-            processes = [
-                context.Process(
-                    target=start_worker,
-                    args=(
-                        os.getpid(),
-                        "music_genre.training.search:run_worker",
-                        pickle.dumps((prepared, extractor, settings, worker, output_dir)),
-                    ),
-                )
-                for worker in range(settings.workers)
-            ]
-            for process in processes:
-                process.start()
-        _follow(study, processes, settings.n_trials, done)
-        failed = [p.exitcode for p in processes if p.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
-    best_trial(study)  # raises when no slot completed
-    return study
+    if done >= n_slots:
+        return
+    context = multiprocessing.get_context("spawn")
+    with environment_set(OMP_NUM_THREADS="1"):  # a worker's torch reads it at import: one thread each
+        processes = [
+            context.Process(
+                target=start_worker,
+                args=(
+                    os.getpid(),
+                    "music_genre.training.search:run_worker",
+                    pickle.dumps((*payload[:3], worker, *payload[3:])),
+                ),
+            )
+            for worker in range(settings.workers)
+        ]
+        for process in processes:
+            process.start()
+    _follow(study, processes, n_slots, done)
+    failed = [p.exitcode for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
 
 
 def _follow(study: optuna.Study, processes: list, n_trials: int, already: int) -> None:
