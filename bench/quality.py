@@ -1,20 +1,42 @@
-"""Quality benchmark: this project's tuned network against tuned LightGBM, CatBoost, RealMLP-TD,
-HistGradientBoosting and logistic regression.
+"""Quality benchmark: this project's tuned network and the paper's first design against TabM, AutoGluon-Tabular
+(medium_quality and best_quality), tuned LightGBM, CatBoost, RealMLP-TD, HistGradientBoosting and logistic regression.
 
 Every model sees the same 13 features and the same 80/10/10 splits (`training.data.split_indices`) of the real
 CSV, over several split seeds and both split modes, and is scored by the project's one metric definition
 (`training.scoring.summary_metrics`) on the test split. Validation picks epochs, iterations and trials, and fits each
 model's temperature and conformal genre sets (`training.calibration`); test is read once per model and split.
+AutoGluon is the exception its documentation asks for: it is fitted on training plus validation (no tuning_data),
+so it has no held-out rows for a temperature or conformal sets.
+
+Beside `stratified` and `group`, the summary has a third mode, `stratified-unseen`: each stratified split's test rows
+whose artist and track appear in no training or validation row (a stratified split files 13-14 % of its test rows
+under a track that training holds under another genre: a model can learn to read that off). No model of ours looks
+training rows up at inference.
 
     TQDM_DISABLE=1 python -m bench.quality --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
     TQDM_DISABLE=1 python -m bench.quality --quick        # 1 seed, stratified, tiny peers, 3 epochs (bench/output/)
+    python -m bench.quality --models tabm --output-dir bench/output/tabm        # one model, its own file
+    python -m bench.quality --merge bench/quality.json bench/output/tabm/quality.json   # measure nothing: merge
+    python -m bench.quality --config my_config.json --reuse-peers bench/quality.json   # another network, same peers
 
-The peers are deterministic (seeded searches, seeded training, one thread) and take nearly all the wall time, so a
-run that changes only the network may take them from an earlier `quality.json` of the same data and peer settings
-(`--reuse-peers bench/quality.json`). HistGradientBoosting is then rerun on every split and has to match that file's
-metrics exactly, which checks that the splits and the peers' code are the ones it was made with. A peer the file
-lacks is run afresh; LightGBM results without calibration metrics (files from before them) get them from the chosen
-booster trained again with its recorded parameters for its best iteration's rounds, checked to give the same metrics.
+Measuring and rendering are apart: each finished split is written to `quality.json` (meta, summary, results), and
+`quality.md` is rendered from that payload alone; `--merge` combines the results of several files (a later file's
+result for a model, mode and seed replaces an earlier one's) and renders them again. Each model's test probabilities
+per split are saved under `--predictions-dir` (bench/output/predictions, not published) for `bench.ceiling`, which
+measures what caps the table from them.
+
+The peers are deterministic (seeded searches, seeded training, one thread; AutoGluon within its time limit is not)
+and take nearly all the wall time, so a run that changes only the network may take them from an earlier
+`quality.json` of the same data and peer settings (`--reuse-peers bench/quality.json`). HistGradientBoosting is then
+rerun on every split and has to match that file's metrics exactly, which checks that the splits and the peers' code
+are the ones it was made with. A peer the file lacks, or made with other settings, is run afresh. A reused result
+without calibration metrics or (stratified) without the unseen rows' metrics is completed: LightGBM's and CatBoost's
+chosen model trained again with its recorded parameters for its best iteration's rounds (checked to give the same
+metrics, else rerun), any other peer rerun. The network and the paper's first design are always rerun.
+
+AutoGluon 1.6 needs pandas < 3, which the project's pins rule out: on first use the benchmark makes a virtualenv of
+its own, `bench/output/autogluon-venv` (seeing the installed torch, numpy and scikit-learn, with its own pandas and
+`autogluon.tabular[lightgbm,catboost,xgboost,fastai]==1.6.3`), and runs `bench/autogluon_peer.py` there on each split.
 """
 
 import argparse
@@ -1236,8 +1258,9 @@ def _init_worker(
 
 def load_reused(path: Path, data_sha256: str, settings: dict) -> tuple[dict, dict]:
     """The peers' results per (mode, seed) from an earlier `quality.json`, and its meta. A peer's result is kept
-    when it was made with the same settings (LightGBM trials, CatBoost iterations, RealMLP epochs) and carries
-    calibration metrics (LightGBM's may lack them); HistGradientBoosting's is always kept, to be matched."""
+    when it was made with the same settings (LightGBM trials, CatBoost iterations, RealMLP epochs, TabM's settings,
+    AutoGluon's time limit for its preset); `run_split` completes one that lacks calibration or unseen-row metrics.
+    HistGradientBoosting's is always kept, to be matched; the network's and the first design's never."""
     earlier = json.loads(path.read_text())
     meta = earlier["meta"]
     if meta["data_sha256"] != data_sha256:
