@@ -88,22 +88,15 @@ def machine_note() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.space_latency", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=300, help="one-song calls timed (after 20 warm-up calls)")
-    parser.add_argument("--rows", type=int, default=10_000, help="rows of the batch CSV")
-    parser.add_argument("--repeats", type=int, default=3, help="timed uploads of the batch CSV")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
+def measure(calls: int, rows: int, repeats: int) -> dict:
+    """The one-song and CSV figures through HTTP and in-process, with the model and machine they were measured on."""
     with tempfile.TemporaryDirectory(prefix="space-latency-") as scratch:
         scratch = Path(scratch)
         if not (DEFAULT_MODEL / "config.json").exists():
-            parser.error(f"no bundled model in {DEFAULT_MODEL}: run `music-genre train` and stage it first")
+            raise SystemExit(f"no bundled model in {DEFAULT_MODEL}: run `music-genre train` and stage it first")
         model, model_note = DEFAULT_MODEL, "the bundled `space/model/`"
         frame = read_raw_rows()
-        batch = frame.sample(args.rows, random_state=0, replace=args.rows > len(frame))
+        batch = frame.sample(rows, random_state=0, replace=rows > len(frame))
         batch_csv = scratch / "songs.csv"
         batch.to_csv(batch_csv, index=False)
 
@@ -115,48 +108,48 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             songs = [values for _, _, _, values in EXAMPLES]
-            calls = iter(range(10**9))
-            song = lambda: client.predict(*songs[next(calls) % len(songs)], api_name="/predict_song")  # noqa: E731
+            call_numbers = iter(range(10**9))
+            song = lambda: client.predict(*songs[next(call_numbers) % len(songs)], api_name="/predict_song")  # noqa: E731
             timed(song, 20)
-            one_song = timed(song, args.calls)
+            one_song = timed(song, calls)
             # The same calls without gradio_client: Gradio's documented two-step REST API (POST, then read the SSE).
             http = httpx.Client(base_url=f"http://127.0.0.1:{port}")
             plain_http = httpx.Client(base_url=f"http://127.0.0.1:{plain_port}")
-            raw_song = lambda: raw_predict(http, songs[next(calls) % len(songs)])  # noqa: E731
-            plain_song = lambda: raw_predict(plain_http, songs[next(calls) % len(songs)])  # noqa: E731
+            raw_song = lambda: raw_predict(http, songs[next(call_numbers) % len(songs)])  # noqa: E731
+            plain_song = lambda: raw_predict(plain_http, songs[next(call_numbers) % len(songs)])  # noqa: E731
             timed(raw_song, 20)
             timed(plain_song, 20)
             # With and without the chart call by call, so that both see the same load on a shared machine.
             raw_one_song, raw_plain_song = [], []
-            for _ in range(args.calls):
+            for _ in range(calls):
                 raw_one_song += timed(raw_song, 1)
                 raw_plain_song += timed(plain_song, 1)
             upload = lambda: client.predict(handle_file(str(batch_csv)), api_name="/predict_csv")  # noqa: E731
             status = upload()[3]  # results, problems, download, status, counts, confusion matrix
-            assert status.startswith(f"Predicted {args.rows:,} of {args.rows:,}"), status
-            many = timed(upload, args.repeats)
+            assert status.startswith(f"Predicted {rows:,} of {rows:,}"), status
+            many = timed(upload, repeats)
         finally:
             demo.close()
             plain_demo.close()
 
         # The same work in-process, to show what the HTTP round trip and Gradio add.
         app = GenreApp(model)
-        rows = [song_row(*values) for values in songs]
-        in_process_song = timed(lambda: app.classifier(rows[0]), args.calls)
+        song_rows = [song_row(*values) for values in songs]
+        in_process_song = timed(lambda: app.classifier(song_rows[0]), calls)
         # What the one-song tab computes: probabilities, the 90 % set and the chart; and the same without the chart.
-        page_song = lambda: app.predict_song(*songs[next(calls) % len(songs)])  # noqa: E731
+        page_song = lambda: app.predict_song(*songs[next(call_numbers) % len(songs)])  # noqa: E731
         timed(page_song, 20)
-        in_process_page = timed(page_song, args.calls)
+        in_process_page = timed(page_song, calls)
         no_chart = GenreApp(model, explain=False)
-        plain_song = lambda: no_chart.predict_song(*songs[next(calls) % len(songs)])  # noqa: E731
+        plain_song = lambda: no_chart.predict_song(*songs[next(call_numbers) % len(songs)])  # noqa: E731
         timed(plain_song, 20)
-        in_process_plain = timed(plain_song, args.calls)
+        in_process_plain = timed(plain_song, calls)
         # With and without the 90 % set column (made from the same probabilities as the top 3), alternating; the best
         # of 5 runs each, since on a shared machine a median of a few runs moves with the load more than with the code.
         no_sets = GenreApp(model)
         no_sets.set_coverage = None
         in_process_table, in_process_table_without_sets = [], []
-        for _ in range(max(args.repeats, 5)):
+        for _ in range(max(repeats, 5)):
             in_process_table += timed(lambda: app.predict_table(str(batch_csv)), 1)
             in_process_table_without_sets += timed(lambda: no_sets.predict_table(str(batch_csv)), 1)
 
@@ -172,16 +165,29 @@ def main(argv: list[str] | None = None) -> dict:
         "predict_song_p50_ms": percentile_ms(in_process_page, 50),
         "predict_song_without_chart_p50_ms": percentile_ms(in_process_plain, 50),
         "batch_seconds_median": statistics.median(many),
-        "batch_rows_per_s": args.rows / statistics.median(many),
-        "in_process_table_rows_per_s": args.rows / min(in_process_table),
-        "in_process_table_without_sets_rows_per_s": args.rows / min(in_process_table_without_sets),
+        "batch_rows_per_s": rows / statistics.median(many),
+        "in_process_table_rows_per_s": rows / min(in_process_table),
+        "in_process_table_without_sets_rows_per_s": rows / min(in_process_table_without_sets),
     }
-    command = "OMP_NUM_THREADS=1 python -m bench.space_latency" + (f" {' '.join(argv)}" if argv else "")
-    rows = args.rows
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_note(),
+        "model": model_note,
+        "calibration": calibration_note,
+        "calls": calls,
+        "rows": rows,
+        "repeats": repeats,
+        "measurements": measurements,
+    }
+
+
+def render(measured: dict, command: str) -> str:
+    """The report `bench/space_latency.md` of what `measure` returned; `command` is the one that ran it."""
+    measurements, rows, calls, repeats = (measured[key] for key in ("measurements", "rows", "calls", "repeats"))
     lines = [
         ("what", "figure"),
         ("---", "---"),
-        (f"one song, `/predict_song`, p50 over {args.calls} calls", f"{measurements['one_song_p50_ms']:.1f} ms"),
+        (f"one song, `/predict_song`, p50 over {calls} calls", f"{measurements['one_song_p50_ms']:.1f} ms"),
         ("one song, `/predict_song`, p95", f"{measurements['one_song_p95_ms']:.1f} ms"),
         ("one song, `/predict_song`, mean", f"{measurements['one_song_mean_ms']:.1f} ms"),
         (
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{measurements['predict_song_without_chart_p50_ms']:.2f} ms",
         ),
         (
-            f"{rows:,}-row CSV, `/predict_csv` (upload, check, predict, table + CSV back), median of {args.repeats}",
+            f"{rows:,}-row CSV, `/predict_csv` (upload, check, predict, table + CSV back), median of {repeats}",
             f"{measurements['batch_seconds_median']:.2f} s = {measurements['batch_rows_per_s']:,.0f} rows/s",
         ),
         (
@@ -218,13 +224,14 @@ def main(argv: list[str] | None = None) -> dict:
         ),
     ]
     table = "\n".join(f"| {what} | {figure} |" for what, figure in lines)
-    report = f"""# Space latency
+    date, machine, model, calibration = (measured[key] for key in ("date", "machine", "model", "calibration"))
+    return f"""# Space latency
 
-Measured {datetime.date.today().isoformat()} with `{command}`.
+Measured {date} with `{command}`.
 
-Machine: {machine_note()}.
+Machine: {machine}.
 
-Model: {model_note}: {calibration_note}, so that every one-song call computes the probabilities, the 90 % genre
+Model: {model}: {calibration}, so that every one-song call computes the probabilities, the 90 % genre
 set and the feature chart, and the CSV its 90 % sets.
 
 The app runs in the benchmark's process on 127.0.0.1; every call is a full trip through Gradio's queue (submit, then
@@ -234,14 +241,26 @@ what the server takes.
 
 {table}
 
-The batch CSV is {args.rows:,} rows sampled (seed 0) from the real dataset at run time and written to a temporary
+The batch CSV is {rows:,} rows sampled (seed 0) from the real dataset at run time and written to a temporary
 folder; it is not part of the repository.
 """
-    args.output.write_text(report)
-    for name, value in measurements.items():
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.space_latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="one-song calls timed (after 20 warm-up calls)")
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of the batch CSV")
+    parser.add_argument("--repeats", type=int, default=3, help="timed uploads of the batch CSV")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    measured = measure(args.calls, args.rows, args.repeats)
+    command = "OMP_NUM_THREADS=1 python -m bench.space_latency" + (f" {' '.join(argv)}" if argv else "")
+    args.output.write_text(render(measured, command))
+    for name, value in measured["measurements"].items():
         print(f"{name}: {value:,.2f}")
     print(f"wrote {args.output}")
-    return measurements
+    return measured["measurements"]
 
 
 if __name__ == "__main__":
