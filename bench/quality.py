@@ -69,7 +69,7 @@ import transformers
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_config, log, machine, versions
+from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_average, load_config, log, machine, versions
 from music_genre.modeling import FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor, parse_rows
 from music_genre.modeling.configuration_genre_ffn import MODE_NAMES
 from music_genre.training.calibration import calibrate, calibration_report, peer_calibration_report
@@ -1092,14 +1092,17 @@ def markdown_report(meta: dict, results: list[dict], modes: list[str]) -> str:
             f"plus validation (no tuning_data), every core of the machine, time limit per split: {limits}; no "
             "temperature or conformal sets (no held-out rows left to fit them on)"
         )
-    lines += [
-        f"- Machine: {meta['machine']}",
-        f"- Wall time: {meta.get('wall_minutes', float('nan')):.1f} min",
-    ]
+    lines.append(f"- Machine: {meta['machine']}")
+    if "wall_minutes" in meta:  # a merge lists each run's instead
+        lines.append(
+            f"- Wall time: {meta['wall_minutes']:.1f} min"
+            + (f"; load average at the last finished split {meta['load_average']}" if meta.get("load_average") else "")
+        )
     for part in meta.get("merged_from", []):
         lines.append(
             f"- Merged from `{part['file']}`: run {part['date']}, `{part['command']}`, models "
             f"{', '.join(part.get('models') or [])}, {part.get('wall_minutes') or float('nan'):.1f} min"
+            + (f", load average at its last split {part['load_average']}" if part.get("load_average") else "")
         )
     reused = meta.get("reused_peers") or meta.get("reused_lightgbm")
     if reused:
@@ -1421,7 +1424,10 @@ def merge(paths: list[Path]) -> tuple[dict, list[dict]]:
     meta["merged_from"] = [
         {
             "file": str(path),
-            **{key: run["meta"].get(key) for key in ("date", "command", "models", "seeds", "modes", "wall_minutes")},
+            **{
+                key: run["meta"].get(key)
+                for key in ("date", "command", "models", "seeds", "modes", "wall_minutes", "note", "load_average")
+            },
             "machine": run["meta"].get("machine"),
         }
         for path, run in zip(paths, runs)
@@ -1440,6 +1446,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.merge is not None:
         meta, results = merge(args.merge)
+        meta["command"] = shlex.join(["python", "-m", "bench.quality", *(sys.argv[1:] if argv is None else argv)])
+        meta["note"] = args.note  # the merged runs' own notes are under merged_from
         args.output_dir.mkdir(parents=True, exist_ok=True)
         print(_write(args.output_dir, meta, results, meta["modes"]), flush=True)
         return
@@ -1485,6 +1493,7 @@ def main(argv: list[str] | None = None) -> None:
     def finished(key: tuple[str, int], results: list[dict]) -> None:
         done[key] = results
         meta["wall_minutes"] = (time.time() - started) / 60
+        meta["load_average"] = load_average()  # what the machine's other jobs left this run, split by split
         ordered = [r for split in splits if split in done for r in done[split]]
         _write(args.output_dir, meta, ordered, args.modes)  # partial results survive an interrupted run
 
