@@ -194,17 +194,8 @@ def row(name: str, measurements: dict, args: argparse.Namespace) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.space_load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=20, help="one-song requests per client")
-    parser.add_argument("--ratio-requests", type=int, default=40, help="one-song requests, idle and during uploads")
-    parser.add_argument("--uploaders", type=int, default=4)
-    parser.add_argument("--rows", type=int, default=10_000, help="rows of each uploaded CSV")
-    parser.add_argument("--baseline", help="git revision whose space/app.py is measured first")
-    parser.add_argument("--song-concurrency", type=int, nargs="*", default=[], help="one-song limits to try")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
+def measure(args: argparse.Namespace) -> dict:
+    """Each app's scenarios (`scenarios`), in this order, with the machine they ran on."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env["PYTHONPATH"] = str(REPO)
     results = []
@@ -224,18 +215,25 @@ def main(argv: list[str] | None = None) -> None:
         for limit in args.song_concurrency:
             limited = {**env, "GENRE_SPACE_SONG_CONCURRENCY": str(limit)}
             results.append((f"this tree, one-song limit {limit}", scenarios(app_file, limited, csv_path, args)))
-    for name, measurements in results:
-        runs = {k: run for k, run in measurements.items() if isinstance(run, Run)}
-        print(name, json.dumps({k: [run.rate, run.p(50), run.p(95), len(run.errors)] for k, run in runs.items()}))
+    return {
+        "time": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}",
+        "cpus": os.cpu_count(),
+        "load_average": load_average(),
+        "python": platform.python_version(),
+        "results": results,
+    }
+
+
+def render(measured: dict, args: argparse.Namespace, command: str) -> str:
+    """The report `bench/space_load.md` of what `measure` returned; `command` is the one that ran it."""
+    results, load = measured["results"], measured["load_average"]
     errors = {name: [e for k in ("one", "many", "idle", "loaded") for e in f[k].errors][:3] for name, f in results}
-    command = "python -m bench.space_load" + (f" {' '.join(argv)}" if argv else "")
-    load = load_average()
-    report = f"""# The Space under load
+    return f"""# The Space under load
 
-Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `{command}`, all lines in this one run.
+Measured {measured["time"]} UTC with `{command}`, all lines in this one run.
 
-Machine: {os.cpu_count()} CPU cores, shared with other jobs (load average {load} at the end: measurements move between
-runs); Python {platform.python_version()}. The Space runs as its own process (`python space/app.py`, the bundled model,
+Machine: {measured["cpus"]} CPU cores, shared with other jobs (load average {load} at the end: measurements move between
+runs); Python {measured["python"]}. The Space runs as its own process (`python space/app.py`, the bundled model,
 OMP_NUM_THREADS=1); the clients are asyncio tasks of the benchmark's process on 127.0.0.1 calling Gradio's plain HTTP
 API (POST, then read the server-sent events).
 
@@ -247,6 +245,24 @@ API (POST, then read the server-sent events).
 
 Errors seen (first 3 per app): {json.dumps(errors)}
 """
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.space_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=20, help="one-song requests per client")
+    parser.add_argument("--ratio-requests", type=int, default=40, help="one-song requests, idle and during uploads")
+    parser.add_argument("--uploaders", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=10_000, help="rows of each uploaded CSV")
+    parser.add_argument("--baseline", help="git revision whose space/app.py is measured first")
+    parser.add_argument("--song-concurrency", type=int, nargs="*", default=[], help="one-song limits to try")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    measured = measure(args)
+    for name, measurements in measured["results"]:
+        runs = {k: run for k, run in measurements.items() if isinstance(run, Run)}
+        print(name, json.dumps({k: [run.rate, run.p(50), run.p(95), len(run.errors)] for k, run in runs.items()}))
+    report = render(measured, args, "python -m bench.space_load" + (f" {' '.join(argv)}" if argv else ""))
     args.output.write_text(report)
     print(report)
 
