@@ -78,6 +78,8 @@ class Report:
     profiles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     recommendations: list[str] = field(default_factory=list)
+    # When and where it was measured (date, machine, software, load), which the report states first.
+    context: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: "Report") -> None:
         """`other`'s measurements, profiles, notes and recommendations after this report's own."""
@@ -496,18 +498,20 @@ def full_run_measurements(paths: list[Path]) -> tuple[list[Measurement], list[st
     return measurements, notes
 
 
-def markdown(report: Report, command: str, load: str, note: str = "") -> str:
+def markdown(report: Report, command: str, note: str = "") -> str:
+    """The report `bench/speed.md` of a measured `Report`."""
+
     def verdict(met: bool | None) -> str:
         return "" if met is None else ("met" if met else "**not met**")
 
     lines = [
         "# Speed benchmark",
         "",
-        f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- Date: {report.context['date']}",
         f"- Command: `{command}`",
-        f"- Machine: {machine()}; one process, one torch thread; "
-        + versions("torch", "transformers", "lightgbm", "pandas"),
-        f"- Load: {load} (the measurements are the best of several timed calls, to damp other jobs' interference)",
+        f"- Machine: {report.context['machine']}; one process, one torch thread; {report.context['versions']}",
+        f"- Load: {report.context['load']} (the measurements are the best of several timed calls, to damp other "
+        "jobs' interference)",
         *([f"- Note: {note}"] if note else []),
         "",
         "| figure | value (CPU time) | value (wall clock) | target | |",
@@ -576,12 +580,17 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "-m", "bench.speed", *(sys.argv[1:] if argv is None else argv)])
     load_before = os.getloadavg()[0]
     report = run(args)
-    load = f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    report.context = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions("torch", "transformers", "lightgbm", "pandas"),
+        "load": f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
+    }
     print(table(report), flush=True)
     for line in report.recommendations:
         print(f"\nWhat to change: {line}", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown(report, command, load, args.note))
+    args.output.write_text(markdown(report, command, args.note))
     log(f"wrote {args.output}")
 
 
