@@ -105,20 +105,6 @@ def probability_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[s
     }
 
 
-def ece_if_calibrated(probabilities: np.ndarray, draws: int = 200, seed: int = 0) -> dict[str, float]:
-    """The ECE a perfectly calibrated model with these probabilities would still show on this many rows (genres
-    drawn from the probabilities themselves): the sampling floor against which a measured ECE is read."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    cumulative = probabilities.cumsum(axis=1)
-    cumulative[:, -1] = np.inf  # a row's sum can round below a uniform draw
-    eces = [
-        calibration_metrics((cumulative > rng.random((len(probabilities), 1))).argmax(axis=1), probabilities)["ece"]
-        for _ in range(draws)
-    ]
-    return {"mean": float(np.mean(eces)), "p95": float(np.quantile(eces, 0.95)), "draws": draws}
-
-
 def coverage_by_level(
     probabilities: np.ndarray, labels: np.ndarray, config: GenreFFNConfig, genres: Sequence[str] | None = None
 ) -> dict:
