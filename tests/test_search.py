@@ -46,7 +46,6 @@ from music_genre.training.search import (
     run_search,
     run_worker,
     sample_architecture,
-    search_distributions,
     search_trials,
     work_through_slots,
 )
@@ -281,6 +280,11 @@ PUBLISHED_SPACE = [
     ("weight_decay", optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)),
     ("epochs", optuna.distributions.IntDistribution(5, 25)),
 ]
+
+
+def search_distributions(params: dict, max_epochs: int) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Every study parameter a trial with `params` sampled, in sampling order, with its declared distribution."""
+    return {name: d for setting in SEARCH_SPACE for name, d in setting.distributions(params, max_epochs).items()}
 
 
 def test_the_declared_space_is_the_published_one():

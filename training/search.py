@@ -227,11 +227,6 @@ def hp_space(trial: optuna.Trial, seed: int, max_epochs: int) -> dict:
     return {**as_training_arguments(sampled), "seed": trial_seed(seed, slot_of(trial))}
 
 
-def search_distributions(params: dict, max_epochs: int) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Every study parameter a trial with `params` sampled, in sampling order, with its declared distribution."""
-    return {name: d for setting in SEARCH_SPACE for name, d in setting.distributions(params, max_epochs).items()}
-
-
 def trial_seed(seed: int, slot: int) -> int:
     return seed * 1000 + slot
 
