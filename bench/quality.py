@@ -868,6 +868,12 @@ def summarize(results: list[dict], modes: list[str]) -> dict[str, dict[str, dict
     return summary
 
 
+def _unequal(network: dict, peer: dict) -> str:
+    """A warning when two means are over different numbers of splits (a partial or merged run)."""
+    n, m = network["accuracy"]["n"], peer["accuracy"]["n"]
+    return "" if n == m else f" (means over different splits: the network's {n}, the peer's {m})"
+
+
 def _verdict(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
@@ -890,15 +896,13 @@ def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[s
         for peer in PEERS:
             if peer not in summary[mode]:
                 continue
-            cells, met = [], True
+            cells, met, theirs = [], True, summary[mode][peer]
             for key, label in (("accuracy", "accuracy"), ("roc_auc_macro", "AUC")):
-                ours, theirs = network[key]["mean"], summary[mode][peer][key]["mean"]
+                ours, their = network[key]["mean"], theirs[key]["mean"]
                 won, n = _splits_won(results, mode, peer, key)
-                met &= ours >= theirs
-                cells.append(
-                    f"{label} {ours:.4f} vs {theirs:.4f} ({ours - theirs:+.4f}; the peer ahead on {won} of {n})"
-                )
-            lines.append(f"- Network >= {peer}, {mode}: {', '.join(cells)}: {_verdict(met)}")
+                met &= ours >= their
+                cells.append(f"{label} {ours:.4f} vs {their:.4f} ({ours - their:+.4f}; the peer ahead on {won} of {n})")
+            lines.append(f"- Network >= {peer}, {mode}: {', '.join(cells)}: {_verdict(met)}{_unequal(network, theirs)}")
     for mode in modes:
         network, first = summary[mode].get(NETWORK), summary[mode].get(PAPER_FIRST)
         if network and first:
@@ -922,7 +926,7 @@ def target_lines(summary: dict, modes: list[str], results: list[dict]) -> list[s
             lines.append(
                 f"- Network >= the best peer's accuracy + {LEAD} and >= the best peer's AUC, {mode}: "
                 f"accuracy {acc:.4f} vs {peer_acc:.4f} ({best_acc}, {acc - peer_acc:+.4f}), AUC {auc:.4f} vs "
-                f"{peer_auc:.4f} ({best_auc}): {_verdict(met)}"
+                f"{peer_auc:.4f} ({best_auc}): {_verdict(met)}{_unequal(network, peers[best_acc])}"
             )
     for mode in modes:
         network = summary[mode].get(NETWORK)
@@ -1423,7 +1427,8 @@ def merge(paths: list[Path]) -> tuple[dict, list[dict]]:
     meta = dict(runs[-1]["meta"])
     meta["merged_from"] = [
         {
-            "file": str(path),
+            # Relative to the repository (never a path of this machine), or the file's name if outside it.
+            "file": str(path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path.name),
             **{
                 key: run["meta"].get(key)
                 for key in ("date", "command", "models", "seeds", "modes", "wall_minutes", "note", "load_average")
