@@ -18,7 +18,6 @@ page says what it cannot show.
 import atexit
 import codecs
 import csv
-import gc
 import html
 import json
 import math
@@ -28,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -83,7 +81,7 @@ TOWARDS, AWAY = "towards the top genre", "away from it"
 COUNT_COLUMNS = ["genre", "songs"]
 # The predicted-genres chart names this many genres at most (the rest share one bar).
 CHART_GENRES = 20
-# Fallbacks for a model whose remote code does not export its key and mode names.
+# Fallbacks for a model whose feature extractor does not name its keys and modes (`key_names`, `mode_names`).
 KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODE_NAMES = ("Major", "Minor")
 UNIT_FEATURES = ("acousticness", "danceability", "energy", "instrumentalness", "liveness", "speechiness", "valence")
@@ -244,20 +242,18 @@ class GenreApp:
         self.features = list(config.feature_names)
         self.genres = [config.id2label[i] for i in range(config.num_labels)]
         self.examples = examples_for(self.genres)
-        # Genre sets need the conformal scores a calibrated run stores, and the pipeline's rule that makes a set
-        # from them (its module's `genre_sets`); an older model has neither.
-        self._genre_sets = getattr(sys.modules[type(self.classifier).__module__], "genre_sets", None)
+        # Genre sets need the conformal scores a calibrated run stores, and the pipeline's `genre_sets`, which makes
+        # the sets from them; an older model has neither.
         try:
             config.conformal_threshold(SET_COVERAGE)
-            self.set_coverage = SET_COVERAGE if self._genre_sets else None
+            self.set_coverage = SET_COVERAGE if hasattr(self.classifier, "genre_sets") else None
         except (AttributeError, ValueError):
             self.set_coverage = None
         # Why the attribution chart is missing: switched off, or explaining failed for a reason no input can change.
         self.explain_problem: str | None = None if explain else "is switched off for this page"
         # The key and mode names the model's own feature extractor accepts.
-        extractor_module = sys.modules[type(self.extractor).__module__]
-        self.key_names = list(getattr(extractor_module, "KEY_NAMES", KEY_NAMES))
-        self.mode_names = sorted(getattr(extractor_module, "MODE_NAMES", MODE_NAMES), key=lambda name: name != "Major")
+        self.key_names = list(getattr(self.extractor, "key_names", KEY_NAMES))
+        self.mode_names = sorted(getattr(self.extractor, "mode_names", MODE_NAMES), key=lambda name: name != "Major")
         # A row every model accepts; one cell at a time is swapped in to test a value.
         self.valid_row = song_row(*EXAMPLES[0][3])
         if downloads is None:
@@ -486,19 +482,12 @@ class GenreApp:
 
     def predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str, pd.DataFrame, str]:
         """Results, problems, downloadable CSV, status line, genre counts and confusion matrix (HTML); never raises."""
-        collecting = gc.isenabled()
-        # A table makes millions of rows, cells and strings and no reference cycles: the cyclic garbage collector,
-        # run again and again over them, cost more than a second per 100,000 rows. Cycles are collected after.
-        gc.disable()
         try:
             return self._predict_table(path)
         except InputProblem as problem:
             return _failed(f"**Error:** {problem}")
         except Exception as error:  # a bug or an exotic file must still end as a message, not a traceback
             return _failed(f"**Error:** this file could not be processed ({_error_text(error)}).")
-        finally:
-            if collecting:
-                gc.enable()
 
     def _predict_table(self, path: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None, str, pd.DataFrame, str]:
         frame, wide = self.read_table(path)
@@ -548,8 +537,7 @@ class GenreApp:
         take two passes. Encoded in chunks, as the pipeline does; a value the extractor refuses raises its error."""
         model = self.classifier.model
         columns: dict[str, list] = {"predicted_genre": [], "probability": [], "top_3": []}
-        threshold = None if self.set_coverage is None else self.config.conformal_threshold(self.set_coverage)
-        if threshold is not None:
+        if self.set_coverage is not None:
             columns[SET_COLUMN] = []
         for start in range(0, len(good), TABLE_CHUNK_ROWS):
             inputs = self.extractor(good.iloc[start : start + TABLE_CHUNK_ROWS], return_tensors="pt")
@@ -563,8 +551,8 @@ class GenreApp:
                 ", ".join(f"{self.genres[i]} {score:.2f}" for i, score in zip(row_ids, row_scores))
                 for row_ids, row_scores in zip(ids, scores)
             ]
-            if threshold is not None:
-                set_ids = self._genre_sets(probabilities, threshold)[1]
+            if self.set_coverage is not None:
+                set_ids = self.classifier.genre_sets(probabilities, self.set_coverage)[1]
                 columns[SET_COLUMN] += [", ".join(self.genres[i] for i in row) for row in set_ids]
         return columns
 

@@ -1,5 +1,8 @@
 """The pipeline facing odd input: top_k checked, large tables in chunks, the extractor's errors passed on unchanged."""
 
+import ast
+import gc
+
 import pandas as pd
 import pytest
 import torch
@@ -8,6 +11,7 @@ from transformers import pipeline
 from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
 from music_genre.modeling import pipeline_genre_ffn as pipeline_module
 from music_genre.modeling.feature_extraction_genre_ffn import RawInputError
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -52,3 +56,23 @@ def test_chunks_give_the_same_results_and_number_errors_in_the_whole_table(class
         classifier(table)
     assert (caught.value.column, caught.value.row, caught.value.value) == ("tempo", 37, "fast")
     assert str(caught.value) == "column 'tempo', row 37: 'fast' is not a number"
+
+
+def test_the_output_is_each_rows_ranked_genres_with_the_garbage_collector_left_on(classifier, raw_rows, monkeypatch):
+    # The dicts are built flat from the probabilities (no per-row intermediates) and never with collection off:
+    # switching it off would reach every thread of the caller's process.
+    seen = []
+    built = pipeline_module.ranked_genres
+    monkeypatch.setattr(pipeline_module, "ranked_genres", lambda *args: seen.append(gc.isenabled()) or built(*args))
+    every = classifier(raw_rows, top_k=None)
+    assert seen == [True] and gc.isenabled()
+    genres = classifier.model.config.id2label
+    for k in (1, 3):
+        top = classifier(raw_rows, top_k=k)
+        assert top == [row[:k] for row in every]
+    for row in every:
+        assert [g["score"] for g in row] == sorted((g["score"] for g in row), reverse=True)
+        assert sorted(g["label"] for g in row) == sorted(genres.values())
+    for path in [*(REPO / "modeling").glob("*_genre_ffn.py"), REPO / "space" / "app.py"]:
+        calls = {ast.unparse(node.func) for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+        assert not calls & {"gc.disable", "gc.freeze"}, f"{path.name} changes the process's garbage collection"

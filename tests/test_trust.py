@@ -12,7 +12,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, save_model_folder
-from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
+from music_genre.modeling.calibration_genre_ffn import genre_sets, ranked_mass
 from music_genre.training.calibration import (
     calibrate,
     calibration_report,
@@ -173,6 +173,10 @@ def test_the_pipeline_returns_coverage_sets_highest_first_as_the_calibration_mea
     coverage, size, _ = set_coverage(probabilities, labels, threshold)
     assert size == pytest.approx(np.mean([len(genres) for genres in sets]))
     assert coverage == np.mean([GENRES[y] in [g["label"] for g in s] for y, s in zip(labels, sets)])
+    # The public method, for a caller holding the probabilities (the Space's table), gives the same sets.
+    scores, ids = classifier.genre_sets(probabilities, 0.9)
+    assert [[GENRES[i] for i in row] for row in ids] == [[g["label"] for g in s] for s in sets]
+    assert scores == [[g["score"] for g in s] for s in sets]
 
 
 def test_the_pipeline_refuses_bad_coverage_and_explain_values(calibrated, raw_rows):

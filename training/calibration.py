@@ -1,7 +1,9 @@
 """Calibration after training: a temperature for the probabilities and split conformal genre sets.
 
 `calibrate` fits both on the validation split and stores them in the model's config (so the saved folder serves
-them); `calibration_report` measures them on the test split for `metrics.json` and the benchmarks.
+them); `calibration_report` measures them on the test split for `metrics.json` and the benchmarks. The conformal
+score, the stored record, the threshold and the set rule are the model's own (`music_genre.modeling
+.calibration_genre_ffn`, shipped with it as remote code), so the run fits exactly what the pipeline serves.
 
 The temperature is the one that minimises validation negative log-likelihood (Guo et al., 2017); dividing the
 logits by it changes no argmax. The sets are adaptive prediction sets (Romano, Sesia and Candes, 2020) without
@@ -23,13 +25,10 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from music_genre.modeling import GenreFFNConfig, GenreFFNForSequenceClassification
-from music_genre.modeling.configuration_genre_ffn import COVERAGE_LEVELS
-from music_genre.modeling.pipeline_genre_ffn import genre_sets, ranked_mass
+from music_genre.modeling.calibration_genre_ffn import conformal_config, conformity_scores, genre_sets
 from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
 from music_genre.training.trainer import eval_logits, predict_probabilities
 
-# Scores are stored rounded up to this step: q_hat can only grow, so the coverage guarantee holds.
-SCORE_STEP = 1e-6
 # log T is searched in this range: T from about 0.05 to 20.
 LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
 
@@ -50,28 +49,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     result = minimize_scalar(nll, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(math.exp(result.x))
-
-
-def conformity_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each row's score of its true genre: the probability mass the model ranks above it."""
-    order, mass_above = ranked_mass(torch.as_tensor(probabilities))
-    rank = (order == torch.as_tensor(labels).reshape(-1, 1)).double().argmax(dim=-1, keepdim=True)
-    return mass_above.gather(-1, rank).squeeze(-1).numpy()
-
-
-def conformal_config(scores: np.ndarray, levels: tuple[float, ...] = COVERAGE_LEVELS) -> dict:
-    """What the config stores: the sorted calibration scores (rounded up) and q_hat for each level."""
-    stored = np.sort(np.ceil(np.asarray(scores, dtype=np.float64) / SCORE_STEP) * SCORE_STEP).round(6)
-    config = {
-        "method": "aps",
-        "randomized": False,
-        "score": "probability mass of the genres ranked above the true genre",
-        "n_calibration": len(stored),
-        "scores": stored.tolist(),
-    }
-    thresholds = {f"{level:g}": GenreFFNConfig(conformal=config).conformal_threshold(level) for level in levels}
-    # A level needing more scores than there are is left to call time (every genre), as JSON has no infinity.
-    return {**config, "thresholds": {level: q for level, q in thresholds.items() if math.isfinite(q)}}
 
 
 def calibrate(model: GenreFFNForSequenceClassification, features: np.ndarray, labels: np.ndarray) -> dict:

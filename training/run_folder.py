@@ -48,6 +48,7 @@ REMOTE_CODE = (
     "modeling_genre_ffn.py",
     "feature_extraction_genre_ffn.py",
     "pipeline_genre_ffn.py",
+    "calibration_genre_ffn.py",
 )
 MANIFEST = "run.json"
 MANIFEST_FORMAT = 1
