@@ -33,9 +33,9 @@ from music_genre.modeling import (
     GenreFFNForSequenceClassification,
 )
 from music_genre.modeling.modeling_genre_ffn import native_bfloat16
+from music_genre.modeling.pipeline_genre_ffn import feature_attributions
 from music_genre.training.calibration import calibrate
 from music_genre.training.data import load_data, split_indices
-from music_genre.training.explanation import faithfulness
 from music_genre.training.scoring import calibration_metrics
 from music_genre.training.trainer import predict_probabilities
 from music_genre.training.trust import trust_report
@@ -83,6 +83,45 @@ def measure(data_source: str | None, folder: Path, rows: int, figures_dir: Path)
         "date": datetime.date.today().isoformat(),
     }
     return report
+
+
+def faithfulness(
+    model: GenreFFNForSequenceClassification,
+    extractor: GenreFeatureExtractor,
+    features: np.ndarray,
+    n_features: int = 3,
+    seed: int = 0,
+) -> dict:
+    """The deletion check on encoded rows: the fraction of rows where referencing the `n_features` most-attributed
+    features (largest signed attributions: those pushing the predicted genre up) lowers the predicted genre's
+    probability more than referencing `n_features` random ones (one random draw per row), and the mean drops.
+    Probabilities are the ones the model serves."""
+    features = np.asarray(features, dtype=np.float32)
+    rows = np.arange(len(features))
+    probabilities = predict_probabilities(model, features)
+    predicted = probabilities.argmax(axis=-1)
+    attributions = feature_attributions(model, extractor, torch.as_tensor(features), torch.as_tensor(predicted))
+    reference = extractor(extractor.reference_row())["input_features"][0]
+    names = list(model.config.feature_names)
+    column_feature = np.asarray([names.index(name) for name in extractor.column_features])
+
+    def probability_with_reference(chosen: np.ndarray) -> np.ndarray:
+        # Each encoded column depends on one raw feature only, so this equals encoding the edited raw row.
+        replaced = (column_feature[None, None, :] == chosen[:, :, None]).any(axis=1)
+        return predict_probabilities(model, np.where(replaced, reference, features))[rows, predicted]
+
+    most_attributed = np.argsort(-attributions.numpy(), axis=1, kind="stable")[:, :n_features]
+    rng = np.random.default_rng(seed)
+    random = np.stack([rng.choice(len(names), n_features, replace=False) for _ in rows])
+    drop_top = probabilities[rows, predicted] - probability_with_reference(most_attributed)
+    drop_random = probabilities[rows, predicted] - probability_with_reference(random)
+    return {
+        "rows": len(rows),
+        "n_features": n_features,
+        "fraction_top_beats_random": float((drop_top > drop_random).mean()),
+        "mean_drop_top": float(drop_top.mean()),
+        "mean_drop_random": float(drop_random.mean()),
+    }
 
 
 def ece_if_calibrated(probabilities: np.ndarray, draws: int = 200, seed: int = 0) -> dict[str, float]:

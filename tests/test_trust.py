@@ -11,6 +11,7 @@ from crepes import ConformalClassifier
 from sklearn.metrics import brier_score_loss, log_loss
 from transformers import AutoModelForSequenceClassification, pipeline
 
+from bench.trust import faithfulness
 from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from music_genre.modeling.calibration_genre_ffn import genre_sets, ranked_mass
 from music_genre.training.calibration import (
@@ -22,7 +23,6 @@ from music_genre.training.calibration import (
     peer_calibration_report,
     set_coverage,
 )
-from music_genre.training.explanation import faithfulness
 from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
 from tests.conftest import GENRES, REPO, WITHOUT_PROJECT, load_in_clean_process, make_model
 from tests.doc_blocks import doc_block
