@@ -418,8 +418,10 @@ class FoldedMembers:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.members is not None:
             return torch.stack([member(x) for member in self.members])
-        x = x.unsqueeze(-2)  # (rows, 1, in): the members' first scalings broadcast it to (rows, k, in)
-        for weight, r, s, b in self.layers:
+        (weight, _, s, b), *layers = self.layers
+        # The first layer's r is folded into k stacked matrices: one product for every member, (rows, k * out).
+        x = torch.relu(torch.addcmul(b, (x @ weight.T).view(len(x), *s.shape), s))
+        for weight, r, s, b in layers:
             x = torch.relu(torch.addcmul(b, (x if r is None else x * r) @ weight.T, s))
         head_weight, head_bias = self.head
         return torch.baddbmm(head_bias.unsqueeze(1), x.transpose(0, 1), head_weight)
@@ -474,7 +476,8 @@ def fold_batch_ensemble(
     network: BatchEnsembleNetwork, dtype: torch.dtype = torch.float32
 ) -> tuple[list[tuple], tuple[torch.Tensor, torch.Tensor]]:
     """A TabM ensemble's blocks as (W, r or None, s, b) in `dtype`, each computing relu(((x * r) W^T) * s + b) with
-    the member's BatchNorm folded into its s and b; and the head's (weight, bias)."""
+    the member's BatchNorm folded into its s and b (the first block's r folded into W: the k matrices W * r_i
+    stacked, r None); and the head's (weight, bias)."""
     layers = []
     for i, block in enumerate(network.blocks):
         linear, norm = block[0], block[1]
@@ -485,6 +488,9 @@ def fold_batch_ensemble(
         else:  # tabm-mini: a shared Linear, the input scaled per member before the first
             r = network.scaling.r if i == 0 else None
             s, b = gain, linear.bias * gain + offset
-        layers.append(tuple(None if t is None else t.detach().to(dtype).clone() for t in (linear.weight, r, s, b)))
+        weight = linear.weight
+        if i == 0:
+            weight, r = (linear.weight.unsqueeze(0) * r.unsqueeze(1)).flatten(0, 1), None
+        layers.append(tuple(None if t is None else t.detach().to(dtype).clone() for t in (weight, r, s, b)))
     head = (network.head.weight.detach().to(dtype).clone(), network.head.bias.detach().to(dtype).clone())
     return layers, head
