@@ -11,6 +11,8 @@ from numbers import Real
 
 from transformers import PreTrainedConfig
 
+from .calibration_genre_ffn import conformal_threshold
+
 # The paper's 13 model features, in the order of the public CSV.
 FEATURE_NAMES = (
     "popularity",
@@ -35,8 +37,6 @@ ENCODINGS = ("log-standard", "quantile-normal", "quantile-normal+log-standard")
 # The paper's encoding: the feature extractor's default, and so the width a default config takes.
 PAPER_ENCODING = "log-standard"
 INFERENCE_DTYPES = ("float32", "bfloat16")
-# Coverage levels whose conformal thresholds a calibrated config stores; other levels come from its stored scores.
-COVERAGE_LEVELS = (0.8, 0.9, 0.95)
 # How the members of the ensemble are made (see modeling_genre_ffn.py), and the embeddings of the numeric columns.
 ENSEMBLES = ("independent", "tabm", "tabm-mini")
 NUMERIC_EMBEDDINGS = ("piecewise-linear", "periodic")
@@ -205,22 +205,6 @@ class GenreFFNConfig(PreTrainedConfig):
         super().__init__(**kwargs)
 
     def conformal_threshold(self, coverage: float) -> float:
-        """The split conformal threshold q_hat for a coverage level: the ceil((n + 1) * coverage)-th smallest of the
-        n calibration scores (infinite, i.e. every genre, when n is too small for that level).
-
-        A genre enters a row's set when its score (the probability mass ranked above it) is at most q_hat, which
-        covers the true genre with probability at least `coverage` for rows exchangeable with the calibration rows.
-        """
-        if isinstance(coverage, bool) or not isinstance(coverage, Real) or not 0 < coverage < 1:
-            raise ValueError(f"coverage must be a number strictly between 0 and 1, got {coverage!r}")
-        if not self.conformal:
-            raise ValueError("this model has no conformal calibration: coverage sets need a calibrated model")
-        stored = self.conformal.get("thresholds", {}).get(f"{coverage:g}")
-        if stored is not None:
-            return float(stored)
-        scores = self.conformal.get("scores")
-        if not scores:
-            levels = ", ".join(self.conformal.get("thresholds", {}))
-            raise ValueError(f"coverage {coverage!r} is not calibrated for this model; stored levels: {levels}")
-        rank = math.ceil((len(scores) + 1) * coverage - 1e-9)  # (n + 1) * coverage may land a hair above an integer
-        return float(scores[rank - 1]) if rank <= len(scores) else math.inf
+        """The split conformal threshold q_hat of this model's `conformal` calibration for a coverage level (see
+        `calibration_genre_ffn.conformal_threshold`): a genre whose score is at most q_hat enters a row's set."""
+        return conformal_threshold(self.conformal, coverage)

@@ -91,6 +91,10 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
     """
 
     model_input_names = ["input_features"]
+    # The names the `key` and `mode` columns take (besides flats, Spotify's numbers and missing markers), for a
+    # caller that offers them as choices; class attributes, so not saved in preprocessor_config.json.
+    key_names = KEY_NAMES
+    mode_names = MODE_NAMES
 
     def __init__(
         self,

@@ -18,13 +18,15 @@ value raises the feature extractor's error (a `ValueError` naming the column,
 the row of the whole input, the value and the reason) unchanged.
 """
 
-import gc
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import Pipeline
+
+from .calibration_genre_ffn import genre_set_members, genre_sets
 
 
 class GenreClassificationPipeline(Pipeline):
@@ -73,6 +75,13 @@ class GenreClassificationPipeline(Pipeline):
                 results.extend(super().__call__(chunk, **kwargs))
         return results[0] if single else results
 
+    def genre_sets(self, probabilities: Any, coverage: float) -> tuple[list[list[float]], list[list[int]]]:
+        """The conformal genre set at `coverage` of each row of `probabilities` ((rows, genres), softmax of the
+        model's logits), as `coverage=` gives them: per row the genres' probabilities and ids, most probable first.
+        For a caller that computes the probabilities once for several outputs (e.g. the Space's table)."""
+        threshold = self.model.config.conformal_threshold(coverage)
+        return genre_sets(torch.as_tensor(probabilities), threshold)
+
     def preprocess(self, inputs: "_Rows") -> dict[str, torch.Tensor]:
         return self.feature_extractor(inputs.rows, return_tensors="pt", row_offset=inputs.first_row)
 
@@ -90,27 +99,17 @@ class GenreClassificationPipeline(Pipeline):
         explain: bool = False,
     ) -> list[list[dict]]:
         probabilities = model_outputs["logits"].float().softmax(dim=-1)
+        if threshold is not None:
+            ids, sizes = genre_set_members(probabilities, threshold)
+            scores = probabilities.gather(-1, ids)
+        else:
+            k = probabilities.shape[-1] if top_k is None else min(top_k, probabilities.shape[-1])
+            (scores, ids), sizes = probabilities.topk(k, dim=-1), None
         id2label = self.model.config.id2label
-        labels = [id2label[i] for i in range(len(id2label))]
-        collecting = gc.isenabled()
-        # Hundreds of thousands of fresh lists and dicts hold no cycles; scanning them again and again was most of
-        # the time.
-        gc.disable()
-        try:
-            if threshold is not None:
-                scores, ids = genre_sets(probabilities, threshold)
-            else:
-                k = probabilities.shape[-1] if top_k is None else min(top_k, probabilities.shape[-1])
-                scores, ids = (part.tolist() for part in probabilities.topk(k, dim=-1))
-            results = [
-                [{"label": labels[i], "score": s} for s, i in zip(row_scores, row_ids)]
-                for row_scores, row_ids in zip(scores, ids)
-            ]
-        finally:
-            if collecting:
-                gc.enable()
+        labels = np.asarray([id2label[i] for i in range(len(id2label))], dtype=object)
+        results = ranked_genres(labels, scores, ids, sizes)
         if explain:
-            add_attributions(results, ids, model_outputs["input_features"], self.model, self.feature_extractor)
+            add_attributions(results, ids, sizes, model_outputs["input_features"], self.model, self.feature_extractor)
         return results
 
 
@@ -143,6 +142,26 @@ def check_pairing(config, feature_extractor) -> None:
         )
 
 
+def ranked_genres(labels: np.ndarray, scores: torch.Tensor, ids: torch.Tensor, sizes: torch.Tensor | None) -> list:
+    """Each row's genres as `{"label", "score"}` dicts: the first `sizes[r]` (all, without `sizes`) of row r of the
+    (rows, k) `scores` and genre `ids`, named by `labels` (an object array).
+
+    Built flat, one dict per genre and one list per row and nothing else per row: a million-row table makes
+    millions of these, and fewer objects is less work for the garbage collector, which stays on.
+    """
+    if sizes is None:  # every row has k genres: read off in slices of k
+        flat_ids, flat_scores = ids.reshape(-1), scores.reshape(-1)
+    else:
+        kept = torch.arange(ids.shape[-1]) < sizes.unsqueeze(-1)  # boolean indexing keeps row-major order
+        flat_ids, flat_scores = ids[kept], scores[kept]
+    names = labels[flat_ids.numpy()].tolist()
+    genres = [{"label": name, "score": score} for name, score in zip(names, flat_scores.tolist())]
+    if sizes is None:
+        k = ids.shape[-1]
+        return [genres[start : start + k] for start in range(0, len(genres), k)]
+    return [genres[end - size : end] for end, size in zip(sizes.cumsum(dim=0).tolist(), sizes.tolist())]
+
+
 class _Rows:
     """Raw rows carried through the base pipeline as one input; `first_row` numbers the rows in errors."""
 
@@ -151,35 +170,21 @@ class _Rows:
         self.first_row = first_row
 
 
-def ranked_mass(probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's genres from most to least probable, and the probability mass ranked above each of them (float64):
-    the nonconformity score of the adaptive prediction sets, so the top genre scores 0."""
-    sorted_probabilities, order = probabilities.double().sort(dim=-1, descending=True, stable=True)
-    return order, sorted_probabilities.cumsum(dim=-1) - sorted_probabilities
-
-
-def genre_sets(probabilities: torch.Tensor, threshold: float) -> tuple[list[list[float]], list[list[int]]]:
-    """Split conformal sets (APS, not randomised): the genres whose mass ranked above is at most the calibrated
-    threshold, most probable first; never empty, since the top genre has none above it."""
-    order, mass_above = ranked_mass(probabilities)
-    sizes = (mass_above <= threshold).sum(dim=-1).clamp(min=1)
-    # Only the columns up to the largest set are turned into Python numbers.
-    order = order[:, : int(sizes.max())] if len(sizes) else order
-    scores, ids = probabilities.gather(-1, order).tolist(), order.tolist()
-    sizes = sizes.tolist()
-    return [row[:size] for row, size in zip(scores, sizes)], [row[:size] for row, size in zip(ids, sizes)]
-
-
 def add_attributions(
-    results: list[list[dict]], ids: list[list[int]], input_features: torch.Tensor, model, feature_extractor
+    results: list[list[dict]],
+    ids: torch.Tensor,
+    sizes: torch.Tensor | None,
+    input_features: torch.Tensor,
+    model,
+    feature_extractor,
 ) -> None:
-    """Add to each returned genre the attributions of its score to the raw features (see `feature_attributions`)."""
+    """Add to each returned genre (row r: the first `sizes[r]` of `ids[r]`, all without `sizes`) the attributions of
+    its score to the raw features (see `feature_attributions`)."""
     names = list(model.config.feature_names)
-    for rank in range(max(len(row) for row in ids)):
-        rows = [r for r, row in enumerate(ids) if len(row) > rank]
-        targets = torch.tensor([ids[r][rank] for r in rows])
-        attributions = feature_attributions(model, feature_extractor, input_features[rows], targets)
-        for r, values in zip(rows, attributions.tolist()):
+    for rank in range(ids.shape[-1]):
+        rows = torch.arange(len(ids)) if sizes is None else (sizes > rank).nonzero().squeeze(-1)
+        attributions = feature_attributions(model, feature_extractor, input_features[rows], ids[rows, rank])
+        for r, values in zip(rows.tolist(), attributions.tolist()):
             results[r][rank]["attributions"] = dict(zip(names, values))
 
 
