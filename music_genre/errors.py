@@ -19,6 +19,7 @@ KNOWN_ERRORS = (
     ("training.search", "StudyMismatch"),
     ("training.search", "NoCompletedTrial"),
     ("hub_card.publish", "PublishError"),
+    ("music_genre.predict", "PredictError"),
     ("feature_extraction_genre_ffn", "RawInputError"),
     ("music_genre.predict", "PredictError"),
 )

@@ -19,6 +19,7 @@ import pytest
 import music_genre
 from music_genre import main
 from music_genre.hub_card.publish import PublishError, stage
+from music_genre.predict import PredictError
 from music_genre.training import run_folder
 from music_genre.training.data import DataError
 from music_genre.training.run_folder import RunFolderBusy, commit, run_lock, settle, verify
@@ -434,6 +435,7 @@ def with_handler(command: str, handler) -> tuple:
         StudyMismatch("the study s was made with seed = 1, this run has 2; pass --fresh-study"),
         DataError("data is missing column(s): tempo"),
         NoCompletedTrial("the search completed no trial; raise --n-trials or --timeout"),
+        PredictError("--output must end in .csv or .parquet, got 'genres.txt'"),
         PermissionError(13, "Permission denied", "/tmp/x.csv"),
     ],
     ids=type,
