@@ -4,11 +4,20 @@ Every number on the card is read from the run: `metrics.json`, `trials.csv`,
 `data_report.json`, `model/training_run.json`, `model/config.json`,
 `model/preprocessor_config.json` and the PNGs in `figures/`. The metadata is a
 `ModelCardData` whose `eval_results` become the Hub's model-index; the body is
-the Jinja template `templates/model_card.md`.
+the Jinja template `templates/model_card.md`, kept short: its long tables are
+in `reports/training.md` and `reports/evaluation.md` (`templates/report_*.md`).
+
+A staged model repo ships the run's records beside them in `reports/`
+(`write_run_records`), so its card and reports can be rendered again from the
+repo alone (`read_model_repo`, `write_model_repo_card`): `music-genre bundle
+--card-only` does that for the bundled model.
 """
 
+import dataclasses
 import json
 import shlex
+import shutil
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -20,7 +29,17 @@ from safetensors import safe_open
 
 from music_genre.modeling import FEATURE_NAMES, TASK
 from music_genre.training.options import public_name
-from music_genre.training.run_folder import RunFolder, read_run
+from music_genre.training.run_folder import (
+    DATA_REPORT,
+    FIGURES_DIR,
+    METRICS,
+    RUN_INFO,
+    TRIALS,
+    RunFolder,
+    read_run,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from music_genre.training.scoring import SUMMARY_METRICS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -61,6 +80,13 @@ TRUST_FIGURES = ("reliability_diagram.png", "permutation_importance.png")
 SUMMARY_COVERAGE = "0.9"
 # How many genre pairs the card's limitations list: those filing the most songs under both (from the run's data).
 LOOKALIKE_PAIRS = 4
+# Where a staged model repo keeps the run's records and the card's long tables (rendered from templates/report_*.md).
+REPORTS_DIR = "reports"
+REPORTS = ("training", "evaluation")
+# The data report lists every song filed under several genres (artist and track names, thousands of the source's
+# rows); a model repo ships counts per genre pair and this many examples instead.
+SHARED_LIST = "pairs_under_several_genres_list"
+SHARED_EXAMPLES = 5
 
 
 def run_genres(run: RunFolder) -> list[str]:
@@ -147,10 +173,26 @@ def render_model_card(
     run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
 ) -> str:
     """The whole README.md: YAML front matter and the templated body."""
+    return render_template("model_card.md", **card_values(run, repo_id, dataset_repo_id, space_repo_id))
+
+
+def render_reports(
+    run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
+) -> dict[str, str]:
+    """The card's long tables, by file name in `reports/`: the training data, preprocessing and search
+    (`training.md`), per-genre figures, plots, calibration, genre sets and importance (`evaluation.md`)."""
+    values = card_values(run, repo_id, dataset_repo_id, space_repo_id)
+    return {f"{name}.md": render_template(f"report_{name}.md", **values) for name in REPORTS}
+
+
+def card_values(
+    run: RunFolder, repo_id: str | None = None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
+) -> dict:
+    """Everything the card and its reports say, from the run: the templates only lay it out."""
+    run = dataclasses.replace(run, data_report=published_data_report(run.data_report, run_genres(run)))
     metrics, report = run.metrics, run.data_report
     data = card_data(run, repo_id, dataset_repo_id)
-    return render_template(
-        "model_card.md",
+    return dict(
         card_data=data.to_yaml(),
         model_name=data.model_name,
         license=LICENSE,
@@ -175,7 +217,8 @@ def render_model_card(
         report=report,
         dropped=[(reason, n) for reason, n in report["rows_dropped"].items() if reason != "total" and n],
         missing=[(name, n) for name, n in report["missing_values"].items() if n],
-        shared_examples=report.get("pairs_under_several_genres_list", [])[:5],
+        shared_examples=report["pairs_under_several_genres_examples"],
+        shared_pairs=[(f"{a} / {b}", n) for (a, b), n in shared_genre_pairs(report).items() if n],
         preprocessing=_preprocessing(run.preprocessor),
         architecture=_architecture(run),
         search=_search(run),
@@ -190,6 +233,92 @@ def render_model_card(
         kaggle_url=KAGGLE_URL,
         paper=metrics["paper"],
     )
+
+
+def published_data_report(report: dict, genres: list[str]) -> dict:
+    """The run's data report as a model repo ships it: the list of songs filed under several genres becomes the
+    count per genre pair (`genre_pairs_sharing_songs`, most shared first) and a few examples. A report already in
+    this form is returned as it is."""
+    if SHARED_LIST not in report:
+        return report
+    position = {genre: i for i, genre in enumerate(genres)}
+    counts = Counter()
+    for entry in report[SHARED_LIST]:
+        known = sorted((genre for genre in entry["genres"] if genre in position), key=position.get)
+        counts.update(combinations(known, 2))
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], position[item[0][0]], position[item[0][1]]))
+    published = {key: value for key, value in report.items() if key != SHARED_LIST}
+    published["genre_pairs_sharing_songs"] = [{"genres": list(pair), "pairs": n} for pair, n in ranked]
+    published["pairs_under_several_genres_examples"] = report[SHARED_LIST][:SHARED_EXAMPLES]
+    return published
+
+
+def shared_genre_pairs(published_report: dict) -> dict[tuple[str, str], int]:
+    """(genre, genre) -> songs filed under both, from a published data report, most shared first."""
+    return {tuple(entry["genres"]): entry["pairs"] for entry in published_report["genre_pairs_sharing_songs"]}
+
+
+class PublishedRun(RunFolder):
+    """A run as its staged model repo holds it: the model files at the top, the run's records in `reports/`."""
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path
+
+
+def write_run_records(run: RunFolder, folder: Path) -> None:
+    """The run's records the card is rendered from, into a model repo's `reports/`: `metrics.json` and
+    `trials.csv` as the run wrote them, `data_report.json` in its published form."""
+    reports = folder / REPORTS_DIR
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS, TRIALS):
+        shutil.copyfile(run.path / name, reports / name)
+    write_json_atomic(reports / DATA_REPORT, published_data_report(run.data_report, run_genres(run)))
+
+
+def read_model_repo(folder: str | Path) -> PublishedRun:
+    """Read a staged model repo (or the bundled `space/model/`) as the run it ships: its `reports/` records, its
+    config, preprocessor config, `training_run.json` and figures. A missing file raises `FileNotFoundError`."""
+    import pandas as pd
+
+    folder = Path(folder)
+    reports = folder / REPORTS_DIR
+    needed = [reports / METRICS, reports / TRIALS, reports / DATA_REPORT] + [
+        folder / name for name in (RUN_INFO, "config.json", "preprocessor_config.json", "model.safetensors")
+    ]
+    missing = [str(path.relative_to(folder)) for path in needed if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"model repo {folder} lacks {', '.join(missing)} (stage it from a run with push)")
+    figures = folder / FIGURES_DIR
+    return PublishedRun(
+        path=folder,
+        metrics=json.loads((reports / METRICS).read_text()),
+        trials=pd.read_csv(reports / TRIALS),
+        data_report=json.loads((reports / DATA_REPORT).read_text()),
+        training_run=json.loads((folder / RUN_INFO).read_text()),
+        config=json.loads((folder / "config.json").read_text()),
+        preprocessor=json.loads((folder / "preprocessor_config.json").read_text()),
+        figures=sorted(path.name for path in figures.glob("*.png")) if figures.is_dir() else [],
+    )
+
+
+def model_repo_pages(
+    folder: str | Path, repo_id: str | None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
+) -> dict[str, str]:
+    """A model repo's card and reports rendered from the records it ships, by path in the repo: `README.md` (as
+    `ModelCard.save` writes it) and `reports/*.md`."""
+    run = read_model_repo(folder)
+    card = ModelCard(render_model_card(run, repo_id, dataset_repo_id, space_repo_id))
+    reports = render_reports(run, repo_id, dataset_repo_id, space_repo_id)
+    return {"README.md": str(card), **{f"{REPORTS_DIR}/{name}": text for name, text in reports.items()}}
+
+
+def write_model_repo_card(
+    folder: str | Path, repo_id: str | None, dataset_repo_id: str | None = None, space_repo_id: str | None = None
+) -> None:
+    """Render a model repo's card (README.md) and reports (reports/*.md) from the records it ships."""
+    for name, text in model_repo_pages(folder, repo_id, dataset_repo_id, space_repo_id).items():
+        write_bytes_atomic(Path(folder) / name, text.encode("utf-8"))
 
 
 def render_template(name: str, **values) -> str:
@@ -313,13 +442,18 @@ def _search(run: RunFolder) -> dict:
         "best_number": int(best["number"]) if best is not None else None,
         "best_value": float(best["value"]) if best is not None else None,
         "space": space,
-        "best_hyperparameters": _pairs(run.metrics["best_hyperparameters"]),
-        "initial_hyperparameters": _pairs(run.metrics["initial"].get("hyperparameters", {})),
+        "hyperparameters": _side_by_side(
+            run.metrics["initial"].get("hyperparameters", {}), run.metrics["best_hyperparameters"]
+        ),
     }
 
 
-def _pairs(values: dict) -> list[list[str]]:
-    return [[name, _setting(value)] for name, value in values.items()]
+def _side_by_side(initial: dict, tuned: dict) -> list[list[str]]:
+    """[name, initial, tuned] per hyperparameter of either, "-" where one lacks it."""
+    names = list(initial) + [name for name in tuned if name not in initial]
+    return [
+        [name, *(_setting(values[name]) if name in values else "-" for values in (initial, tuned))] for name in names
+    ]
 
 
 def _results_rows(metrics: dict) -> list[list[str]]:
@@ -419,14 +553,10 @@ def _figure_order(present: list[str]) -> list[str]:
 
 def _limitations(run: RunFolder) -> dict:
     """Numbers behind the card's limitations: pairs filed under two look-alike genres, and test confusions."""
-    pairs = run.data_report.get("pairs_under_several_genres_list", [])
     genres = run_genres(run)
     position = {genre: i for i, genre in enumerate(genres)}
     shared = {pair: 0 for pair in combinations(genres, 2)}
-    for entry in pairs:
-        known = sorted((genre for genre in entry["genres"] if genre in position), key=position.get)
-        for a, b in combinations(known, 2):
-            shared[(a, b)] += 1
+    shared.update(shared_genre_pairs(run.data_report))
     matrix = np.asarray(run.metrics["tuned"]["confusion_matrix"])
     lookalikes = []
     # The genre pairs filing the most songs under both: the data's own look-alikes, most shared first.
@@ -457,7 +587,7 @@ def _limitations(run: RunFolder) -> dict:
         if matrix[i, j] > 0
     ]
     return {
-        "pairs": run.data_report.get("pairs_under_several_genres", len(pairs)),
+        "pairs": run.data_report["pairs_under_several_genres"],
         "distinct_pairs": run.data_report.get("distinct_artist_track_pairs"),
         "lookalikes": lookalikes,
         "confusions": confusions,

@@ -40,6 +40,12 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy only today's remote code (modeling/*_genre_ffn.py) into the bundled model, keeping its weights, "
         "config and card (for a code change that keeps the config's meaning; runs are not kept)",
     )
+    source.add_argument(
+        "--card-only",
+        action="store_true",
+        help="render the bundled model's card and reports/*.md again from the run's records it ships in reports/, "
+        "with this checkout's templates (for a card change that needs no new run)",
+    )
     parser.add_argument(
         "--repo-id",
         default=BUNDLED_REPO_ID,
@@ -49,7 +55,13 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from music_genre.hub_card.publish import SPACE_DIR, PublishError, bundle, refresh_bundled_code
+    from music_genre.hub_card.publish import (
+        SPACE_DIR,
+        PublishError,
+        bundle,
+        refresh_bundled_card,
+        refresh_bundled_code,
+    )
 
     into = args.into
     if into is None:
@@ -60,6 +72,10 @@ def run_bundle(args: argparse.Namespace) -> int:
     if args.code_only:
         changed = refresh_bundled_code(into)
         print(f"refreshed {', '.join(changed)} in {into}" if changed else f"the remote code in {into} was current")
+        return 0
+    if args.card_only:
+        changed = refresh_bundled_card(args.repo_id, into)
+        print(f"rendered {', '.join(changed)} in {into} again" if changed else f"the card in {into} was current")
         return 0
     folder = bundle(args.run, args.repo_id, into)
     print(f"bundled the model of {args.run} into {folder}")

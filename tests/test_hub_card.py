@@ -1,5 +1,6 @@
 """The model card, generated from a small real run folder, checked as a Hub user would read it."""
 
+import itertools
 import json
 import re
 import shutil
@@ -15,8 +16,12 @@ from music_genre.hub_card.card import (
     FIGURES,
     KAGGLE_DATASET,
     PAPER_SOURCE,
+    published_data_report,
+    read_model_repo,
     read_run,
     render_model_card,
+    render_reports,
+    run_genres,
     without_machine_paths,
     write_model_card,
 )
@@ -28,6 +33,20 @@ def card_path(small_run, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("card") / "README.md"
     write_model_card(small_run, path, repo_id=REPO_ID, dataset_repo_id=DATASET_REPO_ID)
     return path
+
+
+@pytest.fixture(scope="module")
+def staged_model(small_run, tmp_path_factory) -> Path:
+    """The model repo a push stages: the card, its reports and the run's records."""
+    from music_genre.hub_card.publish import stage_model
+
+    return stage_model(read_run(small_run), REPO_ID, DATASET_REPO_ID, tmp_path_factory.mktemp("staged") / "model")
+
+
+def card_and_reports(staged_model: Path) -> str:
+    """What a reader of the model repo reads: the card, then reports/training.md and reports/evaluation.md."""
+    names = ("README.md", "reports/training.md", "reports/evaluation.md")
+    return "\n".join((staged_model / name).read_text() for name in names)
 
 
 def test_card_metadata_round_trips_to_the_runs_numbers(card_path, small_run):
@@ -48,11 +67,11 @@ def test_card_metadata_round_trips_to_the_runs_numbers(card_path, small_run):
     assert data.to_dict()["model-index"][0]["name"] == "music-genre-ffn"
 
 
-def test_card_holds_the_results_the_data_and_the_way_to_reproduce(card_path, small_run):
+def test_card_holds_the_results_the_data_and_the_way_to_reproduce(staged_model, small_run):
     metrics = json.loads((small_run / "metrics.json").read_text())
     report = json.loads((small_run / "data_report.json").read_text())
     run_info = json.loads((small_run / "model" / "training_run.json").read_text())
-    text = card_path.read_text()
+    text = card_and_reports(staged_model)
     lines = text.splitlines()
     header = lines.index("| test split | initial | tuned | paper, initial | paper, tuned |")
     table = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2 : header + 7]]
@@ -114,13 +133,18 @@ def test_card_reports_the_runs_evaluation_compute_and_software_and_cites_the_pap
     )
     assert "AVX-512 BF16. " not in text  # no dtype or hardware claim the run does not record
     assert f"- **Hardware Type:** {metrics['compute']['hardware']}" in text
+    software = text.split("#### Software\n", 1)[1].split("\n## ", 1)[0]
     for name, installed in metrics["software"].items():
-        assert f"- {name} {installed}\n" in text
-    # The paper by its exact title, in the prose, the sources and the BibTeX; no field the project has not recorded.
+        assert f"{name} {installed}" in software
+    # The paper by its exact title, in the prose, the sources and the BibTeX, with its author, code and model; no
+    # venue or year, which its text does not state.
     assert text.count(PAPER_SOURCE["title"]) >= 3
-    entry = re.search(r"@misc\{music_genre_enhanced_ffn,(.*?)\n\}", text, re.S)[1]
-    recorded = {name for name, value in PAPER_SOURCE.items() if value}
-    assert ("author " in entry) == ("authors" in recorded) and ("year " in entry) == ("year" in recorded)
+    sources = text.split("### Model Sources", 1)[1].split("## Uses", 1)[0]
+    for value in (PAPER_SOURCE["authors"], PAPER_SOURCE["affiliation"], PAPER_SOURCE["code"], PAPER_SOURCE["model"]):
+        assert value in sources
+    entry = re.search(r"@misc\{jiang_music_genre_ffn,(.*?)\n\}", text, re.S)[1]
+    assert "author       = {Yuze Jiang}," in entry and PAPER_SOURCE["model"] in entry
+    assert not re.search(r"^\s*(year|journal|booktitle)\s*=", entry, re.M)
 
 
 def test_card_names_a_hub_dataset_id_never_the_kaggle_slug(small_run, tmp_path):
@@ -139,16 +163,19 @@ def python_blocks(card_path: Path) -> list[str]:
 
 
 def test_card_usage_code_runs_on_the_model_folder(card_path, small_run):
-    """The two Python snippets a user copies from the card, pointed at the run's model folder."""
+    """The two Python snippets a user copies from the card, one after the other, pointed at the run's model
+    folder (the second classifies the first's row)."""
     blocks = python_blocks(card_path)
     assert len(blocks) == 2
-    one_row = {}
-    exec(blocks[0].replace(REPO_ID, str(small_run / "model")).replace("classifier(\n", "top = classifier(\n"), one_row)
-    assert [set(genre) for genre in one_row["top"]] == [{"label", "score"}] * 3
-    batch = {}
-    exec(blocks[1].replace(REPO_ID, str(small_run / "model")), batch)
-    assert tuple(batch["probabilities"].shape) == (1, len(GENRES))
-    assert one_row["top"][0]["label"] == GENRES[int(batch["probabilities"].argmax())]
+    namespace = {}
+    exec(
+        blocks[0].replace(REPO_ID, str(small_run / "model")).replace("classifier(row", "top = classifier(row"),
+        namespace,
+    )
+    assert [set(genre) for genre in namespace["top"]] == [{"label", "score"}] * 3
+    exec(blocks[1].replace(REPO_ID, str(small_run / "model")), namespace)
+    assert tuple(namespace["probabilities"].shape) == (1, len(GENRES))
+    assert namespace["top"][0]["label"] == GENRES[int(namespace["probabilities"].argmax())]
 
 
 def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
@@ -164,16 +191,54 @@ def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
         assert formatted == block
 
 
-def test_every_figure_the_card_links_is_in_the_staged_folder(small_run, tmp_path):
-    from music_genre.hub_card.publish import stage
+def test_every_file_the_card_and_its_reports_link_is_in_the_staged_folder(staged_model, small_run):
+    linked = set()
+    for page in ("README.md", "reports/training.md", "reports/evaluation.md"):
+        for link in re.findall(r"\]\(([^)]+)\)", (staged_model / page).read_text()):
+            target = link.strip("<>").split("#", 1)[0]
+            if target and not target.startswith(("http://", "https://")):
+                path = ((staged_model / page).parent / target).resolve()
+                assert path.is_file(), f"{page} links {link}, which the staged model repo lacks"
+                linked.add(path.relative_to(staged_model.resolve()).as_posix())
+    assert {f"figures/{name}" for name in FIGURES} <= linked  # every figure of the run is shown somewhere
+    for name in FIGURES:
+        assert (staged_model / "figures" / name).read_bytes() == (small_run / "figures" / name).read_bytes()
+    assert {"reports/metrics.json", "reports/trials.csv", "reports/data_report.json"} <= linked
+    assert (staged_model / "reports" / "metrics.json").read_bytes() == (small_run / "metrics.json").read_bytes()
+    assert (staged_model / "reports" / "trials.csv").read_bytes() == (small_run / "trials.csv").read_bytes()
 
-    staged = stage(small_run, tmp_path, REPO_ID, data=str(small_run.parent / "slice.csv"))["model"]
-    text = (staged / "README.md").read_text()
-    links = re.findall(r"\]\(([^)]+)\)", text)
-    local = [link for link in links if not link.startswith(("http://", "https://", "#"))]
-    assert sorted(local) == sorted(f"figures/{name}" for name in FIGURES)
-    for link in local:
-        assert (staged / link).read_bytes() == (small_run / link).read_bytes()
+
+def test_the_staged_data_report_counts_shared_songs_without_listing_them(staged_model, small_run):
+    report = json.loads((small_run / "data_report.json").read_text())
+    published = json.loads((staged_model / "reports" / "data_report.json").read_text())
+    songs = report["pairs_under_several_genres_list"]
+    assert songs and "pairs_under_several_genres_list" not in published
+    assert published["pairs_under_several_genres_examples"] == songs[:5]
+    assert {key: value for key, value in published.items() if key in report} == {
+        key: value for key, value in report.items() if key in published
+    }
+    counted = {}
+    for song in songs:
+        for pair in itertools.combinations(sorted(song["genres"], key=GENRES.index), 2):
+            counted[pair] = counted.get(pair, 0) + 1
+    shared = {tuple(entry["genres"]): entry["pairs"] for entry in published["genre_pairs_sharing_songs"]}
+    assert shared == counted and list(shared.values()) == sorted(shared.values(), reverse=True)
+    assert published_data_report(published, GENRES) == published  # already published: unchanged
+
+
+def test_the_staged_card_renders_again_from_the_repo_alone(staged_model):
+    """What `bundle --card-only` relies on: the records a model repo ships give back its card and reports."""
+    run = read_model_repo(staged_model)
+    assert render_model_card(run, REPO_ID, DATASET_REPO_ID) == (staged_model / "README.md").read_text()
+    for name, text in render_reports(run, REPO_ID, DATASET_REPO_ID).items():
+        assert text == (staged_model / "reports" / name).read_text()
+    assert run_genres(run) == GENRES
+
+
+def test_the_card_is_short_and_its_reports_hold_the_long_tables(staged_model):
+    card = (staged_model / "README.md").read_text()
+    assert len(card.splitlines()) <= 300
+    assert "| genre | precision | recall | F1 | support |" not in card  # in reports/evaluation.md
 
 
 def test_published_command_names_no_folder_host_or_password():
@@ -206,12 +271,12 @@ def markdown_table(text: str, header: str) -> list[list[str]]:
     return rows
 
 
-def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_path, small_run):
+def test_card_reports_calibration_genre_sets_and_importance_from_the_run(staged_model, small_run):
     metrics = json.loads((small_run / "metrics.json").read_text())
     config = json.loads((small_run / "model" / "config.json").read_text())
-    text = card_path.read_text()
+    text = card_and_reports(staged_model)
     calibration, conformal = metrics["calibration"], metrics["conformal"]
-    assert f"temperature T =\n{calibration['temperature']:.4f}" in text
+    assert f"temperature T = {calibration['temperature']:.4f} fitted on the validation split" in text
     assert markdown_table(text, "| test split | ECE | NLL | Brier |") == [
         [f"{stage} temperature", *(f"{calibration[stage][key]:.4f}" for key in ("ece", "nll", "brier"))]
         for stage in ("before", "after")
@@ -242,10 +307,11 @@ def test_card_reports_calibration_genre_sets_and_importance_from_the_run(card_pa
     assert markdown_table(text, "| feature | mean | std |") == [
         [name, f"{importance[name]['mean']:.4f}", f"{importance[name]['std']:.4f}"] for name in ranked
     ]
-    # Each figure sits in its section.
-    section = text.split("### Calibration and genre sets", 1)[1].split("## Model Examination", 1)
-    assert "](figures/reliability_diagram.png)" in section[0]
-    assert "](figures/permutation_importance.png)" in section[1].split("## Environmental Impact", 1)[0]
+    # Each figure sits in its section of the evaluation report.
+    evaluation = (staged_model / "reports" / "evaluation.md").read_text()
+    section = evaluation.split("## Calibration and genre sets", 1)[1].split("## Model examination", 1)
+    assert "](../figures/reliability_diagram.png)" in section[0]
+    assert "](../figures/permutation_importance.png)" in section[1]
 
 
 def test_a_run_from_before_calibration_says_it_was_not_recorded(small_run):
@@ -260,3 +326,7 @@ def test_a_run_from_before_calibration_says_it_was_not_recorded(small_run):
     assert "Permutation importance: not recorded by this run." in text
     assert f"Top-1 accuracy {run.metrics['tuned']['accuracy']:.4f}; genre sets: not recorded by this run." in text
     assert "reliability_diagram.png" not in text and "### Calibration and genre sets" in text
+    evaluation = render_reports(run)["evaluation.md"]
+    assert "Calibration: not recorded" in evaluation and "Genre sets: not recorded" in evaluation
+    assert "Permutation importance: not recorded by this run." in evaluation
+    assert "reliability_diagram.png" not in evaluation

@@ -21,6 +21,7 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
 from music_genre import main
+from music_genre.hub_card.card import REPORTS
 from music_genre.hub_card.publish import PublishError, push, stage
 from music_genre.training.data import load_data, split_indices
 from tests.conftest import (
@@ -68,7 +69,10 @@ def files_under(folder: Path) -> dict[str, bytes]:
 def test_staged_model_loads_without_the_project_and_predicts_as_in_process(staged, small_run, raw_rows):
     folder = staged["model"]
     figures = {f"figures/{p.name}" for p in (small_run / "figures").iterdir()}
-    assert set(files_under(folder)) == MODEL_FILES | {"README.md", ".gitattributes"} | figures
+    reports = {f"reports/{name}" for name in ("metrics.json", "trials.csv", "data_report.json")} | {
+        f"reports/{name}.md" for name in REPORTS
+    }
+    assert set(files_under(folder)) == MODEL_FILES | {"README.md", ".gitattributes"} | figures | reports
     remote = load_in_clean_process(folder, raw_rows)
     assert remote["model_class"].startswith("transformers_modules.")
     model = AutoModelForSequenceClassification.from_pretrained(small_run / "model").eval()
@@ -425,3 +429,20 @@ def test_bundle_ships_the_checkouts_remote_code_not_the_runs(small_run, tmp_path
     assert main(["bundle", "--run", str(small_run), "--into", str(into)]) == 0
     assert (into / "pipeline_genre_ffn.py").read_text().endswith("# a newer line\n")
     assert (into / "model.safetensors").read_bytes() == (small_run / "model" / "model.safetensors").read_bytes()
+
+
+def test_bundle_card_only_renders_the_card_again_from_the_records_the_bundle_ships(small_run, tmp_path, capsys):
+    into = tmp_path / "space" / "model"
+    assert main(["bundle", "--run", str(small_run), "--into", str(into), "--repo-id", REPO_ID]) == 0
+    rendered = {name: (into / name).read_bytes() for name in ("README.md", "reports/evaluation.md")}
+    (into / "README.md").write_text("an edited card\n")
+    (into / "reports" / "evaluation.md").unlink()
+    capsys.readouterr()
+    assert main(["bundle", "--card-only", "--into", str(into), "--repo-id", REPO_ID]) == 0
+    assert "rendered README.md, reports/evaluation.md in" in capsys.readouterr().out
+    assert {name: (into / name).read_bytes() for name in rendered} == rendered
+    assert main(["bundle", "--card-only", "--into", str(into), "--repo-id", REPO_ID]) == 0
+    assert "was current" in capsys.readouterr().out
+    (into / "reports" / "metrics.json").unlink()
+    assert main(["bundle", "--card-only", "--into", str(into), "--repo-id", REPO_ID]) == 2
+    assert "reports/metrics.json" in capsys.readouterr().err
