@@ -9,7 +9,7 @@ transformers when the command runs. A refused input, output or option is raised 
 import argparse
 from pathlib import Path
 
-DEFAULT_CHUNK_ROWS = 65_536
+DEFAULT_CHUNK_ROWS = 16_384
 DEFAULT_TOP_K = 3
 
 

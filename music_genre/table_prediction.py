@@ -52,6 +52,8 @@ MAX_REMEMBERED_VALUES = 10_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 # Missing-value markers of the feature extractor (any case, surrounding spaces ignored).
+# The features read as names (any case) or codes; the others are numbers.
+CATEGORIES = ("key", "mode")
 MISSING_MARKERS = ("", "?", "nan", "none", "null", "na", "n/a", "<na>", "nat")
 REJECTED_COLUMNS = ["row", "line", "column", "value", "reason"]
 FORMATS = {
@@ -173,39 +175,36 @@ def predict_file(
             raise PredictError(f"{path} exists; give --overwrite to replace it")
     if not output.parent.is_dir():
         raise PredictError(f"the output's folder {output.parent} does not exist")
-    source = _open_source(data, chunk_rows)
-    job = _Job(
-        model=str(model),
-        top_k=top_k,
-        coverage=coverage,
-        source=source.format,
-        header=source.header,
-        delimiter=source.delimiter,
-        carried=source.carried,
-        text_sets=output_format == "csv",
-    )
-    schema = _output_schema(job, source.carried_types)
     show = sys.stderr.isatty() if progress is None else progress
-    temporary = []
+    temporary, source = [], None
     try:
-        with _Classifier(job, workers) as classifier:
-            classifier.check_model()
-            out_handle = _temporary_beside(output)
-            temporary.append(Path(out_handle.name))
-            rejected_handle = _temporary_beside(rejected_path)
-            temporary.append(Path(rejected_handle.name))
-            with out_handle, rejected_handle:
-                counts = _write_all(source, classifier, job, schema, output_format, out_handle, rejected_handle, show)
-            os.replace(temporary[0], output)
-            temporary.pop(0)
-            if counts.rejected:
-                os.replace(temporary[0], rejected_path)
-            else:
-                os.unlink(temporary[0])
-                rejected_path.unlink(missing_ok=True)  # a side file of an earlier run (only with --overwrite)
-            temporary.clear()
+        with _Classifier(str(model), workers) as classifier:
+            # The model first: it says which columns are features (its config's `feature_names`).
+            features, checked = classifier.check_model(top_k, coverage)
+            source = _open_source(data, chunk_rows, features)
+            counts = _predict_source(
+                source,
+                classifier,
+                output,
+                rejected_path,
+                temporary,
+                show,
+                job=_Job(
+                    model=str(model),
+                    top_k=top_k,
+                    coverage=coverage,
+                    source=source.format,
+                    header=source.header,
+                    delimiter=source.delimiter,
+                    carried=source.carried,
+                    text_sets=output_format == "csv",
+                    features=features,
+                    checked=checked,
+                ),
+            )
     finally:
-        source.close()
+        if source is not None:
+            source.close()
         for path in temporary:
             path.unlink(missing_ok=True)
     return PredictionSummary(
@@ -216,6 +215,28 @@ def predict_file(
         rejected_path=rejected_path if counts.rejected else None,
         first_rejection=counts.first_rejection,
     )
+
+
+def _predict_source(source: "_Source", classifier: "_Classifier", output: Path, rejected_path: Path,
+                    temporary: list[Path], show: bool, job: "_Job") -> "_Counts":  # fmt: skip
+    """Write the predictions and the side file to temporary files beside them (listed in `temporary` until renamed)."""
+    schema = _output_schema(job, source.carried_types)
+    output_format = OUTPUT_FORMATS[output.suffix.lower()]
+    out_handle = _temporary_beside(output)
+    temporary.append(Path(out_handle.name))
+    rejected_handle = _temporary_beside(rejected_path)
+    temporary.append(Path(rejected_handle.name))
+    with out_handle, rejected_handle:
+        counts = _write_all(source, classifier, job, schema, output_format, out_handle, rejected_handle, show)
+    os.replace(temporary[0], output)
+    temporary.pop(0)
+    if counts.rejected:
+        os.replace(temporary[0], rejected_path)
+    else:
+        os.unlink(temporary[0])
+        rejected_path.unlink(missing_ok=True)  # a side file of an earlier run (only with --overwrite)
+    temporary.clear()
+    return counts
 
 
 def _check_options(top_k: Any, coverage: Any, chunk_rows: Any, workers: Any) -> None:
@@ -260,29 +281,73 @@ class _Source:
             self.handle.close()
 
 
-def _open_source(data: str | os.PathLike | IO[bytes], chunk_rows: int) -> _Source:
+def _open_source(data: str | os.PathLike | IO[bytes], chunk_rows: int, features: tuple[str, ...]) -> _Source:
     if hasattr(data, "read"):
-        return _text_source(data, "csv", chunk_rows, total=None)
+        return _text_source(data, "csv", chunk_rows, features, total=None)
     if str(data) == "-":
-        return _text_source(sys.stdin.buffer, "csv", chunk_rows, total=None)
+        return _text_source(sys.stdin.buffer, "csv", chunk_rows, features, total=None)
     path = Path(data)
-    if path.is_dir():
-        raise PredictError(
-            f"{path} is a folder; give a .csv, .parquet or .jsonl file (a `datasets` folder is not read yet)"
-        )
+    if path.is_dir() or (not path.exists() and str(data).count("/") == 1 and not path.suffix):
+        return _dataset_source(str(data), chunk_rows, features)
     if not path.is_file():
-        raise PredictError(f"{path} does not exist (give a .csv, .parquet or .jsonl file, or - for stdin)")
+        raise PredictError(
+            f"{path} does not exist (give a .csv, .parquet or .jsonl file, a `datasets` folder, a Hub dataset id, "
+            "or - for stdin)"
+        )
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise PredictError(
             f"{path.name}: give a .csv, .tsv, .parquet or .jsonl file (the format is read from its name)"
         )
     if kind == "parquet":
-        return _parquet_source(path, chunk_rows)
-    return _text_source(open(path, "rb"), kind, chunk_rows, total=path.stat().st_size)
+        return _parquet_source(path, chunk_rows, features)
+    return _text_source(open(path, "rb"), kind, chunk_rows, features, total=path.stat().st_size)
 
 
-def _parquet_source(path: Path, chunk_rows: int) -> _Source:
+def _dataset_source(source: str, chunk_rows: int, features: tuple[str, ...]) -> _Source:
+    """A `datasets` folder (`save_to_disk`, memory-mapped) or a folder of data files or Hub dataset id (streamed),
+    every split in turn; with several splits, a `split` column says which each row came from."""
+    import datasets
+
+    path = Path(source)
+    try:
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            loaded = datasets.load_from_disk(source)
+        else:
+            loaded = datasets.load_dataset(source, streaming=True)
+    except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetsError) as error:
+        raise PredictError(f"cannot read the dataset {source}: {' '.join(str(error).split())[:300]}") from None
+    splits = dict(loaded) if isinstance(loaded, dict) else {None: loaded}
+    first = next(iter(splits.values()))
+    if first.features is None:
+        raise PredictError(f"the dataset {source} does not declare its columns; save it as Parquet and give that")
+    names = list(first.features)
+    _check_header(names, f"the dataset {source}", features)
+    with_split = len(splits) > 1 and "split" not in names
+    streamed = isinstance(first, datasets.IterableDataset)
+    carried = [name for name in names if name not in features] + (["split"] if with_split else [])
+    schema = first.features.arrow_schema
+    # Streamed batches are typed batch by batch: their carried columns are written as text, one type throughout.
+    types = {name: pa.string() if streamed or name == "split" else schema.field(name).type for name in carried}
+
+    def chunks() -> Iterator[_Chunk]:
+        for split, dataset in splits.items():
+            for batch in dataset.with_format("arrow").iter(batch_size=chunk_rows):
+                table = batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(batch)
+                if streamed:
+                    for name in carried:
+                        if name in table.column_names and table.schema.field(name).type != pa.string():
+                            index = table.column_names.index(name)
+                            table = table.set_column(index, name, pc.cast(table.column(name), pa.string()))
+                if with_split:
+                    table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
+                yield _Chunk(table.combine_chunks().to_batches()[0] if table.num_rows else table, None, table.num_rows)
+
+    total = None if streamed else sum(dataset.num_rows for dataset in splits.values())
+    return _Source("parquet", chunks(), header=names, carried=carried, carried_types=types, total=total, unit="rows")
+
+
+def _parquet_source(path: Path, chunk_rows: int, features: tuple[str, ...]) -> _Source:
     import pyarrow.parquet as pq
 
     try:
@@ -291,8 +356,8 @@ def _parquet_source(path: Path, chunk_rows: int) -> _Source:
         raise PredictError(f"{path.name} could not be read as Parquet: {error}") from None
     schema = parquet.schema_arrow
     names = list(schema.names)
-    _check_header(names, path.name)
-    carried = [name for name in names if name not in _feature_names()]
+    _check_header(names, path.name, features)
+    carried = [name for name in names if name not in features]
 
     def chunks() -> Iterator[_Chunk]:
         for batch in parquet.iter_batches(batch_size=chunk_rows):
@@ -303,7 +368,9 @@ def _parquet_source(path: Path, chunk_rows: int) -> _Source:
                    total=parquet.metadata.num_rows, unit="rows", handle=None)  # fmt: skip
 
 
-def _text_source(handle: IO[bytes], kind: str, chunk_rows: int, total: int | None) -> _Source:
+def _text_source(
+    handle: IO[bytes], kind: str, chunk_rows: int, features: tuple[str, ...], total: int | None
+) -> _Source:
     head = handle.read(HEAD_BYTES)
     if not head.strip():
         raise PredictError("the input is empty")
@@ -318,20 +385,20 @@ def _text_source(handle: IO[bytes], kind: str, chunk_rows: int, total: int | Non
         delimiter = csv_separator(text.splitlines()[0] if text else "")
         names = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
         names = [name.strip() or f"Unnamed: {i}" for i, name in enumerate(names)]
-        _check_header(names, "the header")
+        _check_header(names, "the header", features)
         chunks = lines.chunks(chunk_rows, first_line=header_line + header_bytes.count(b"\n"), header=None)
     else:
         delimiter = ","
-        names = _jsonl_names(header_bytes, header_line)
+        names = _jsonl_names(header_bytes, header_line, features)
         # The first record is data too: it goes back in front of the first chunk.
         chunks = lines.chunks(chunk_rows, first_line=header_line, header=header_bytes)
-    carried = [name for name in names if name not in _feature_names()]
+    carried = [name for name in names if name not in features]
     types = dict.fromkeys(carried, pa.string())  # text as written (leading zeros of ids kept)
     return _Source(kind, chunks, header=names, delimiter=delimiter, carried=carried, carried_types=types,
                    total=total, handle=handle)  # fmt: skip
 
 
-def _jsonl_names(first: bytes, line: int) -> list[str]:
+def _jsonl_names(first: bytes, line: int, features: tuple[str, ...]) -> list[str]:
     try:
         record = json.loads(first)
     except ValueError as error:
@@ -339,32 +406,20 @@ def _jsonl_names(first: bytes, line: int) -> list[str]:
     if not isinstance(record, dict):
         raise PredictError(f"line {line} is a JSON {type(record).__name__}, not an object of column name to value")
     names = [str(name) for name in record]
-    _check_header(names, f"the first record (line {line})")
+    _check_header(names, f"the first record (line {line})", features)
     return names
 
 
-def _check_header(names: list[str], where: str) -> None:
+def _check_header(names: list[str], where: str, features: tuple[str, ...]) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
     if repeated:
         raise PredictError(f"{where} names the column(s) {', '.join(map(repr, repeated))} more than once; keep one")
-    missing = [name for name in _feature_names() if name not in names]
+    missing = [name for name in features if name not in names]
     if missing:
         raise PredictError(
-            f"{where} lacks the feature column(s) {', '.join(missing)}; the model needs the 13 columns "
-            f"{', '.join(_feature_names())} (other columns are carried into the output)"
+            f"{where} lacks the feature column(s) {', '.join(missing)}; the model needs the {len(features)} columns "
+            f"{', '.join(features)} (other columns are carried into the output)"
         )
-
-
-def _feature_names() -> tuple[str, ...]:
-    from music_genre.modeling.configuration_genre_ffn import FEATURE_NAMES
-
-    return FEATURE_NAMES
-
-
-def _checked_order() -> tuple[str, ...]:
-    from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
-
-    return (*NUMERIC_FEATURES, "key", "mode")
 
 
 def _utf8_blocks(head: bytes, handle: IO[bytes], encoding: str) -> Iterator[bytes]:
@@ -494,6 +549,8 @@ class _Job:
     delimiter: str
     carried: list[str]
     text_sets: bool
+    features: tuple[str, ...]  # the model's raw columns (its config's feature_names)
+    checked: tuple[str, ...]  # the same, in the order its extractor checks them (numbers, then key, then mode)
 
 
 @dataclass
@@ -583,12 +640,17 @@ class _Model:
         return logits.float().softmax(dim=-1).cpu()
 
 
-def _check_model(job: _Job) -> int:
-    model = _Model.of(job.model)
-    if job.top_k > len(model.labels):
-        raise PredictError(f"--top-k {job.top_k} is more than the model's {len(model.labels)} genres")
-    model.threshold(job.coverage)
-    return len(model.labels)
+def _check_model(model_id: str, top_k: int, coverage: float | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Load the model (in this process), check the options against it, and return its feature columns, as given
+    and in the order its extractor checks them."""
+    model = _Model.of(model_id)
+    if top_k > len(model.labels):
+        raise PredictError(f"--top-k {top_k} is more than the model's {len(model.labels)} genres")
+    model.threshold(coverage)
+    features = tuple(model.network.config.feature_names)
+    configuration = sys.modules[type(model.network.config).__module__]
+    numeric = getattr(configuration, "NUMERIC_FEATURES", tuple(name for name in features if name not in CATEGORIES))
+    return features, (*numeric, *CATEGORIES)
 
 
 def classify_chunk(job: _Job, chunk: _Chunk) -> _ChunkResult:
@@ -602,7 +664,7 @@ def classify_chunk(job: _Job, chunk: _Chunk) -> _ChunkResult:
         columns = {name: chunk.payload.column(name) for name in chunk.payload.schema.names}
         records, rejected, lines, total = np.arange(chunk.payload.num_rows), [], None, chunk.payload.num_rows
     # In the order the extractor checks them (numbers, then key, then mode), so a row's first bad cell is its.
-    features = {name: _prepared(columns[name]) for name in _checked_order()}
+    features = {name: _prepared(columns[name]) for name in job.checked}
     n = len(records)
     bad = _screen(model, features, n)
     good = np.setdiff1d(np.arange(n), np.fromiter(bad, dtype=np.int64, count=len(bad)))
@@ -658,7 +720,7 @@ def _screen(model: _Model, features: dict[str, Any], n: int) -> dict[int, tuple[
     bad: dict[int, tuple[str, Any, str]] = {}
     missing_everywhere = np.ones(n, dtype=bool)
     for name, column in features.items():
-        categorical = name in ("key", "mode")
+        categorical = name in CATEGORIES
         missing, suspects, too_long = _suspect_cells(column, n, categorical)
         missing_everywhere &= missing
         for row in too_long:
@@ -938,7 +1000,7 @@ def _csv_records(data: bytes, delimiter: str, first_line: int) -> list[tuple[int
 
 def _parse_jsonl(job: _Job, chunk: _Chunk) -> tuple[dict[str, np.ndarray], np.ndarray, list[_Rejected], Any, int]:
     """A JSON Lines chunk: one object per line; a line that is not a JSON object is rejected with the reason."""
-    features = _feature_names()
+    features = job.features
     names = list(dict.fromkeys([*features, *job.carried]))
     cells: dict[str, list] = {name: [] for name in names}
     records, rejected, line_of = [], [], {}
@@ -980,8 +1042,8 @@ def _parse_jsonl(job: _Job, chunk: _Chunk) -> tuple[dict[str, np.ndarray], np.nd
 class _Classifier:
     """Classifies chunks in this process (`workers=1`) or round-robin in worker processes, in input order."""
 
-    def __init__(self, job: _Job, workers: int):
-        self.job = job
+    def __init__(self, model: str, workers: int):
+        self.model = model
         self.workers = workers
         self.pool = None
 
@@ -998,21 +1060,21 @@ class _Classifier:
         if self.pool is not None:
             self.pool.shutdown(wait=exc_info[0] is None, cancel_futures=True)
 
-    def check_model(self) -> None:
+    def check_model(self, top_k: int, coverage: float | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The model's feature columns (see `_check_model`); with workers, only they load the model."""
         if self.pool is None:
-            _check_model(self.job)
-        else:
-            self.pool.submit(_check_model, self.job).result()
+            return _check_model(self.model, top_k, coverage)
+        return self.pool.submit(_check_model, self.model, top_k, coverage).result()
 
-    def results(self, chunks: Iterable[_Chunk]) -> Iterator[tuple[_Chunk, _ChunkResult]]:
+    def results(self, job: _Job, chunks: Iterable[_Chunk]) -> Iterator[tuple[_Chunk, _ChunkResult]]:
         if self.pool is None:
             for chunk in chunks:
-                yield chunk, classify_chunk(self.job, chunk)
+                yield chunk, classify_chunk(job, chunk)
             return
         # Two chunks per worker in flight: workers never wait, and memory stays bounded.
         pending = deque()
         for chunk in chunks:
-            pending.append((chunk, self.pool.submit(classify_chunk, self.job, chunk)))
+            pending.append((chunk, self.pool.submit(classify_chunk, job, chunk)))
             while len(pending) >= 2 * self.workers:
                 done, future = pending.popleft()
                 yield done, future.result()
@@ -1047,7 +1109,7 @@ def _write_all(source: _Source, classifier: _Classifier, job: _Job, schema: pa.S
     counts = _Counts()
     bar = tqdm(total=source.total, unit=source.unit, unit_scale=True, desc="predict", disable=not show, file=sys.stderr)
     try:
-        for chunk, result in classifier.results(source.chunks):
+        for chunk, result in classifier.results(job, source.chunks):
             table = result.table
             table = table.set_column(0, "row", pc.add(table.column("row"), counts.records))
             if output_format == "csv":

@@ -230,6 +230,27 @@ def test_parquet_and_json_lines_inputs(classifier, table_csv, tmp_path):
         assert got["artist_name"].tolist() == frame["artist_name"].tolist()
 
 
+def test_a_datasets_folder_with_its_splits(classifier, table_csv, tmp_path):
+    import datasets
+
+    frame = pd.read_csv(table_csv).head(300)
+    saved = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_pandas(frame.head(200)), "test": datasets.Dataset.from_pandas(frame.tail(100))}
+    )
+    saved.save_to_disk(tmp_path / "saved")
+    files = tmp_path / "files"
+    files.mkdir()
+    frame.to_parquet(files / "songs.parquet")
+    want = [genres[0]["label"] for genres in classifier(frame)]
+    for source, splits in ((tmp_path / "saved", ["train"] * 200 + ["test"] * 100), (files, None)):
+        summary = predict_file(MODEL, source, tmp_path / "out.parquet", chunk_rows=64, overwrite=True)
+        assert (summary.rows_in, summary.rows_out) == (300, 300)
+        got = pq.read_table(tmp_path / "out.parquet").to_pandas()
+        assert got["predicted_genre"].tolist() == want
+        assert got["artist_name"].tolist() == frame["artist_name"].tolist()
+        assert (got["split"].tolist() if splits else "split" not in got.columns) in (splits, True)
+
+
 def test_json_lines_that_are_not_objects_go_to_the_side_file(classifier, table_csv, tmp_path):
     frame = pd.read_csv(table_csv).head(5)
     lines = [json.dumps(record) for record in frame.astype(object).where(frame.notna(), None).to_dict("records")]
