@@ -13,11 +13,13 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import optuna
+import pandas as pd
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
@@ -29,6 +31,7 @@ from music_genre.training.data import (
     GROUP_COLUMNS,
     DataError,
     GenreData,
+    PreparedSplits,
     load_data,
     prepare_splits,
     run_data_source,
@@ -71,7 +74,14 @@ from music_genre.training.search import (
     slot_of,
     trials_frame,
 )
-from music_genre.training.trainer import AVERAGED_EPOCHS, PAPER_INITIAL, SELECTION_METRIC, fit, predict_probabilities
+from music_genre.training.trainer import (
+    AVERAGED_EPOCHS,
+    PAPER_INITIAL,
+    SELECTION_METRIC,
+    Hyperparameters,
+    fit,
+    predict_probabilities,
+)
 from music_genre.training.trust import trust_report
 from music_genre.training.workers import BackgroundCall
 
@@ -121,29 +131,75 @@ def train_run(options: RunOptions, write_card: CardWriter | None = None, torch_t
     return run_folder
 
 
-def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: CardWriter | None) -> None:
-    """The run itself, writing into the pending folder `out`; commits it into `run_folder` at the end."""
+def _train_into(options: RunOptions, run_folder: Path, pending: Path, write_card: CardWriter | None) -> None:
+    """The run itself, one named step after another, writing into the folder `pending`; commits it into `run_folder`
+    at the end."""
     started = time.perf_counter()
     logger.info("run folder: %s", run_folder)
-    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    (pending / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    data, prepared, options = _read_and_split(options, pending)
+    search_settings = _search_settings(options, run_folder, data, prepared)
+    # A study made under other settings is refused now, before any training.
+    open_study(search_settings)
+    initial = _InitialModel(options, data, prepared, pending)
+    # One worker trains the paper's first design here, first, and draws the data figures at the end. With more, the
+    # search keeps every worker busy, and the final model's training uses one core: the initial model and the data
+    # figures are then made beside it, in a process of their own. Each training is seeded on its own, so both ways
+    # give the same models and metrics.
+    logger.info("initial model: the paper's first design %s", initial.hyperparameters.to_dict())
+    if not initial.in_background:
+        initial.metrics = fit_initial(*initial.arguments, quiet=False)
+    search = _search(options, prepared, search_settings, pending)
+    tuned, final_seconds = _train_final(options, prepared, search, initial, pending)
+    tuned_metrics = _save_model(options, data, prepared, tuned, pending)
+    timings = {"started": started, "search_seconds": search.seconds, "final_seconds": final_seconds}
+    metrics = _metrics(options, data, prepared, search, initial, tuned, tuned_metrics, timings, pending)
+    _write_json(pending / METRICS, metrics)
+    if not initial.in_background:
+        write_data_figures(pending / FIGURES_DIR, data, prepared, prepared.extractor, seed=0)
+    write_model_figures(pending / FIGURES_DIR, prepared, tuned, search.trials)
+    shutil.rmtree(pending / "checkpoints", ignore_errors=True)
+    if write_card is not None:
+        _write_model_card(pending, write_card)
+    commit(
+        run_folder,
+        pending,
+        {
+            "settings": {**options.public_settings(), "output": run_folder.name},
+            "data_sha256": data.sha256,
+            "files": file_hashes(pending, RUN_ENTRIES),
+        },
+    )
+    print(results_table(metrics))
+    _warn_if_tuned_is_worse(metrics)
+    logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", run_folder)
 
+
+def _read_and_split(options: RunOptions, pending: Path) -> tuple[GenreData, PreparedSplits, RunOptions]:
+    """Load and clean the data, split it 80/10/10 and fit the feature extractor on train (SMOTE on the encoded
+    training split); writes data_report.json and splits.json. The options come back with the source the loader
+    resolved, which the run records (the caller's options stay as given)."""
     data = load_data(options.data, options.genre_selection())
     _log_dropped_rows(data.report)
     logger.info("genres: %d from the column %r", len(data.genres), data.report["label_column"])
-    # The run records the source the loader resolved (the caller's options stay as given).
     options = replace(options, data=data.report["source"])
     prepared = prepare_splits(
         data, GenreFeatureExtractor(numeric_encoding=options.encoding), options.seed, options.split
     )
-    extractor = prepared.extractor
-    test_rows = data.frame.iloc[prepared.indices["test"]]
-    _write_json(out / DATA_REPORT, _data_report(data, prepared))
-    _write_json(out / SPLITS, {name: rows.tolist() for name, rows in prepared.indices.items()})
+    _write_json(pending / DATA_REPORT, _data_report(data, prepared))
+    _write_json(pending / SPLITS, {name: rows.tolist() for name, rows in prepared.indices.items()})
+    return data, prepared, options
 
+
+def _search_settings(
+    options: RunOptions, run_folder: Path, data: GenreData, prepared: PreparedSplits
+) -> SearchSettings:
+    """The Optuna study's settings: the run folder's journal (moved aside first with --fresh-study) unless --storage
+    names another, and the identity a stored study must match."""
     storage = options.storage or str(run_folder / STUDY_JOURNAL)
     if options.fresh_study:
         storage = _fresh_study_storage(options, run_folder)
-    settings = SearchSettings(
+    return SearchSettings(
         n_trials=options.n_trials,
         seed=options.seed,
         storage=storage,
@@ -157,32 +213,49 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         groups=_search_groups(data, prepared) if options.split == "group" else None,
         identity=_study_identity(options, data.sha256),
     )
-    # A study made under other settings is refused now, before any training.
-    open_study(settings)
 
-    initial_settings = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
-    initial_folder = out / "checkpoints" / "initial"
-    initial_arguments = (prepared, extractor, initial_settings, initial_folder, options.seed, test_rows)
-    # One worker trains the paper's first design here, first, and draws the data figures at the end. With more, the
-    # search keeps every worker busy, and the final model's training uses one core: the initial model and the data
-    # figures are then made beside it, in a process of their own. Each training is seeded on its own, so both ways
-    # give the same models and metrics.
-    logger.info("initial model: the paper's first design %s", initial_settings.to_dict())
-    in_background = options.workers > 1
-    initial_metrics = None if in_background else fit_initial(*initial_arguments, quiet=False)
 
-    logger.info("search: %d trials, %d worker(s), study in %s", options.n_trials, options.workers, Path(storage).name)
-    # The search sees train and validation only: its objective can never read the test split.
-    search_started = time.perf_counter()
-    study = run_search(
-        prepared.only("train", "validation"),
-        extractor,
-        settings,
-        out / "checkpoints" / "search",
-        options.storage is None,
+class _InitialModel:
+    """The paper's first design: its hyperparameters, what `fit_initial` is called with, whether it trains in a process
+    of its own beside the final model (several workers), and its test metrics once trained."""
+
+    def __init__(self, options: RunOptions, data: GenreData, prepared: PreparedSplits, pending: Path):
+        self.hyperparameters = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
+        test_rows = data.frame.iloc[prepared.indices["test"]]
+        folder = pending / "checkpoints" / "initial"
+        self.arguments = (prepared, prepared.extractor, self.hyperparameters, folder, options.seed, test_rows)
+        self.figure_arguments = (pending / FIGURES_DIR, data, prepared, prepared.extractor)
+        self.in_background = options.workers > 1
+        self.metrics: dict | None = None
+
+
+@dataclass
+class _SearchOutcome:
+    trials: pd.DataFrame  # trials.csv
+    searched_best: optuna.trial.FrozenTrial  # the best trial of the search itself
+    chosen: optuna.trial.FrozenTrial  # the trial the re-evaluation chose: the final model's configuration
+    reevaluation: dict
+    best: Hyperparameters  # the chosen trial's parameters as the final model's training settings
+    seconds: float
+
+
+def _search(
+    options: RunOptions, prepared: PreparedSplits, search_settings: SearchSettings, pending: Path
+) -> _SearchOutcome:
+    """The Optuna search, then the re-evaluation of its top trials; writes trials.csv. Both see train and validation
+    only: their objective can never read the test split."""
+    logger.info(
+        "search: %d trials, %d worker(s), study in %s",
+        options.n_trials,
+        options.workers,
+        Path(search_settings.storage).name,
     )
+    started = time.perf_counter()
+    seen = prepared.only("train", "validation")
+    local_storage = options.storage is None
+    study = run_search(seen, prepared.extractor, search_settings, pending / "checkpoints" / "search", local_storage)
     trials = trials_frame(study)
-    _write_csv(out / TRIALS, trials)
+    _write_csv(pending / TRIALS, trials)
     searched_best = best_trial(study)
     logger.info(
         "re-evaluation: the top %d trials on %d further splits of train and validation",
@@ -190,25 +263,27 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         options.reevaluation_splits,
     )
     chosen, reevaluation = run_reevaluation(
-        prepared.only("train", "validation"),
-        extractor,
-        settings,
-        study,
-        out / "checkpoints" / "search",
-        options.storage is None,
+        seen, prepared.extractor, search_settings, study, pending / "checkpoints" / "search", local_storage
     )
-    search_seconds = time.perf_counter() - search_started
+    seconds = time.perf_counter() - started
     best = hyperparameters_from(chosen.params, options.num_members)
+    return _SearchOutcome(trials, searched_best, chosen, reevaluation, best, seconds)
 
-    logger.info("final model: best trial %d, %s", slot_of(chosen), best.to_dict())
-    final_started = time.perf_counter()
+
+def _train_final(
+    options: RunOptions, prepared: PreparedSplits, search: _SearchOutcome, initial: _InitialModel, pending: Path
+):
+    """Train the final model on the chosen configuration (the initial model and the data figures beside it in a
+    process of their own when the run has several workers); returns it and its training seconds."""
+    logger.info("final model: best trial %d, %s", slot_of(search.chosen), search.best.to_dict())
+    started = time.perf_counter()
     beside = (
         BackgroundCall(
             "music_genre.training.run:initial_model_and_data_figures",
-            (initial_arguments, (out / FIGURES_DIR, data, prepared, extractor)),
+            (initial.arguments, initial.figure_arguments),
             torch.get_num_threads(),
         )
-        if in_background
+        if initial.in_background
         else nullcontext()
     )
     with beside as background:
@@ -216,21 +291,27 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
             logger.info("initial model and data figures: in a process of their own, beside the final model")
         tuned = fit(
             prepared,
-            extractor,
-            best,
-            out / "checkpoints" / "tuned",
+            prepared.extractor,
+            search.best,
+            pending / "checkpoints" / "tuned",
             options.seed,
             description="tuned",
             keep_epoch_by=KEEP_EPOCH_BY,
         )
-        final_seconds = time.perf_counter() - final_started
+        seconds = time.perf_counter() - started
         if background is not None:
-            initial_metrics = background.result()
-    # How the saved model computes at inference; its test metrics below are measured that way.
+            initial.metrics = background.result()
+    return tuned, seconds
+
+
+def _save_model(options: RunOptions, data: GenreData, prepared: PreparedSplits, tuned, pending: Path) -> dict:
+    """Calibrate the final model, save its folder with the run's record (training_run.json) and return its test
+    metrics, measured on the saved folder as `music-genre evaluate` measures them."""
+    # How the saved model computes at inference; its test metrics are measured that way.
     tuned.model.config.inference_dtype = options.inference_dtype
     # Temperature and conformal sets, fitted on validation and stored in the config the saved folder serves.
     calibrate(tuned.model, prepared.features["validation"], prepared.labels["validation"])
-    save_model_folder(tuned.model, extractor, out / MODEL_DIR)
+    save_model_folder(tuned.model, prepared.extractor, pending / MODEL_DIR)
     run_info = {
         "seed": options.seed,
         "split_mode": options.split,
@@ -242,55 +323,57 @@ def _train_into(options: RunOptions, run_folder: Path, out: Path, write_card: Ca
         "genres": list(data.genres),
         "command": options.command(),
     }
-    _write_json(out / MODEL_DIR / RUN_INFO, run_info)
-    tuned_metrics = evaluate_folder(out / MODEL_DIR, data)
+    _write_json(pending / MODEL_DIR / RUN_INFO, run_info)
+    return evaluate_folder(pending / MODEL_DIR, data)
 
-    metrics = {
+
+def _metrics(
+    options: RunOptions,
+    data: GenreData,
+    prepared: PreparedSplits,
+    search: _SearchOutcome,
+    initial: _InitialModel,
+    tuned,
+    tuned_metrics: dict,
+    timings: dict,
+    pending: Path,
+) -> dict:
+    """metrics.json: the test metrics of both models, the search, the trust report (which draws its figures), the
+    paper's figures, how the metrics were computed, the run's timings and software."""
+    test_rows = data.frame.iloc[prepared.indices["test"]]
+    return {
         "seed": options.seed,
         "split_mode": options.split,
         "data_sha256": data.sha256,
         "selection_metric": f"validation {SELECTION_METRIC}",
-        "best_hyperparameters": best.to_dict(),
+        "best_hyperparameters": search.best.to_dict(),
         "search": {
             "n_trials": options.n_trials,
-            "best_trial": slot_of(searched_best),
-            "best_validation": searched_best.value,
+            "best_trial": slot_of(search.searched_best),
+            "best_validation": search.searched_best.value,
             "objective": f"validation {SELECTION_METRIC} of the trial's last {AVERAGED_EPOCHS} epochs averaged",
-            "chosen_trial": slot_of(chosen),
-            "reevaluation": reevaluation,
+            "chosen_trial": slot_of(search.chosen),
+            "reevaluation": search.reevaluation,
             "final_weights": f"the last {AVERAGED_EPOCHS} epochs' weights averaged, batch-norm statistics recomputed "
             "on shuffled training rows",
         },
-        "initial": {**initial_metrics, "hyperparameters": initial_settings.to_dict()},
-        "tuned": {**tuned_metrics, "hyperparameters": best.to_dict()},
-        **trust_report(tuned.model, extractor, test_rows, prepared.labels["test"], out / FIGURES_DIR, options.seed),
+        "initial": {**initial.metrics, "hyperparameters": initial.hyperparameters.to_dict()},
+        "tuned": {**tuned_metrics, "hyperparameters": search.best.to_dict()},
+        **trust_report(
+            tuned.model, prepared.extractor, test_rows, prepared.labels["test"], pending / FIGURES_DIR, options.seed
+        ),
         "paper": PAPER,
         # What the card reports of the run: how the test metrics were computed, its timings and software.
         "evaluation": evaluation_record(tuned.model, len(test_rows)),
         "compute": compute_record(
-            time.perf_counter() - started, search_seconds, final_seconds, options.workers, torch.get_num_threads()
+            time.perf_counter() - timings["started"],
+            timings["search_seconds"],
+            timings["final_seconds"],
+            options.workers,
+            torch.get_num_threads(),
         ),
         "software": software_versions(),
     }
-    _write_json(out / METRICS, metrics)
-    if not in_background:
-        write_data_figures(out / FIGURES_DIR, data, prepared, extractor, seed=0)
-    write_model_figures(out / FIGURES_DIR, prepared, tuned, trials)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    if write_card is not None:
-        _write_model_card(out, write_card)
-    commit(
-        run_folder,
-        out,
-        {
-            "settings": {**options.public_settings(), "output": run_folder.name},
-            "data_sha256": data.sha256,
-            "files": file_hashes(out, RUN_ENTRIES),
-        },
-    )
-    print(results_table(metrics))
-    _warn_if_tuned_is_worse(metrics)
-    logger.info("done: model, metrics.json, trials.csv, data_report.json and figures/ in %s", run_folder)
 
 
 def _make_run_folder(folder: Path) -> None:
@@ -366,9 +449,17 @@ def _write_model_card(out: Path, write_card: CardWriter) -> None:
         logger.warning("the model card was not written into model/README.md: %s", " ".join(str(error).split()))
 
 
-def fit_initial(prepared, extractor, settings, output_dir: Path, seed: int, test_rows, quiet: bool = True) -> dict:
+def fit_initial(
+    prepared: PreparedSplits,
+    extractor: GenreFeatureExtractor,
+    hyperparameters: Hyperparameters,
+    output_dir: Path,
+    seed: int,
+    test_rows,
+    quiet: bool = True,
+) -> dict:
     """Train the paper's first design and return its test metrics (only the metrics are kept of it)."""
-    initial = fit(prepared, extractor, settings, output_dir, seed, quiet=quiet, description="initial")
+    initial = fit(prepared, extractor, hyperparameters, output_dir, seed, quiet=quiet, description="initial")
     return score(initial.model, extractor, test_rows, prepared.labels["test"])
 
 
