@@ -96,14 +96,14 @@ def run_genres(run: RunFolder) -> list[str]:
 
 
 def write_model_card(
-    run_dir: str | Path,
+    run_folder: str | Path,
     output_path: str | Path,
     repo_id: str | None = None,
     dataset_repo_id: str | None = None,
     space_repo_id: str | None = None,
 ) -> ModelCard:
     """Render the run's model card to `output_path` (a README.md) and return it."""
-    run = read_run(run_dir)
+    run = read_run(run_folder)
     card = ModelCard(render_model_card(run, repo_id, dataset_repo_id, space_repo_id))
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     card.save(output_path)

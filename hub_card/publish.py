@@ -104,7 +104,7 @@ class PublishError(RuntimeError):
 
 
 def stage(
-    run_dir: str | Path,
+    run_folder: str | Path,
     out_dir: str | Path,
     repo_id: str,
     dataset_repo_id: str | None = None,
@@ -118,7 +118,7 @@ def stage(
 
     `data` overrides the CSV the run recorded (its sha256 must still be the run's).
     """
-    run = _read_run(run_dir)
+    run = _read_run(run_folder)
     out = Path(out_dir)
     dataset_repo_id = dataset_repo_id or default_dataset_repo_id(repo_id)  # the model-index names a Hub dataset
     requested = ["model"] + (["dataset"] if dataset_repo_id else []) + (["space"] if space_repo_id else [])
@@ -141,7 +141,7 @@ def stage(
 
 
 def push(
-    run_dir: str | Path,
+    run_folder: str | Path,
     repo_id: str,
     dataset_repo_id: str | None = None,
     space_repo_id: str | None = None,
@@ -156,8 +156,8 @@ def push(
 
     The token is `token`, else `HF_TOKEN` or the saved login; it is sent to the Hub only, never logged or staged.
     """
-    out_dir = Path(stage_only) if stage_only is not None else Path(run_dir) / "hub"
-    staged = stage(run_dir, out_dir, repo_id, dataset_repo_id, space_repo_id, data=data, space_dir=space_dir)
+    out_dir = Path(stage_only) if stage_only is not None else Path(run_folder) / "hub"
+    staged = stage(run_folder, out_dir, repo_id, dataset_repo_id, space_repo_id, data=data, space_dir=space_dir)
     if stage_only is not None:
         return staged
     token = token or get_token()
@@ -166,7 +166,7 @@ def push(
             f"no Hugging Face token: set HF_TOKEN or run `hf auth login` (staged folders kept in {out_dir})"
         )
     api = HfApi(endpoint=endpoint, token=token)
-    message = _read_run(run_dir).commit_message()
+    message = _read_run(run_folder).commit_message()
     repos = {"model": repo_id, "dataset": dataset_repo_id, "space": space_repo_id}
     for kind in REPO_KINDS:
         if kind not in staged:
@@ -190,11 +190,11 @@ def push(
     return staged
 
 
-def bundle(run_dir: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path = SPACE_DIR / "model") -> Path:
+def bundle(run_folder: str | Path, repo_id: str = BUNDLED_REPO_ID, into: str | Path = SPACE_DIR / "model") -> Path:
     """Regenerate the Space's bundled model (`space/model/`) from a run folder: the model repo as `push` stages it
     (weights, card, figures) with this checkout's remote code, swapped in whole so a failure leaves the previous copy
     as it was."""
-    run = _read_run(run_dir)
+    run = _read_run(run_folder)
     into = Path(into)
     into.parent.mkdir(parents=True, exist_ok=True)
     # Staged in a folder of its own beside the target (same file system, so the swap is a rename), removed after.
@@ -462,10 +462,10 @@ def example_songs(dataset_folder: Path, genres: list[str], n: int = EXAMPLE_SONG
     return songs
 
 
-def _read_run(run_dir: str | Path) -> RunFolder:
+def _read_run(run_folder: str | Path) -> RunFolder:
     try:
-        run = read_run(run_dir)
-        verify(Path(run_dir))  # the model and the metrics on the card must be one run's
+        run = read_run(run_folder)
+        verify(Path(run_folder))  # the model and the metrics on the card must be one run's
         return run
     except (FileNotFoundError, ValueError, RunFolderError) as error:
         raise PublishError(_one_line(error)) from error
@@ -486,12 +486,12 @@ def _record_staged(out: Path, kinds: list[str]) -> None:
     write_json_atomic(out / STAGE_RECORD, {"folders": sorted(_staged_folders(out) | set(kinds))})
 
 
-def _claim_staging_root(out: Path, kinds: list[str], run_path: Path) -> None:
+def _claim_staging_root(out: Path, kinds: list[str], run_folder: Path) -> None:
     """Staging writes only into folders it made: a run folder, or a folder someone else filled, is refused."""
     if out.exists() and not out.is_dir():
         raise PublishError(f"cannot stage into {out}: it is a file, not a folder")
     inside_run = [folder for folder in (out, *out.resolve().parents) if _is_run_folder(folder)]
-    if inside_run and out.resolve() != (run_path / "hub").resolve():  # RUN/hub is push's own default
+    if inside_run and out.resolve() != (run_folder / "hub").resolve():  # RUN/hub is push's own default
         where = "it is a run folder" if inside_run[0] == out else f"it lies inside the run folder {inside_run[0]}"
         raise PublishError(f"cannot stage into {out}: {where}; stage into a new or empty folder")
     owned = _staged_folders(out)

@@ -101,7 +101,7 @@ def train_run(options: RunOptions, write_card: CardWriter | None = None, torch_t
 
     One command at a time per folder (`run_lock`); everything is written into a pending folder of the run's
     own and committed with a manifest (`run.json`) last, so a kill at any point leaves the previous complete
-    state or the new one (see training/run_folder.py). `write_card(run, path)` renders the model card into
+    state or the new one (see training/run_folder.py). `write_card(run_folder, path)` renders the model card into
     `model/README.md` before the commit (the command passes hub_card's). Training runs on `torch_threads`
     threads (one is several times faster for this small network); the caller's setting is restored after.
     """
@@ -442,9 +442,9 @@ def _warn_if_tuned_is_worse(metrics: dict) -> None:
         )
 
 
-def _write_model_card(out: Path, write_card: CardWriter) -> None:
+def _write_model_card(pending: Path, write_card: CardWriter) -> None:
     try:
-        write_card(out, out / MODEL_DIR / "README.md")
+        write_card(pending, pending / MODEL_DIR / "README.md")
     except Exception as error:  # the card is rendered again by push; a card fault must not lose the run
         logger.warning("the model card was not written into model/README.md: %s", " ".join(str(error).split()))
 

@@ -300,11 +300,11 @@ class RunFolder:
         return f"music-genre run: seed {run['seed']}, {run['split_mode']} split, data sha256 {run['data_sha256'][:12]}"
 
 
-def read_run(run_dir: str | Path) -> RunFolder:
+def read_run(run_folder: str | Path) -> RunFolder:
     """Read a run folder; a missing file raises `FileNotFoundError` naming it."""
     import pandas as pd
 
-    path = Path(run_dir)
+    path = Path(run_folder)
     needed = [path / name for name in RUN_FILES] + [path / MODEL_DIR / name for name in MODEL_FILES]
     missing = [str(file.relative_to(path)) for file in needed if not file.is_file()]
     if missing:
