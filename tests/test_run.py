@@ -140,11 +140,26 @@ def run_dir_study(run_dir) -> optuna.Study:
 
 
 def test_search_objective_is_a_validation_figure(run_dir):
+    """A trial's value is the validation accuracy of its averaged weights (a count of the 200 validation rows, not
+    one of its epochs' figures); the re-evaluation's are accuracies on 200 rows of further splits, and the final
+    configuration is the candidate with the best mean."""
     study = run_dir_study(run_dir)
     for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        assert trial.value == max(trial.intermediate_values.values())
+        assert trial.value * 200 == pytest.approx(round(trial.value * 200), abs=1e-9)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["search"]["best_validation"] == study.best_value
+    search = metrics["search"]
+    assert search["best_validation"] == study.best_value
+    candidates = search["reevaluation"]["candidates"]
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda t: (-t.value, t.user_attrs["slot"]))
+    assert [c["slot"] for c in candidates] == [t.user_attrs["slot"] for t in ranked[:2]]
+    for candidate in candidates:
+        assert len(candidate["further_splits"]) == 2
+        assert all(value * 200 == pytest.approx(round(value * 200), abs=1e-9) for value in candidate["further_splits"])
+        assert candidate["mean"] == pytest.approx(np.mean(candidate["further_splits"]))
+    assert search["chosen_trial"] == max(candidates, key=lambda c: c["mean"])["slot"]
+    chosen = next(t for t in study.trials if t.user_attrs["slot"] == search["chosen_trial"])
+    assert metrics["best_hyperparameters"]["dropout"] == chosen.params["dropout"]
 
 
 class SearchEnded(BaseException):
