@@ -133,6 +133,23 @@ def test_a_failure_leaves_no_partial_output(table_bytes, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv", "out.csv"]
 
 
+def test_ctrl_c_leaves_no_partial_output(table_csv, tmp_path, monkeypatch):
+    from music_genre import table_prediction
+
+    classify, calls = table_prediction.classify_chunk, []
+
+    def interrupted_on_the_third_chunk(job, chunk):
+        calls.append(chunk)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return classify(job, chunk)
+
+    monkeypatch.setattr(table_prediction, "classify_chunk", interrupted_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(MODEL, table_csv, tmp_path / "out.parquet", chunk_rows=100)
+    assert len(calls) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["songs.csv"]
+
+
 def spoiled(table_bytes: bytes) -> tuple[bytes, dict[int, tuple[str, str]]]:
     """The table with hostile rows: a formula in a tempo cell, a bad number, a row wider than the header, a row with no
     feature values, a formula in a carried cell, and a quoted line break before them (so lines != rows). Returns the
