@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 DEFAULT_BATCH_ROWS = 10_000
 
+# Distinct cells judged per batch when a refusal sends its column to be screened.
+MAX_VERDICTS = 10_000
 # The pipelines an executor's Python worker has built, by the digest of their files: built once per worker.
 _PIPELINES: dict[str, Any] = {}
 
@@ -59,6 +61,7 @@ def classify_spark(
     from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
     _check_columns(df.columns)
+    _check_types(df.schema)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of rows, 1 or more, got {batch_size!r}")
     files = _read_model_files(model)
@@ -77,8 +80,10 @@ def classify_spark(
     added.append(StructField("error", StringType()))
     clashes = [field.name for field in added if field.name in df.columns]
     if clashes:
-        raise ValueError(f"the DataFrame has the column(s) {', '.join(map(repr, clashes))}, which the predictions use; "
-                         "rename them first")  # fmt: skip
+        raise ValueError(
+            f"the DataFrame has the column(s) {', '.join(map(repr, clashes))}, which the predictions use; "
+            "rename them first"
+        )
 
     digest = hashlib.sha256(b"".join(hashlib.sha256(files[name]).digest() for name in MODEL_FILES)).hexdigest()
     broadcast = df.sparkSession.sparkContext.broadcast(files)
@@ -122,8 +127,9 @@ def classify_batch(classifier: Any, rows: "pd.DataFrame", *, top_k: int, coverag
     good = [i for i, row in enumerate(ranked) if row is not None]
     columns: dict[str, list] = {}
     for rank in range(top_k):
-        genre, probability = ("predicted_genre", "probability") if rank == 0 else (f"genre_{rank + 1}",
-                                                                                 f"probability_{rank + 1}")  # fmt: skip
+        genre, probability = (
+            ("predicted_genre", "probability") if rank == 0 else (f"genre_{rank + 1}", f"probability_{rank + 1}")
+        )
         columns[genre] = [None if row is None else row[rank]["label"] for row in ranked]
         columns[probability] = [None if row is None else row[rank]["score"] for row in ranked]
     if coverage is not None:
@@ -139,11 +145,14 @@ def classify_batch(classifier: Any, rows: "pd.DataFrame", *, top_k: int, coverag
 def _classify_rows(classifier: Any, rows: "pd.DataFrame", top_k: int) -> tuple[list, list]:
     """The pipeline's top genres of each row, or None and the reason for each row it refuses.
 
-    A refusal names one row; that row is set aside and the rest retried, and a group refused again is halved, so a
-    batch with many bad rows costs O(n log n) rows classified rather than one call per row."""
+    A refusal names one cell. The cells of its column that the extractor would refuse are then found at once
+    (`_refused_cells`), set aside with their reasons, and the rest retried; whatever a screen misses is caught by
+    the next refusal, and a group refused again for a single row is halved, so even a batch of many different bad
+    rows costs O(n log n) rows classified rather than a call per row on the whole batch."""
     refused = _raw_input_error(classifier)
     ranked: list = [None] * len(rows)
     errors: list = [None] * len(rows)
+    verdicts: dict = {}  # the extractor's reason for a (column, type, value), or None: each is judged once
     pending = [(np.arange(len(rows)), False)]
     while pending:
         positions, halve = pending.pop()
@@ -156,12 +165,15 @@ def _classify_rows(classifier: Any, rows: "pd.DataFrame", top_k: int) -> tuple[l
                 if len(positions) == 1:
                     errors[positions[0]] = _reason(error)
                     continue
-                bad = None  # a refusal of the whole group names no row: find the rows by halving
+                found = {}  # a refusal of the whole group names no row: find the rows by halving
             else:
-                bad = int(error.row)
-                errors[positions[bad]] = _reason(error)
-            rest = positions if bad is None else np.delete(positions, bad)
-            if halve or bad is None:
+                values = rows[error.column].to_numpy()[positions]
+                found = _refused_cells(classifier.feature_extractor, refused, error.column, values, verdicts)
+                found[int(error.row)] = _reason(error)
+            for index, reason in found.items():
+                errors[positions[index]] = reason
+            rest = np.delete(positions, list(found))
+            if not found or (halve and len(found) == 1):
                 middle = len(rest) // 2
                 pending += [(rest[:middle], False), (rest[middle:], False)]
             else:
@@ -170,6 +182,43 @@ def _classify_rows(classifier: Any, rows: "pd.DataFrame", top_k: int) -> tuple[l
         for position, result in zip(positions, results):
             ranked[position] = result
     return ranked, errors
+
+
+def _refused_cells(extractor: Any, refused: type[Exception], column: str, values: np.ndarray, verdicts: dict) -> dict:
+    """{index: reason} of the cells of `column` the extractor refuses, each judged in the extractor's typical row.
+
+    A missing value, or a number pandas reads as finite, is taken as fine without asking (a miss only costs a
+    retry); a key or mode, and anything else, is judged once per distinct value."""
+    import pandas as pd
+
+    cells = pd.Series(values, dtype=object)
+    suspect = ~cells.isna().to_numpy()
+    if column not in ("key", "mode"):
+        try:
+            suspect &= ~np.isfinite(pd.to_numeric(cells, errors="coerce").to_numpy(dtype=float))
+        except (TypeError, ValueError):
+            pass
+    suspects = np.flatnonzero(suspect)
+    reference = extractor.reference_row()
+    found = {}
+    for index in suspects:
+        value = values[index]
+        try:
+            key = (column, type(value), value)
+            reason = verdicts.get(key, ...)
+        except TypeError:  # unhashable: a list or a dict
+            key, reason = None, ...
+        if reason is ...:
+            try:
+                extractor({**reference, column: value})
+                reason = None
+            except refused as error:
+                reason = _reason(error)
+            if key is not None and len(verdicts) < MAX_VERDICTS:
+                verdicts[key] = reason
+        if reason is not None:
+            found[int(index)] = reason
+    return found
 
 
 def _reason(error: Any) -> str:
@@ -189,12 +238,33 @@ def _raw_input_error(classifier: Any) -> type[Exception]:
 def _check_columns(columns: list[str]) -> None:
     duplicated = sorted({name for name in columns if columns.count(name) > 1})
     if duplicated:
-        raise ValueError(f"the DataFrame has the column(s) {', '.join(map(repr, duplicated))} more than once; "
-                         "keep one of each")  # fmt: skip
+        raise ValueError(
+            f"the DataFrame has the column(s) {', '.join(map(repr, duplicated))} more than once; keep one of each"
+        )
     missing = [name for name in FEATURE_NAMES if name not in columns]
     if missing:
-        raise ValueError(f"the DataFrame lacks the feature column(s) {', '.join(missing)}; the model reads "
-                         f"{', '.join(FEATURE_NAMES)} (Spotify's names, case as written)")  # fmt: skip
+        raise ValueError(
+            f"the DataFrame lacks the feature column(s) {', '.join(missing)}; the model reads "
+            f"{', '.join(FEATURE_NAMES)} (Spotify's names, case as written)"
+        )
+
+
+def _check_types(schema: Any) -> None:
+    """Refuse a feature column no row of which could be read: a feature is a number or text (a date, a boolean or
+    an array would be refused row by row, at the cost of a job)."""
+    from pyspark.sql.types import NullType, NumericType, StringType
+
+    readable = (NumericType, StringType, NullType)
+    wrong = [
+        f"{field.name} ({field.dataType.simpleString()})"
+        for field in schema.fields
+        if field.name in FEATURE_NAMES and not isinstance(field.dataType, readable)
+    ]
+    if wrong:
+        raise ValueError(
+            f"feature column(s) of a type the model cannot read: {', '.join(wrong)}; a feature is a "
+            "number or text (key: a pitch name or 0-11, mode: Major/Minor or 1/0); cast them first"
+        )
 
 
 def _read_model_files(model: str | Path) -> dict[str, bytes]:

@@ -111,6 +111,8 @@ def test_wrong_arguments_are_refused_before_a_job_starts(spark, tracks):
         classify_spark(df, BUNDLED, batch_size=0)
     with pytest.raises(ValueError, match="coverage"):
         classify_spark(df, BUNDLED, coverage=1.5)
+    with pytest.raises(ValueError, match=r"^feature column\(s\) of a type the model cannot read: tempo \(timestamp\);"):
+        classify_spark(df.withColumn("tempo", df["tempo"].cast("timestamp")), BUNDLED)
     with pytest.raises(ValueError, match="is not a saved model folder: it lacks config.json"):
         classify_spark(df, REPO / "space")
 
@@ -150,3 +152,25 @@ def test_the_docs_example_runs(spark, tracks, tmp_path):
     assert got["track_name"].tolist() == tracks["track_name"].tolist()  # quoted names with commas and quotes kept
     assert got["error"].notna().tolist() == [i in (41, 250) for i in range(len(tracks))]
     assert got["genre_3"].notna().sum() == len(tracks) - 2
+
+
+def test_a_column_of_one_wrong_value_is_refused_in_a_few_calls(classifier, csv_path):
+    """Cells equal to a refused one (of its type: True equals 1 but is no key) share its reason, found at once."""
+    rows = pd.read_csv(csv_path, dtype={"tempo": str}).dropna(how="all").head(300).reset_index(drop=True)
+    rows["tempo"] = rows["tempo"].where(rows.index % 3 > 0, "fast")
+    rows["key"] = rows["key"].astype(object).where(rows.index % 5 > 0, True).where(rows.index % 5 != 1, 1)
+    calls = []
+
+    class Counting:
+        feature_extractor = classifier.feature_extractor
+
+        def __call__(self, table, **kwargs):
+            calls.append(len(table))
+            return classifier(table, **kwargs)
+
+    got = classify_batch(Counting(), rows, top_k=1, coverage=None)
+    fast, true = rows.index % 3 == 0, rows.index % 5 == 0
+    assert got.loc[fast, "error"].eq("column 'tempo': 'fast' is not a number").all()
+    assert got.loc[~fast & true, "error"].str.startswith("column 'key': unknown key True").all()
+    assert got.loc[~fast & ~true, "error"].isna().all() and got.loc[~fast & ~true, "predicted_genre"].notna().all()
+    assert len(calls) <= 3, calls
