@@ -61,7 +61,7 @@ def test_the_bundled_folder_is_complete_and_unpickled():
     names = {path.name for path in BUNDLED.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "training_run.json"} <= names
     assert not [name for name in names if name.endswith((".bin", ".pkl", ".pt", ".joblib"))]
-    for page in ("README.md", "reports/training.md", "reports/evaluation.md"):
+    for page in ["README.md", *(path.relative_to(BUNDLED).as_posix() for path in BUNDLED.glob("reports/*.md"))]:
         for link in re.findall(r"\]\(<?([^)>#]+)", (BUNDLED / page).read_text()):
             if not link.startswith(("http://", "https://")):
                 assert ((BUNDLED / page).parent / link).is_file(), f"{page} links {link}, which space/model lacks"
@@ -70,6 +70,10 @@ def test_the_bundled_folder_is_complete_and_unpickled():
 def test_the_committed_card_and_reports_are_what_the_templates_render_from_the_bundled_records():
     """The card is generated, never edited: after a change to hub_card/templates/ or hub_card/card.py,
     `music-genre bundle --card-only` renders it again from the run's records the bundle ships in reports/."""
+    assert (BUNDLED / "reports" / "metrics.json").is_file(), (
+        "space/model/reports/ lacks the run's records the card is rendered from: bundle the model from its run "
+        "(`music-genre bundle --run RUN`)"
+    )
     pages = model_repo_pages(BUNDLED, BUNDLED_REPO_ID, default_dataset_repo_id(BUNDLED_REPO_ID))
     for name, text in pages.items():
         assert (BUNDLED / name).read_bytes() == text.encode("utf-8"), (

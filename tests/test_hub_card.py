@@ -163,19 +163,22 @@ def python_blocks(card_path: Path) -> list[str]:
 
 
 def test_card_usage_code_runs_on_the_model_folder(card_path, small_run):
-    """The two Python snippets a user copies from the card, one after the other, pointed at the run's model
-    folder (the second classifies the first's row)."""
-    blocks = python_blocks(card_path)
-    assert len(blocks) == 2
+    """The Python snippet a user copies from the card, pointed at the run's model folder, and the Auto classes the
+    card says load it the same way."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
+
+    (block,) = python_blocks(card_path)
     namespace = {}
-    exec(
-        blocks[0].replace(REPO_ID, str(small_run / "model")).replace("classifier(row", "top = classifier(row"),
-        namespace,
-    )
+    exec(block.replace(REPO_ID, str(small_run / "model")).replace("classifier(row", "top = classifier(row"), namespace)
     assert [set(genre) for genre in namespace["top"]] == [{"label", "score"}] * 3
-    exec(blocks[1].replace(REPO_ID, str(small_run / "model")), namespace)
-    assert tuple(namespace["probabilities"].shape) == (1, len(GENRES))
-    assert namespace["top"][0]["label"] == GENRES[int(namespace["probabilities"].argmax())]
+    model = AutoModelForSequenceClassification.from_pretrained(small_run / "model", trust_remote_code=True).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(small_run / "model", trust_remote_code=True)
+    with torch.no_grad():
+        probabilities = model(**extractor([namespace["row"]], return_tensors="pt")).logits.softmax(-1)
+    assert namespace["top"][0]["label"] == model.config.id2label[int(probabilities.argmax())]
+    said = "`AutoModelForSequenceClassification` and `AutoFeatureExtractor` load it the same way"
+    assert said in card_path.read_text()
 
 
 def test_card_usage_code_is_as_the_formatter_leaves_it(card_path):
@@ -217,22 +220,23 @@ def test_the_staged_data_report_counts_shared_songs_without_listing_them(staged_
     assert {key: value for key, value in published.items() if key in report} == {
         key: value for key, value in report.items() if key in published
     }
+    genres = run_genres(read_run(small_run))
     counted = {}
     for song in songs:
-        for pair in itertools.combinations(sorted(song["genres"], key=GENRES.index), 2):
+        for pair in itertools.combinations(sorted(song["genres"], key=genres.index), 2):
             counted[pair] = counted.get(pair, 0) + 1
     shared = {tuple(entry["genres"]): entry["pairs"] for entry in published["genre_pairs_sharing_songs"]}
     assert shared == counted and list(shared.values()) == sorted(shared.values(), reverse=True)
-    assert published_data_report(published, GENRES) == published  # already published: unchanged
+    assert published_data_report(published, genres) == published  # already published: unchanged
 
 
-def test_the_staged_card_renders_again_from_the_repo_alone(staged_model):
+def test_the_staged_card_renders_again_from_the_repo_alone(staged_model, small_run):
     """What `bundle --card-only` relies on: the records a model repo ships give back its card and reports."""
     run = read_model_repo(staged_model)
     assert render_model_card(run, REPO_ID, DATASET_REPO_ID) == (staged_model / "README.md").read_text()
     for name, text in render_reports(run, REPO_ID, DATASET_REPO_ID).items():
         assert text == (staged_model / "reports" / name).read_text()
-    assert run_genres(run) == GENRES
+    assert run_genres(run) == run_genres(read_run(small_run))
 
 
 def test_the_card_is_short_and_its_reports_hold_the_long_tables(staged_model):
