@@ -407,10 +407,10 @@ def _architecture(run: RunFolder) -> dict:
         "input_size": config["input_size"],
         "hidden_sizes": config["hidden_sizes"],
         "dropout": config["dropout"],
-        "num_members": config.get("num_members", 1),
-        "label_smoothing": config.get("label_smoothing", 0.0),
-        "inference_dtype": config.get("inference_dtype", "float32"),
-        "class_weights": config.get("class_weights"),
+        "num_members": config["num_members"],
+        "label_smoothing": config["label_smoothing"],
+        "inference_dtype": config["inference_dtype"],
+        "class_weights": config["class_weights"],
         "num_labels": len(config["id2label"]),
         "parameters": parameters,
     }
@@ -431,11 +431,11 @@ def _search(run: RunFolder) -> dict:
         else:
             tried = ", ".join(_number(v) for v in sorted(values.unique()))
         space.append([column.removeprefix("params_"), tried])
-    search = run.metrics.get("search", {})
+    search = run.metrics["search"]
     return {
         "n_trials": len(trials),
-        "requested": search.get("n_trials", len(trials)),
-        "objective": search.get("objective", "validation accuracy"),
+        "requested": search["n_trials"],
+        "objective": search["objective"],
         "complete": int(states.get("COMPLETE", 0)),
         "pruned": int(states.get("PRUNED", 0)),
         "other": {state: int(n) for state, n in states.items() if state not in ("COMPLETE", "PRUNED")},
@@ -443,7 +443,7 @@ def _search(run: RunFolder) -> dict:
         "best_value": float(best["value"]) if best is not None else None,
         "space": space,
         "hyperparameters": _side_by_side(
-            run.metrics["initial"].get("hyperparameters", {}), run.metrics["best_hyperparameters"]
+            run.metrics["initial"]["hyperparameters"], run.metrics["best_hyperparameters"]
         ),
     }
 
@@ -517,8 +517,8 @@ def _trust(run: RunFolder) -> dict:
             "per_genre": [
                 [genre, f"{summary['per_genre_coverage'][genre]:.3f}"] for genre in summary["per_genre_coverage"]
             ],
-            "n_calibration": stored.get("n_calibration", run.data_report["split_sizes"].get("validation")),
-            "method": stored.get("method", "aps"),
+            "n_calibration": stored["n_calibration"],
+            "method": stored["method"],
         }
     importance = metrics.get("permutation_importance")
     if importance:

@@ -61,7 +61,7 @@ def hardware(device_type: str = "cpu") -> str:
 def evaluation_record(model: torch.nn.Module, rows: int, split: str = "test") -> dict:
     """How a model's metrics on `split` were computed: rows, the dtype the network computed in, device, hardware."""
     device_type = next(model.parameters()).device.type
-    bfloat16 = getattr(model.config, "inference_dtype", "float32") == "bfloat16" and native_bfloat16(device_type)
+    bfloat16 = model.config.inference_dtype == "bfloat16" and native_bfloat16(device_type)
     return {
         "split": split,
         "rows": int(rows),

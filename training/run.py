@@ -537,7 +537,7 @@ def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: 
 def _how_evaluated(model_dir: Path, recorded: dict | None) -> dict:
     """The dtype and device `evaluate` computed in (the model is loaded on the CPU), and why its figures may differ
     from the run's or the card's: bfloat16 is used only where the hardware computes it natively."""
-    asked = json.loads((model_dir / "config.json").read_text()).get("inference_dtype", "float32")
+    asked = json.loads((model_dir / "config.json").read_text())["inference_dtype"]
     dtype = "bfloat16" if asked == "bfloat16" and native_bfloat16("cpu") else "float32"
     now = {"dtype": dtype, "device": "cpu", "hardware": hardware("cpu"), "inference_dtype": asked}
     note = None
