@@ -1381,6 +1381,8 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
                 if _reproduces(result, refit):
                     save_predictions(_WORKER.get("predictions_dir"), model, mode, seed, split["test"], probabilities)
                     results.append(result | refit | {"refit_seconds": time.time() - tick})
+                    if _WORKER.get("on_result"):
+                        _WORKER["on_result"]((mode, seed), results)
                     log(f"{mode:<10} seed {seed}  {model:<40} accuracy {result['accuracy']:.4f}  (reused, refitted)")
                     continue
                 log(f"{mode:<10} seed {seed}  {model}: the refitted model does not reproduce the file's: rerun")
@@ -1393,6 +1395,8 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
         if reused is not None and model == HIST_GB:
             _check_reproduced(reused[HIST_GB], result, mode, seed, HIST_GB)
         results.append(result)
+        if _WORKER.get("on_result"):  # in-process runs write each model's result as it comes
+            _WORKER["on_result"]((mode, seed), results)
         calibration = (
             f"ECE {result['calibration']['before']['ece']:.4f} -> {result['calibration']['after']['ece']:.4f}  "
             if "calibration" in result
@@ -1496,15 +1500,17 @@ def main(argv: list[str] | None = None) -> None:
     done: dict[tuple[str, int], list[dict]] = {}
 
     def finished(key: tuple[str, int], results: list[dict]) -> None:
-        done[key] = results
+        done[key] = sorted(results, key=lambda result: MODELS.index(result["model"]))
         meta["wall_minutes"] = (time.time() - started) / 60
         meta["load_average"] = load_average()  # what the machine's other jobs left this run, split by split
         ordered = [r for split in splits if split in done for r in done[split]]
         _write(args.output_dir, meta, ordered, args.modes)  # partial results survive an interrupted run
 
     if args.jobs == 1:
+        _WORKER["on_result"] = finished  # a split's models one by one: a long split loses nothing finished
         for key in splits:
             finished(key, run_split(*key, cached.get(key)))
+        _WORKER.pop("on_result")
     else:
         # Each worker is a fresh (spawned) process with one thread, like the run's search workers.
         context = multiprocessing.get_context("spawn")
