@@ -1,4 +1,4 @@
-"""The `music-genre` command: train, evaluate, eda, serve, push, bundle.
+"""The `music-genre` command: train, evaluate, eda, serve, predict, push, bundle.
 
 It sits above the project's packages: `training` (train, evaluate, eda), `hub_card` (push, bundle) and `space`
 (serve) never import it, and `training` never imports `hub_card` (train gets its card writer from here). Every
