@@ -88,6 +88,60 @@ def run(data: Path, output: Path, workers: int, chunk_rows: int | None) -> dict:
             "processes": processes, "said": child.stdout.read()}  # fmt: skip
 
 
+def stage_times(data: Path, chunk_rows: int) -> dict[str, float]:
+    """CPU seconds of each stage of one worker's work on `data`, in this process (one torch thread): cutting the
+    file into chunks, parsing them, converting and screening the feature columns, the feature extractor, the network
+    (the model's forward pass and softmax) and building the output table. The whole file is taken as valid rows."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from music_genre.predict import DEFAULT_TOP_K
+    from music_genre.table_prediction import (
+        _check_model,
+        _Job,
+        _Model,
+        _open_source,
+        _parse_csv,
+        _prepared,
+        _result_table,
+        _screen,
+        _take_values,
+    )  # fmt: skip
+
+    torch.set_num_threads(1)
+    features, checked = _check_model(str(SPACE_MODEL), DEFAULT_TOP_K, None)
+    model = _Model.of(str(SPACE_MODEL))
+    source = _open_source(data, chunk_rows, features)
+    job = _Job(str(SPACE_MODEL), DEFAULT_TOP_K, None, "csv", source.header, source.delimiter, source.carried, False,
+               features, checked)  # fmt: skip
+    times = dict.fromkeys(["cut", "parse", "convert", "screen", "extract", "network", "table"], 0.0)
+
+    def timed(stage, work, *args):
+        start = time.process_time()
+        result = work(*args)
+        times[stage] += time.process_time() - start
+        return result
+
+    def classify(model, inputs):
+        with torch.inference_mode():
+            return model.network(**inputs).logits.float().softmax(dim=-1)
+
+    chunks = iter(source.chunks)
+    while (chunk := timed("cut", next, chunks, None)) is not None:
+        columns, records, _, _, _ = timed("parse", _parse_csv, job, chunk)
+        prepared = timed("convert", lambda parsed: {name: _prepared(parsed[name]) for name in checked}, columns)
+        timed("screen", _screen, model, prepared, len(records))
+        good = np.arange(len(records))
+        frame = pd.DataFrame({name: _take_values(column, good) for name, column in prepared.items()}, copy=False)
+        inputs = timed("extract", model.extractor, frame, "pt")
+
+        probabilities = timed("network", classify, model, inputs)
+        timed("table", _result_table, job, model, columns, records, good, probabilities)
+    source.close()
+    return times
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the CSV (default: %(default)s)")
@@ -98,14 +152,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the report (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the CSV and outputs")
+    parser.add_argument(
+        "--stages", type=int, default=200_000, help="rows whose stages are timed in this process (0: none)"
+    )
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     data = args.folder / f"songs_{args.rows}.csv"
     load_before = load_average()
     size = make_csv(args.rows, data)
     print(f"{data}: {args.rows:,} rows, {size / 2**20:,.0f} MiB", flush=True)
-    results = []
+    results, stages = [], None
     try:
+        if args.stages:
+            part = args.folder / "stages.csv"
+            make_csv(args.stages, part)
+            stages = stage_times(part, args.chunk_rows or 16_384)
+            part.unlink()
+            print(stages, flush=True)
         for workers in (int(w) for w in args.workers.split(",")):
             result = run(data, args.folder / f"out_{workers}.parquet", workers, args.chunk_rows)
             results.append(result)
@@ -115,12 +178,14 @@ def main(argv: list[str] | None = None) -> None:
             data.unlink(missing_ok=True)
             for result in results:
                 (args.folder / f"out_{result['workers']}.parquet").unlink(missing_ok=True)
-    report = render(args, size, results, load_before, load_average())
+    report = render(args, size, results, load_before, load_average(), stages)
     args.output.write_text(report)
     print(report)
 
 
-def render(args: argparse.Namespace, size: int, results: list[dict], load_before: str, load_after: str) -> str:
+def render(
+    args: argparse.Namespace, size: int, results: list[dict], load_before: str, load_after: str, stages: dict | None
+) -> str:
     rows = args.rows
     lines = [
         "# `music-genre predict` on a large CSV",
@@ -139,7 +204,7 @@ def render(args: argparse.Namespace, size: int, results: list[dict], load_before
         lines.append(
             f"| {r['workers']} | {r['wall_s']:.1f} s | {rows / r['wall_s']:,.0f} | "
             f"{rows / r['wall_s'] / r['workers']:,.0f} | {r['cpu_s']:.1f} s | {rows / r['cpu_s']:,.0f} | "
-            f"{r['peak_mb']:,.0f} MB ({r['processes']} processes) | {r['peak_pss_mb']:,.0f} MB |"
+            f"{r['peak_mb']:,.0f} MB ({r['processes']} process{'es' if r['processes'] > 1 else ''}) | {r['peak_pss_mb']:,.0f} MB |"
         )
     lines.append("")
     by_workers = {r["workers"]: r for r in results}
@@ -165,6 +230,20 @@ def render(args: argparse.Namespace, size: int, results: list[dict], load_before
             f"- At least {TARGET_SPEED_UP}x with 2 workers: {speed_up:.2f}x wall clock: "
             + ("**met**" if speed_up >= TARGET_SPEED_UP else "**not met**")
         )
+    if stages:
+        total = sum(stages.values())
+        lines += [
+            "",
+            f"Where one worker's CPU time goes ({args.stages:,} rows in this process, `stage_times`; "
+            f"{args.stages / total:,.0f} rows per CPU-second over these stages):",
+            "",
+            "| stage | CPU time | share | rows per CPU-second of this stage alone |",
+            "|---|---|---|---|",
+        ]
+        for stage, seconds in stages.items():
+            lines.append(
+                f"| {stage} | {seconds:.2f} s | {seconds / total:.0%} | {args.stages / max(seconds, 1e-9):,.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ stays standalone): `text_encoding`, `csv_separator` and `neutralise_formulas` ar
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -435,16 +436,11 @@ def _utf8_blocks(head: bytes, handle: IO[bytes], encoding: str) -> Iterator[byte
         return
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     try:
-        for block in _chain(head, rest):
+        for block in itertools.chain([head], rest):
             yield decoder.decode(block).encode("utf-8")
         yield decoder.decode(b"", final=True).encode("utf-8")
     except UnicodeDecodeError as error:
         raise PredictError(f"the input is not {encoding} text throughout ({error.reason}); save it as UTF-8") from None
-
-
-def _chain(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 class _LineSplitter:
@@ -578,8 +574,8 @@ class _Model:
         import torch
         from transformers import pipeline
 
-        import music_genre.modeling  # noqa: F401  (registers the task, as the Space's remote code does)
-
+        if not Path(model).is_dir() and (os.path.isabs(model) or model.startswith(".") or model.count("/") != 1):
+            raise PredictError(f"no model folder at {model} (give a folder written by train, or a Hub id OWNER/NAME)")
         try:
             self.classifier = pipeline(model=model, trust_remote_code=True)
         except (OSError, ValueError) as error:
@@ -591,8 +587,6 @@ class _Model:
         self.labels = np.asarray([config.id2label[i] for i in range(config.num_labels)], dtype=object)
         pipeline_module = sys.modules[type(self.classifier).__module__]
         self.genre_sets = getattr(pipeline_module, "genre_sets", None)
-        extractor_module = sys.modules[type(self.extractor).__module__]
-        self.raw_input_error = getattr(extractor_module, "RawInputError", ValueError)
         self.reference = self.extractor.reference_row()
         self.checked: dict[tuple[str, str, Any], str | None] = {}
 

@@ -301,6 +301,8 @@ def test_coverage_needs_a_calibrated_model_and_clear_errors(table_csv, tmp_path)
     with pytest.raises(PredictError, match="lacks the feature column"):
         (tmp_path / "few.csv").write_text("artist_name,tempo\nx,120\n")
         predict_file(MODEL, tmp_path / "few.csv", tmp_path / "out.csv")
+    with pytest.raises(PredictError, match="no model folder at"):
+        predict_file(tmp_path / "no_model", table_csv, tmp_path / "out.csv")
     with pytest.raises(PredictError, match=r"\.csv or \.parquet"):
         predict_file(MODEL, table_csv, tmp_path / "out.xlsx")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["few.csv", "songs.csv"]
