@@ -204,7 +204,8 @@ def render(
         lines.append(
             f"| {r['workers']} | {r['wall_s']:.1f} s | {rows / r['wall_s']:,.0f} | "
             f"{rows / r['wall_s'] / r['workers']:,.0f} | {r['cpu_s']:.1f} s | {rows / r['cpu_s']:,.0f} | "
-            f"{r['peak_mb']:,.0f} MB ({r['processes']} process{'es' if r['processes'] > 1 else ''}) | {r['peak_pss_mb']:,.0f} MB |"
+            f"{r['peak_mb']:,.0f} MB ({r['processes']} process{'es' if r['processes'] > 1 else ''}) | "
+            f"{r['peak_pss_mb']:,.0f} MB |"
         )
     lines.append("")
     by_workers = {r["workers"]: r for r in results}
