@@ -521,6 +521,7 @@ def test_ceiling_measures_merged_genres_agreement_and_duplicates_from_saved_pred
     assert entry["models"]["tabm"]["most_confused_pairs"][0]["genres"] == ["Rap", "Hip-Hop"]
     assert entry["all_agree"] == pytest.approx(1 - rap_share) and entry["accuracy_where_all_agree"] == 1.0
     assert entry["any_model_right"] == 1.0
+    assert entry["models"]["network"]["accuracy_on_seen_tracks"] == 1.0
     tracks = entry["tracks"]
     assert 0 < tracks["seen_under_another_genre"] <= tracks["seen_track"] < tracks["test_rows"] == len(labels)
     duplicates = measured["duplicates"]
