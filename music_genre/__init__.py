@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 @contextmanager
 def _console(verbose: bool) -> Iterator[None]:
     """A quiet console unless `verbose`: the project's own lines (one per stage, and its own progress bars), no
-    INFO line per HTTP request, no "Loading weights" or dataset-generation bars. The loggers' levels and the
-    libraries' bar settings are restored afterwards (a test calling `main` keeps its own)."""
+    INFO line per HTTP request or Optuna study, no "Loading weights" or dataset-generation bars. The loggers' levels
+    and the libraries' settings are restored afterwards (a test calling `main` keeps its own)."""
     if verbose:
         yield
         return
@@ -202,14 +202,19 @@ def _console(verbose: bool) -> Iterator[None]:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Imported here, not at the top: `--help` and a wrong argument never pay for them.
     import datasets
+    import optuna
     import transformers
 
     bars = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    # Optuna's own handler prints an INFO line per study opened or created; the run logs its own search lines.
+    optuna_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         yield
     finally:
+        optuna.logging.set_verbosity(optuna_verbosity)
         if bars[0]:
             transformers.utils.logging.enable_progress_bar()
         if bars[1]:

@@ -478,6 +478,7 @@ def test_an_unexpected_exception_is_a_bug_with_its_traceback_and_status_1(monkey
 
 def test_the_console_is_quiet_unless_verbose(caplog):
     """No INFO line per HTTP request nor weight-loading bar by default; `--verbose` brings them back."""
+    import optuna
     import transformers
 
     from music_genre import _console
@@ -487,6 +488,7 @@ def test_the_console_is_quiet_unless_verbose(caplog):
         logging.getLogger("httpx").info("HTTP Request: GET https://huggingface.co/api/models")
         logging.getLogger("music_genre").info("search: 3 trials")
         assert not transformers.utils.logging.is_progress_bar_enabled()
+        assert optuna.logging.get_verbosity() == optuna.logging.WARNING  # no line per study opened
     assert "HTTP Request" not in caplog.text and "search: 3 trials" in caplog.text
     assert transformers.utils.logging.is_progress_bar_enabled()  # the caller's setting, restored
     with _console(verbose=True):
