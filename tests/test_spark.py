@@ -45,6 +45,9 @@ def spark(tmp_path_factory):
         .config("spark.network.timeout", "120s")
         .config("spark.executor.heartbeatInterval", "20s")
         .config("spark.sql.shuffle.partitions", "2")
+        # A short-lived JVM on a small machine: the quick JIT tier only, one GC thread, no generated code per query.
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        .config("spark.sql.codegen.wholeStage", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.pyspark.python", sys.executable)  # the workers run this interpreter, with the project
         .config("spark.local.dir", str(scratch))
@@ -72,14 +75,26 @@ def tracks(csv_path) -> pd.DataFrame:
 
 
 def test_a_local_cluster_gives_the_pipelines_predictions_row_for_row(spark, classifier, tracks):
+    from pyspark.sql import functions as F
+
     from music_genre.spark import classify_spark
 
-    df = spark.createDataFrame(tracks).repartition(2)  # a partition for each executor worker
+    df = (
+        spark.createDataFrame(tracks)
+        # Carried columns of the types a catalogue holds: an integer with nulls, a timestamp, an array.
+        .withColumn("even_id", F.when(F.col("instance_id") % 2 == 0, F.col("instance_id").cast("int")))
+        .withColumn("seen", F.to_timestamp(F.lit("2024-05-01 12:00:00")))
+        .withColumn("tags", F.array(F.col("music_genre"), F.lit("x")))
+    )
+    assert df.rdd.getNumPartitions() == 2  # a partition for each executor worker
     got = classify_spark(df, BUNDLED, top_k=2, coverage=0.9, batch_size=64).toPandas()
-    assert list(got.columns) == [*tracks.columns, "predicted_genre", "probability", "genre_2", "probability_2",
-                                 "genre_set_90", "error"]  # fmt: skip
+    assert list(got.columns) == [*tracks.columns, "even_id", "seen", "tags", "predicted_genre", "probability",
+                                 "genre_2", "probability_2", "genre_set_90", "error"]  # fmt: skip
     got = got.set_index("instance_id").loc[tracks["instance_id"]].reset_index()
     assert len(got) == len(tracks) and got["artist_name"].tolist() == tracks["artist_name"].tolist()
+    assert got["even_id"].fillna(-1).tolist() == [i if i % 2 == 0 else -1 for i in tracks["instance_id"]]
+    assert (got["seen"] == pd.Timestamp("2024-05-01 12:00:00")).all()
+    assert [list(tags) for tags in got["tags"]] == [[genre, "x"] for genre in tracks["music_genre"]]
 
     bad = [41, 250]
     assert got.loc[41, "error"] == "column 'tempo': 'fast' is not a number"
