@@ -39,9 +39,9 @@ from music_genre.predict import DEFAULT_CHUNK_ROWS, DEFAULT_TOP_K, PredictError
 READ_BLOCK_BYTES = 4 * 2**20
 # The bytes whose encoding is sniffed (as the Space does).
 HEAD_BYTES = 64 * 1024
-# A quoted CSV value may hold line breaks; one still open this long after its chunk's last line is taken for an
-# unclosed quote, which would otherwise swallow the rest of the file into one chunk.
-MAX_OPEN_QUOTE_BYTES = 64 * 2**20
+# A chunk ends after chunk_rows lines or at the last record boundary within this many bytes, whichever comes first,
+# so memory stays bounded whatever the lines' length; one record longer than this (an unclosed quote?) is refused.
+MAX_CHUNK_BYTES = 64 * 2**20
 # A feature holds a number or a short name: a longer cell is refused before it is parsed (a text array of a chunk is
 # as wide as its longest cell).
 MAX_FEATURE_CHARS = 256
@@ -479,21 +479,36 @@ class _LineSplitter:
             end = int(position) + 1
             odd ^= self.pending.count(b'"', start, end) % 2
             start = end
-        if not odd:
-            return start
-        if len(self.pending) - int(newlines[after_lines - 1]) > MAX_OPEN_QUOTE_BYTES:
-            line = self.line + after_lines
-            raise PredictError(
-                f"a double quote opened by line {line} or before is still open {MAX_OPEN_QUOTE_BYTES // 2**20} MiB "
-                "later: the file is not valid CSV (an unclosed quote?)"
-            )
+        return None if odd else start
+
+    def _last_boundary(self, limit: int) -> int | None:
+        """The end of the last record boundary within the first `limit` bytes of `pending`, or None."""
+        newlines = np.flatnonzero(np.frombuffer(self.pending, dtype=np.uint8)[:limit] == 10)
+        if not self.quotes:
+            return int(newlines[-1]) + 1 if len(newlines) else None
+        end = min(limit, len(self.pending))
+        quotes = self.pending.count(b'"', 0, end)
+        for position in newlines[::-1]:
+            quotes -= self.pending.count(b'"', int(position) + 1, end)
+            end = int(position) + 1
+            if quotes % 2 == 0:
+                return end
         return None
+
+    def _too_long(self) -> PredictError:
+        where = " outside double quotes: an unclosed quote?" if self.quotes else ""
+        return PredictError(
+            f"the record at line {self.line} is longer than {MAX_CHUNK_BYTES // 2**20} MiB (no line break{where}); "
+            "predict reads records up to that size"
+        )
 
     def header(self) -> tuple[bytes | None, int]:
         """The first non-blank record and its line."""
         while True:
-            while (cut := self._boundary(1)) is None and self._read():
+            while (cut := self._boundary(1)) is None and len(self.pending) < MAX_CHUNK_BYTES and self._read():
                 pass
+            if cut is None and len(self.pending) >= MAX_CHUNK_BYTES:
+                raise self._too_long()
             if cut is None:
                 cut = len(self.pending)
                 if not cut:
@@ -512,6 +527,10 @@ class _LineSplitter:
             self.pending[0:0] = header
         while True:
             cut = self._boundary(chunk_rows)
+            if cut is None and len(self.pending) >= MAX_CHUNK_BYTES:
+                cut = self._last_boundary(MAX_CHUNK_BYTES)
+                if cut is None:
+                    raise self._too_long()
             if cut is None:
                 if self._read():
                     continue

@@ -133,6 +133,19 @@ def test_a_failure_leaves_no_partial_output(table_bytes, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv", "out.csv"]
 
 
+def test_chunks_are_bounded_in_bytes_too(table_bytes, table_csv, tmp_path, monkeypatch):
+    from music_genre import table_prediction
+
+    predict_file(MODEL, table_csv, tmp_path / "rows.csv", chunk_rows=10_000)
+    # A few lines' worth of bytes per chunk: the same output; a record longer than that is refused by its line.
+    monkeypatch.setattr(table_prediction, "MAX_CHUNK_BYTES", 2_000)
+    predict_file(MODEL, table_csv, tmp_path / "bytes.csv", chunk_rows=10_000)
+    assert (tmp_path / "rows.csv").read_bytes() == (tmp_path / "bytes.csv").read_bytes()
+    (tmp_path / "long.csv").write_bytes(table_bytes + b'1,"' + b"x" * 3_000 + b'",2\n')
+    with pytest.raises(PredictError, match=f"record at line {ROWS + 2} is longer than"):
+        predict_file(MODEL, tmp_path / "long.csv", tmp_path / "long_out.csv", chunk_rows=10_000)
+
+
 def test_ctrl_c_leaves_no_partial_output(table_csv, tmp_path, monkeypatch):
     from music_genre import table_prediction
 
