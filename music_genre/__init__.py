@@ -121,6 +121,9 @@ COMMANDS = (
         "classify a table of any size (CSV, Parquet, JSON Lines) into a .csv or .parquet of genres",
         add_predict_arguments,
         run_predict,
+        "Classify every row of --data with --model, streamed in chunks (constant memory), into --output: the top "
+        "genres with probabilities, the conformal set with --coverage, and the input's other columns. Rows that "
+        "cannot be classified go to OUTPUT_STEM.rejected.csv with their line numbers and reasons.",
     ),
     Command(
         "push",

@@ -1,16 +1,20 @@
 """`predict_file`, the work of `music-genre predict`: classify a table of any size with a saved model, in chunks.
 
-The input (CSV, Parquet or JSON Lines; `-` is CSV on stdin) is read a chunk of rows at a time, so memory stays
-constant whatever its size; each chunk is screened, encoded and classified by the model's own feature extractor and
-network (loaded as a Hub user loads it, `pipeline(model=..., trust_remote_code=True)`), and the results are written
-in input order to a temporary file beside the output, renamed over it at the end: a failure or Ctrl-C leaves nothing.
-With `workers > 1` the chunks go round-robin to worker processes (the main process only splits the input's bytes at
-record boundaries and writes), and the output is the same, row for row, as with one.
+The input (CSV, Parquet or JSON Lines; `-` is CSV on stdin; a `datasets` folder, a folder of data files or a Hub
+dataset id, every split) is read a chunk of rows at a time, so memory stays constant whatever its size; each chunk
+is screened, encoded and classified by the model's own feature extractor and network (loaded as a Hub user loads
+it, `pipeline(model=..., trust_remote_code=True)`), and the results are written in input order to a temporary file
+beside the output, renamed over it at the end: a failure or Ctrl-C leaves nothing. With `workers > 1` the chunks go
+round-robin to worker processes (the main process only splits the input's bytes at record boundaries and writes),
+and the output is the same, row for row, as with one.
 
 Rows the model cannot classify (a bad value, a row wider than the header, bytes that are not the file's encoding, a
 huge cell, a row with no feature values) go to a side file, `OUTPUT_STEM.rejected.csv`, with their row and line
-numbers and the reason; every other row is predicted. The hostile-input rules are the Space's (space/app.py, which
-stays standalone): `text_encoding`, `csv_separator` and `neutralise_formulas` are their public versions here.
+numbers and the reason; every other row is predicted, and rows in = rows predicted + rows refused. The output holds
+`row` (1 = the input's first data row), the input's other columns as written, `predicted_genre`, `probability`,
+`genre_K`/`probability_K` up to the top k and, with a coverage, `genre_set_NN` (a JSON list in CSV, a list in
+Parquet). The hostile-input rules are the Space's (space/app.py, which stays standalone): `text_encoding`,
+`csv_separator` and `neutralise_formulas` are their public versions here.
 """
 
 import codecs
