@@ -1003,15 +1003,20 @@ def _csv_records(data: bytes, delimiter: str, first_line: int) -> list[tuple[int
     text = data.decode("utf-8", "surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     facts, before = [], 0
-    for record in reader:
-        if record:
-            text_ok = True
-            try:
-                "".join(record).encode("utf-8")
-            except UnicodeEncodeError:
-                text_ok = False
-            facts.append((first_line + before, len(record), text_ok))
-        before = reader.line_num
+    # A chunk's record may be as long as the chunk (the csv module's default limit is 128 KiB per field).
+    limit = csv.field_size_limit(MAX_CHUNK_BYTES)
+    try:
+        for record in reader:
+            if record:
+                text_ok = True
+                try:
+                    "".join(record).encode("utf-8")
+                except UnicodeEncodeError:
+                    text_ok = False
+                facts.append((first_line + before, len(record), text_ok))
+            before = reader.line_num
+    finally:
+        csv.field_size_limit(limit)
     return facts
 
 

@@ -146,6 +146,18 @@ def test_chunks_are_bounded_in_bytes_too(table_bytes, table_csv, tmp_path, monke
         predict_file(MODEL, tmp_path / "long.csv", tmp_path / "long_out.csv", chunk_rows=10_000)
 
 
+def test_a_huge_cell_beside_a_refused_row(table_bytes, tmp_path):
+    header, first, second = table_bytes.split(b"\n")[:3]
+    instance_id, _, rest = first.split(b",", 2)
+    huge = b",".join([instance_id, b'"' + b"y" * 200_000 + b'"', rest])  # beyond the csv module's 128 KiB limit
+    (tmp_path / "huge.csv").write_bytes(b"\n".join([header, huge, second.replace(b",Minor,", b",Dorian,")]) + b"\n")
+    summary = predict_file(MODEL, tmp_path / "huge.csv", tmp_path / "out.csv")
+    assert (summary.rows_out, summary.rows_rejected) == (1, 1)
+    side = pd.read_csv(tmp_path / "out.rejected.csv")
+    assert (side.loc[0, "line"], side.loc[0, "column"], side.loc[0, "value"]) == (3, "mode", "Dorian")
+    assert pd.read_csv(tmp_path / "out.csv")["artist_name"][0] == "y" * 200_000
+
+
 def test_ctrl_c_leaves_no_partial_output(table_csv, tmp_path, monkeypatch):
     from music_genre import table_prediction
 
