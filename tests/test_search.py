@@ -60,7 +60,7 @@ def train_command(data: Path, output: Path, workers: int = 1, *extra: str) -> li
     return [
         sys.executable, "-m", "music_genre", "train", "--data", str(data), "--output", str(output),
         "--seed", "5", "--n-trials", str(N_TRIALS), "--trial-batch", str(TRIAL_BATCH), "--max-epochs", "2",
-        "--members", "1", "--workers", str(workers), "--reevaluate-top", "2", "--reevaluation-splits", "2", *extra,
+        "--members", "1", "--workers", str(workers), "--reevaluate-top", "2", "--reevaluation-splits", "1", *extra,
     ]  # fmt: skip
 
 
