@@ -1,4 +1,4 @@
-"""Faults and mistakes a new user makes: nothing they made is removed, nothing is mixed, every fault is one line."""
+"""Faults and mistakes a new user makes: nothing they made is removed, nothing is mixed, a known fault is one line."""
 
 import json
 import logging
