@@ -516,3 +516,25 @@ def test_the_reevaluation_resplits_the_real_training_and_validation_rows_only(gr
     again, other = resplit(prepared, 0, settings), resplit(prepared, 1, settings)
     assert np.array_equal(again[1].features, validation.features)
     assert not np.array_equal(other[1].features, validation.features)
+
+
+def test_a_tabm_trial_over_the_inference_budget_is_measured_by_its_matrices():
+    """`multiply_adds` counts each member's matrices (TabM's shared ones once per member) and the embeddings' maps;
+    the budget is twice the bundled model's."""
+    import torch
+
+    from music_genre.training.search import BUNDLED_NETWORK, INFERENCE_BUDGET, multiply_adds
+    from tests.conftest import make_model
+
+    bundled = make_model(hidden_sizes=[512, 256, 128], num_members=3, input_size=35)
+    linear = sum(m.weight.numel() for m in bundled.modules() if isinstance(m, torch.nn.Linear))
+    assert multiply_adds(*BUNDLED_NETWORK) == linear and INFERENCE_BUDGET == 2 * linear
+    settings = Hyperparameters(
+        hidden_sizes=[64, 32], ensemble="tabm", num_members=4, numeric_embedding="piecewise-linear"
+    )
+    tabm = make_model(hidden_sizes=[64, 32], ensemble="tabm", num_members=4, input_size=35, **{
+        "numeric_embedding": "piecewise-linear", "embedding_size": 16,
+        "embedding_bins": [[float(i) for i in range(49)]] * 22,
+    })  # fmt: skip
+    shared = sum(block[0].weight.numel() for block in tabm.ensemble.blocks) * 4 + tabm.ensemble.head.weight.numel()
+    assert multiply_adds(settings, 35, 10) == shared + tabm.numeric_embedding.weight.numel()

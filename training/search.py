@@ -45,7 +45,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from music_genre.modeling import GenreFeatureExtractor
+from music_genre.modeling import KEY_NAMES, GenreFeatureExtractor
 from music_genre.training.data import PreparedSplits, balanced_class_weights, oversample
 from music_genre.training.trainer import (
     AVERAGE_LAST,
@@ -88,6 +88,12 @@ KEEP_EPOCH_BY = AVERAGE_LAST
 # TabM members in a trial and in the final model: k shares the weights, so a trial cannot stand for a larger k; 4 keeps
 # inference within 2x of the bundled model's rows/s (bench/inference_speed.md).
 TABM_MEMBERS = 4
+# The bundled model's network (3 independent members of 512, 256, 128 on the 35 encoded columns of the run's default
+# encoding, 10 genres): a TabM trial whose network takes more than twice its multiply-adds per row is pruned before it
+# trains, so the model the search picks stays within 2x of its inference rows/s (bench/inference_speed.md measured
+# TabM k = 4 with piecewise-linear embeddings at widths 512, 256, 128, 2.6 times its multiply-adds, at 0.43x its
+# rows/s in bfloat16).
+BUNDLED_NETWORK = (Hyperparameters(hidden_sizes=[512, 256, 128], num_members=3), 35, 10)
 # The re-evaluation: the top trials, each trained again on further splits of the training and validation rows.
 REEVALUATED_TRIALS = 3
 REEVALUATION_SPLITS = 3
@@ -428,6 +434,24 @@ class BatchSynchronousPruner(optuna.pruners.BasePruner):
         return history is not None and self._pruner.prune(history, trial)
 
 
+def multiply_adds(hyperparameters: Hyperparameters, input_size: int, num_labels: int) -> int:
+    """Multiply-adds per row of the network's inference: every member's Linear layers (TabM's shared matrices are
+    applied once per member), and the piecewise-linear embeddings' maps."""
+    numeric = input_size - len(KEY_NAMES) - 1
+    width, total = input_size, 0
+    if hyperparameters.numeric_embedding is not None:
+        width = input_size + numeric * (hyperparameters.embedding_size - 1)
+    if hyperparameters.numeric_embedding == "piecewise-linear":
+        total += numeric * hyperparameters.num_bins * hyperparameters.embedding_size
+    layers = 0
+    for hidden in hyperparameters.hidden_sizes:
+        layers, width = layers + width * hidden, hidden
+    return total + hyperparameters.num_members * (layers + width * num_labels)
+
+
+INFERENCE_BUDGET = 2 * multiply_adds(*BUNDLED_NETWORK)
+
+
 def claim_slot(trial: optuna.Trial) -> int:
     """The slot `trial` runs; a trial that has no slot of its own is set aside (pruned before it trains)."""
     slot = slot_of(trial)
@@ -576,6 +600,10 @@ def run_worker(
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         architecture = sample_architecture(trial)
+        cost = multiply_adds(Hyperparameters(**architecture), extractor.encoded_size, len(prepared.genres))
+        if architecture["ensemble"] != "independent" and cost > INFERENCE_BUDGET:
+            trial.set_user_attr("pruned_for", f"{cost:,} multiply-adds per row, over {INFERENCE_BUDGET:,}")
+            raise optuna.TrialPruned(f"{cost} multiply-adds per row: over the inference budget {INFERENCE_BUDGET}")
         return build_model(
             Hyperparameters(**architecture), class_weights, extractor.encoded_size, prepared.id2label, train_rows
         )
