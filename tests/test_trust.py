@@ -174,9 +174,9 @@ def test_the_pipeline_returns_coverage_sets_highest_first_as_the_calibration_mea
     assert size == pytest.approx(np.mean([len(genres) for genres in sets]))
     assert coverage == np.mean([GENRES[y] in [g["label"] for g in s] for y, s in zip(labels, sets)])
     # The public method, for a caller holding the probabilities (the Space's table), gives the same sets.
-    scores, ids = classifier.genre_sets(probabilities, 0.9)
-    assert [[GENRES[i] for i in row] for row in ids] == [[g["label"] for g in s] for s in sets]
-    assert scores == [[g["score"] for g in s] for s in sets]
+    ids, sizes = classifier.genre_set_members(probabilities, 0.9)
+    named = [[GENRES[i] for i in row[:size]] for row, size in zip(ids.tolist(), sizes.tolist())]
+    assert named == [[g["label"] for g in s] for s in sets]
 
 
 def test_the_pipeline_refuses_bad_coverage_and_explain_values(calibrated, raw_rows):
