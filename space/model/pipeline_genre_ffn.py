@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .calibration_genre_ffn import genre_set_members, genre_sets
+from .calibration_genre_ffn import genre_set_members, genre_sets  # noqa: F401  (older callers look it up here)
 
 
 class GenreClassificationPipeline(Pipeline):
@@ -75,12 +75,13 @@ class GenreClassificationPipeline(Pipeline):
                 results.extend(super().__call__(chunk, **kwargs))
         return results[0] if single else results
 
-    def genre_sets(self, probabilities: Any, coverage: float) -> tuple[list[list[float]], list[list[int]]]:
+    def genre_set_members(self, probabilities: Any, coverage: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The conformal genre set at `coverage` of each row of `probabilities` ((rows, genres), softmax of the
-        model's logits), as `coverage=` gives them: per row the genres' probabilities and ids, most probable first.
-        For a caller that computes the probabilities once for several outputs (e.g. the Space's table)."""
+        model's logits), as `coverage=` gives them, for a caller that computes the probabilities once for several
+        outputs (e.g. the Space's table): genre ids most probable first, (rows, largest set), of which row r's set
+        is the first `sizes[r]`; and `sizes`."""
         threshold = self.model.config.conformal_threshold(coverage)
-        return genre_sets(torch.as_tensor(probabilities), threshold)
+        return genre_set_members(torch.as_tensor(probabilities), threshold)
 
     def preprocess(self, inputs: "_Rows") -> dict[str, torch.Tensor]:
         return self.feature_extractor(inputs.rows, return_tensors="pt", row_offset=inputs.first_row)
