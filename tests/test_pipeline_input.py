@@ -5,19 +5,17 @@ import gc
 
 import pandas as pd
 import pytest
-import torch
 from transformers import pipeline
 
-from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, GenreFFNForSequenceClassification
+from music_genre.modeling import GenreFeatureExtractor
 from music_genre.modeling import pipeline_genre_ffn as pipeline_module
 from music_genre.modeling.feature_extraction_genre_ffn import RawInputError
-from tests.conftest import REPO
+from tests.conftest import REPO, make_model
 
 
 @pytest.fixture
 def classifier(raw_rows):
-    torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[16])).eval()
+    model = make_model(hidden_sizes=[16])  # the genres are the config's id2label, no default
     extractor = GenreFeatureExtractor().fit(raw_rows)
     return pipeline(model=model, feature_extractor=extractor, task="music-genre-classification")
 
@@ -34,8 +32,7 @@ def test_top_k_beyond_the_genres_gives_every_genre(classifier, raw_rows):
 
 
 def test_a_pipeline_made_for_every_genre_keeps_that_default(raw_rows):
-    torch.manual_seed(0)
-    model = GenreFFNForSequenceClassification(GenreFFNConfig(hidden_sizes=[16])).eval()
+    model = make_model(hidden_sizes=[16])  # the genres are the config's id2label, no default
     extractor = GenreFeatureExtractor().fit(raw_rows)
     every = pipeline(model=model, feature_extractor=extractor, task="music-genre-classification", top_k=None)
     assert len(every(raw_rows[0])) == 10 and len(every(raw_rows[0], top_k=2)) == 2
