@@ -389,9 +389,8 @@ class GenreFFNForSequenceClassification(GenreFFNPreTrainedModel):
         if self.training or (dtype == torch.float32 and len(input_features) <= INFERENCE_CHUNK):
             return self.member_logits(input_features)
         # Eval rows are independent (BatchNorm uses its running statistics), so slicing changes no result.
-        folded = self._inference_copy(dtype)
-        chunks = input_features.split(INFERENCE_CHUNK)
-        return torch.cat([folded(self._embed(chunk).to(dtype)) for chunk in chunks], dim=1).float()
+        chunks = [self._embed(chunk).to(dtype) for chunk in input_features.split(INFERENCE_CHUNK)]
+        return self._inference_copy(dtype).over_chunks(chunks).float()
 
     def _inference_copy(self, dtype: torch.dtype) -> "FoldedMembers":
         """The members folded for inference in `dtype`, made once and kept until `refresh_inference_copy` (see the
@@ -414,6 +413,13 @@ class FoldedMembers:
         else:
             self.members = None
             self.layers, self.head = fold_batch_ensemble(model.ensemble, dtype)
+
+    def over_chunks(self, chunks: list[torch.Tensor]) -> torch.Tensor:
+        """The members' logits for the rows of every chunk, (members, rows, labels). Independent members run one
+        after the other over all chunks, so each member's weights stay in the CPU cache while it runs."""
+        if self.members is not None:
+            return torch.stack([torch.cat([member(chunk) for chunk in chunks]) for member in self.members])
+        return torch.cat([self(chunk) for chunk in chunks], dim=1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.members is not None:
