@@ -1539,6 +1539,7 @@ def _write(output_dir: Path, meta: dict, results: list[dict], modes: list[str]) 
 def _write_atomically(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(text)
+    os.chmod(handle.name, 0o644)  # a temporary file is private; the report is not
     os.replace(handle.name, path)
 
 
