@@ -91,8 +91,8 @@ TABM_MEMBERS = 4
 # The bundled model's network (3 independent members of 512, 256, 128 on the 35 encoded columns of the run's default
 # encoding, 10 genres): a TabM trial whose network takes more than twice its multiply-adds per row is pruned before it
 # trains, so the model the search picks stays within 2x of its inference rows/s (bench/inference_speed.md measured
-# TabM k = 4 with piecewise-linear embeddings at widths 512, 256, 128, 2.6 times its multiply-adds, at 0.43x its
-# rows/s in bfloat16).
+# TabM k = 4 with piecewise-linear embeddings at widths 512, 256, 128, 2.6 times its multiply-adds, at 0.35x to 0.47x
+# its rows/s).
 BUNDLED_NETWORK = (Hyperparameters(hidden_sizes=[512, 256, 128], num_members=3), 35, 10)
 # The re-evaluation: the top trials, each trained again on further splits of the training and validation rows.
 REEVALUATED_TRIALS = 3
@@ -746,7 +746,15 @@ def _run_slots(study: optuna.Study, n_slots: int, payload: tuple, settings: Sear
         ]
         for process in processes:
             process.start()
-    _follow(study, processes, n_slots, done)
+    try:
+        _follow(study, processes, n_slots, done)
+    except BaseException:
+        # Interrupted (Ctrl-C or SIGINT to this process alone): the workers stop with it instead of finishing their
+        # trials, which the exit of a non-daemon process would wait for; their cut-off trials run again on restart.
+        for process in processes:
+            process.kill()
+            process.join()
+        raise
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"{len(failed)} search worker(s) failed (exit codes {failed}); see the log above")
