@@ -29,10 +29,10 @@ from tests.conftest import REPO, REPO_ID, SPACE_REPO_ID
 
 @pytest.fixture(scope="module")
 def slice_csv(csv_path, tmp_path_factory) -> Path:
-    """100 raw rows per genre of the real CSV and 3 rows of an unknown genre, written at test time."""
+    """100 raw rows per genre of the real CSV and 3 rows without a genre, written at test time."""
     frame = pd.read_csv(csv_path, dtype={"tempo": str}).dropna(how="all")
     frame = frame.groupby("music_genre", group_keys=False).sample(100, random_state=0)
-    frame.loc[frame.index[:3], "music_genre"] = "Polka"
+    frame.loc[frame.index[:3], "music_genre"] = None
     path = tmp_path_factory.mktemp("reliability") / "slice.csv"
     frame.sample(frac=1.0, random_state=1).to_csv(path, index=False)
     return path
@@ -132,9 +132,15 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 # Workers die with the run.
 
 
-@pytest.mark.parametrize("phase", ["search", "final training"])
-def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase):
-    """The search's two workers, and the initial model's process beside the final training, die with the run."""
+@pytest.mark.parametrize(
+    ("phase", "sent"),
+    [("search", signal.SIGKILL), ("final training", signal.SIGKILL), ("search", signal.SIGINT)],
+    ids=["kill-9-search", "kill-9-final-training", "interrupt-search"],
+)
+def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase, sent):
+    """The search's two workers, and the initial model's process beside the final training, die with the run; an
+    interrupt of the main process alone (SIGINT, not the terminal's whole group) ends the run and its workers too,
+    instead of waiting for their trials."""
     output = tmp_path / "run"
     command = [sys.executable, "-m", "music_genre", *train_args(slice_csv, output, "--workers", "2")]
     if phase == "search":
@@ -145,7 +151,7 @@ def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase):
     with open(log_path, "wb") as log:
         main_process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=log, stderr=log)
     try:
-        workers, deadline = [], time.time() + 120
+        workers, deadline = [], time.time() + 300  # the search and its re-evaluation come first
         while time.time() < deadline and len(workers) != expected and main_process.poll() is None:
             time.sleep(0.2)
             if phase != "search" and "beside the final model" not in log_path.read_text():
@@ -153,10 +159,10 @@ def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase):
             children = psutil.Process(main_process.pid).children()
             workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == expected, log_path.read_text()[-2000:]
-        os.kill(main_process.pid, signal.SIGKILL)  # the main process only: its workers must follow by themselves
-        main_process.wait()
+        os.kill(main_process.pid, sent)  # the main process only: its workers must follow by themselves
+        assert main_process.wait(timeout=30) == (130 if sent == signal.SIGINT else -signal.SIGKILL)
         gone, alive = psutil.wait_procs(workers, timeout=5)
-        assert not alive, f"workers still running 5 s after kill -9 of train: {[p.pid for p in alive]}"
+        assert not alive, f"workers still running 5 s after {sent.name} of train: {[p.pid for p in alive]}"
     finally:
         for process in psutil.Process().children(recursive=True):
             if process.pid == main_process.pid or "spawn_main" in " ".join(process.cmdline()):
@@ -375,14 +381,14 @@ def data_cases(slice_csv: Path, folder: Path) -> dict[str, tuple[str, str]]:
     empty_folder.mkdir()
     binary = folder / "binary.csv"
     binary.write_bytes(bytes(range(256)) * 4)
-    unknown = folder / "unknown.csv"
-    frame.assign(music_genre="Polka").to_csv(unknown, index=False)
+    no_genre = folder / "no_genre.csv"
+    frame.assign(music_genre="").to_csv(no_genre, index=False)
     return {
         "missing file": (str(folder / "nowhere.csv"), "data file not found"),
         "empty file": (str(write(folder / "empty.csv", "")), "is empty"),
         "header only": (str(write(folder / "header.csv", header)), "holds no rows"),
         "one genre": (str(one_genre), "holds rows of 1 genre(s) (Jazz)"),
-        "unknown genres only": (str(unknown), "no rows left in"),
+        "no genre in any row": (str(no_genre), "no rows left in"),
         "missing columns": (str(write(folder / "columns.csv", "a,b\n1,2\n")), "missing column(s): popularity"),
         "unreachable Hub dataset": ("someone/no-such-dataset", "cannot load the dataset someone/no-such-dataset"),
         "binary file": (str(binary), "is not a readable CSV"),
@@ -502,7 +508,7 @@ def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog)
     from music_genre.training.run import _log_dropped_rows
 
     _log_dropped_rows(load_data(slice_csv).report)
-    assert "dropped 3 of 1000 rows: 3 unknown genre" in caplog.text
+    assert "dropped 3 of 1000 rows: 3 no genre" in caplog.text
 
 
 def test_importing_the_cli_imports_no_heavy_library():

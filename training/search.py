@@ -732,28 +732,29 @@ def _run_slots(study: optuna.Study, n_slots: int, payload: tuple, settings: Sear
     if done >= n_slots:
         return
     context = multiprocessing.get_context("spawn")
-    with environment_set(OMP_NUM_THREADS="1"):  # a worker's torch reads it at import: one thread each
-        processes = [
-            context.Process(
-                target=start_worker,
-                args=(
-                    os.getpid(),
-                    "music_genre.training.search:run_worker",
-                    pickle.dumps((*payload[:3], worker, *payload[3:])),
-                ),
-            )
-            for worker in range(settings.workers)
-        ]
-        for process in processes:
-            process.start()
+    processes = [
+        context.Process(
+            target=start_worker,
+            args=(
+                os.getpid(),
+                "music_genre.training.search:run_worker",
+                pickle.dumps((*payload[:3], worker, *payload[3:])),
+            ),
+        )
+        for worker in range(settings.workers)
+    ]
     try:
+        with environment_set(OMP_NUM_THREADS="1"):  # a worker's torch reads it at import: one thread each
+            for process in processes:
+                process.start()
         _follow(study, processes, n_slots, done)
     except BaseException:
         # Interrupted (Ctrl-C or SIGINT to this process alone): the workers stop with it instead of finishing their
         # trials, which the exit of a non-daemon process would wait for; their cut-off trials run again on restart.
         for process in processes:
-            process.kill()
-            process.join()
+            if process.pid is not None:
+                process.kill()
+                process.join()
         raise
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
