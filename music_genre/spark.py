@@ -229,10 +229,7 @@ def _reason(error: Any) -> str:
 
 
 def _raw_input_error(classifier: Any) -> type[Exception]:
-    import sys
-
-    module = sys.modules[type(classifier.feature_extractor).__module__]
-    return getattr(module, "RawInputError", ValueError)
+    return getattr(classifier.feature_extractor, "raw_input_error", ValueError)
 
 
 def _check_columns(columns: list[str]) -> None:

@@ -608,8 +608,6 @@ class _Model:
         self.network = self.classifier.model.eval()
         config = self.network.config
         self.labels = np.asarray([config.id2label[i] for i in range(config.num_labels)], dtype=object)
-        pipeline_module = sys.modules[type(self.classifier).__module__]
-        self.genre_sets = getattr(pipeline_module, "genre_sets", None)
         self.reference = self.extractor.reference_row()
         self.checked: dict[tuple[str, str, Any], str | None] = {}
 
@@ -623,7 +621,7 @@ class _Model:
         if coverage is None:
             return None
         config = self.network.config
-        if self.genre_sets is None or not hasattr(config, "conformal_threshold"):
+        if not hasattr(self.classifier, "genre_set_members") or not hasattr(config, "conformal_threshold"):
             raise PredictError("this model's code has no conformal genre sets; run without --coverage")
         try:
             return config.conformal_threshold(coverage)
@@ -665,8 +663,7 @@ def _check_model(model_id: str, top_k: int, coverage: float | None) -> tuple[tup
         raise PredictError(f"--top-k {top_k} is more than the model's {len(model.labels)} genres")
     model.threshold(coverage)
     features = tuple(model.network.config.feature_names)
-    configuration = sys.modules[type(model.network.config).__module__]
-    numeric = getattr(configuration, "NUMERIC_FEATURES", tuple(name for name in features if name not in CATEGORIES))
+    numeric = tuple(name for name in features if name not in CATEGORIES)
     return features, (*numeric, *CATEGORIES)
 
 
@@ -880,7 +877,10 @@ def _result_table(job: _Job, model: _Model, columns: dict[str, Any], records: np
         out[genre] = pa.array(model.labels[ids[:, rank]], type=pa.string())
         out[probability] = pa.array(scores[:, rank], type=pa.float32())
     if job.coverage is not None:
-        sets = [] if probabilities is None else model.genre_sets(probabilities, model.threshold(job.coverage))[1]
+        sets = []
+        if probabilities is not None:
+            ids, sizes = model.classifier.genre_set_members(probabilities, job.coverage)
+            sets = [row[:size] for row, size in zip(ids.tolist(), sizes.tolist())]
         named = [[model.labels[i] for i in row] for row in sets]
         out[_set_column(job.coverage)] = (
             pa.array([json.dumps(row, ensure_ascii=False) for row in named], type=pa.string())

@@ -95,6 +95,8 @@ class GenreFeatureExtractor(FeatureExtractionMixin):
     # caller that offers them as choices; class attributes, so not saved in preprocessor_config.json.
     key_names = KEY_NAMES
     mode_names = MODE_NAMES
+    # The error a refused raw value raises, for a caller that loaded this code remotely and cannot import it by name.
+    raw_input_error = RawInputError
 
     def __init__(
         self,

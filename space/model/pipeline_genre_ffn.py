@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .calibration_genre_ffn import genre_set_members, genre_sets  # noqa: F401  (older callers look it up here)
+from .calibration_genre_ffn import genre_set_members
 
 
 class GenreClassificationPipeline(Pipeline):
