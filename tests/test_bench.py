@@ -362,12 +362,12 @@ def test_a_reused_peer_counts_as_reproduced_to_the_last_bits_only():
 
 def test_weights_averaged_over_the_last_epochs_are_their_mean_with_batch_norm_recomputed_on_the_rows():
     quality = load_bench("quality")
-    model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
+    model = make_model(input_size=16, hidden_sizes=[8], num_members=1)
     snapshots = []
     for scale in (1.0, 2.0, 4.0):
         snapshots.append({name: value * scale if value.is_floating_point() else value + int(scale)
                           for name, value in model.state_dict().items()})  # fmt: skip
-    features = np.random.default_rng(0).normal(3.0, 2.0, size=(50, 6)).astype(np.float32)
+    features = np.random.default_rng(0).normal(3.0, 2.0, size=(50, 16)).astype(np.float32)
     quality.average_weights(model, snapshots, features, batch_size=64)  # one batch: the statistics are its own
     state = model.state_dict()
     learned = [name for name in state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
@@ -385,9 +385,9 @@ def test_weights_averaged_over_the_last_epochs_are_their_mean_with_batch_norm_re
 def test_batch_norm_statistics_after_averaging_see_the_rows_shuffled_not_in_their_sorted_order():
     """The training split is grouped by genre: unshuffled batches would give the within-group variance only."""
     quality = load_bench("quality")
-    model = make_model(input_size=6, hidden_sizes=[8], num_members=1)
+    model = make_model(input_size=16, hidden_sizes=[8], num_members=1)
     rng = np.random.default_rng(0)
-    features = np.concatenate([rng.normal(-5, 1, (100, 6)), rng.normal(5, 1, (100, 6))]).astype(np.float32)
+    features = np.concatenate([rng.normal(-5, 1, (100, 16)), rng.normal(5, 1, (100, 16))]).astype(np.float32)
     quality.average_weights(model, [model.state_dict()], features, batch_size=10)
     norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
     linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))

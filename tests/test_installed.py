@@ -33,7 +33,7 @@ def installed(tmp_path_factory) -> dict:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    install = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(source)]
+    install = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)]
     subprocess.run(install, check=True, timeout=600, env=_env())
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

@@ -496,7 +496,7 @@ def test_the_api_names_its_parameters_and_outputs(client, local_pipeline):
     ]  # fmt: skip
     assert [r["label"] for r in info["/predict_csv"]["returns"]] == [
         "Predicted genres (table)", "Rows with problems", "Download the results (CSV)", "Status", "Predicted genres",
-        "Confusion matrix against the file's music_genre",
+        "Confusion matrix against the file's genre column",
     ]  # fmt: skip
     values = dict(zip(SONG_INPUTS, EXAMPLES[1][3]))
     assert (

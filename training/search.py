@@ -752,7 +752,7 @@ def _run_slots(study: optuna.Study, n_slots: int, payload: tuple, settings: Sear
         # Interrupted (Ctrl-C or SIGINT to this process alone): the workers stop with it instead of finishing their
         # trials, which the exit of a non-daemon process would wait for; their cut-off trials run again on restart.
         for process in processes:
-            if process.pid is not None:
+            if getattr(process, "pid", None) is not None:  # started
                 process.kill()
                 process.join()
         raise
