@@ -40,7 +40,6 @@ its own, `bench/output/autogluon-venv` (seeing the installed torch, numpy and sc
 """
 
 import argparse
-import collections
 import copy
 import datetime
 import importlib.util
@@ -84,9 +83,13 @@ from music_genre.training.data import (
 from music_genre.training.run import PAPER
 from music_genre.training.scoring import summary_metrics
 from music_genre.training.trainer import (
+    AVERAGE_LAST,
+    AVERAGED_EPOCHS,
     PAPER_INITIAL,
     SELECTION_METRIC,
     Hyperparameters,
+    LastEpochsWeights,
+    average_weights,
     fit,
     make_trainer,
     predict_probabilities,
@@ -248,40 +251,7 @@ def peer_trust_on(
 # `--keep-epoch-by` for the network: a validation metric whose best epoch is kept, or this rule: the weights
 # averaged over the last epochs that ran (stochastic weight averaging's average, taken at each epoch's end), with the
 # batch-norm statistics then recomputed on the training rows.
-AVERAGE_LAST = "average-last-3"
-AVERAGED_EPOCHS = 3
-
-
-class LastEpochsWeights(transformers.TrainerCallback):
-    """Keeps a copy of the model's weights at the end of each of the last `n` epochs."""
-
-    def __init__(self, n: int):
-        self.snapshots: collections.deque[dict[str, torch.Tensor]] = collections.deque(maxlen=n)
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        self.snapshots.append({name: value.detach().clone() for name, value in model.state_dict().items()})
-
-
-def average_weights(
-    model: torch.nn.Module, snapshots: list[dict[str, torch.Tensor]], features: np.ndarray, batch_size: int
-) -> None:
-    """Loads the mean of `snapshots` into `model` (integer buffers from the last), then recomputes its batch-norm
-    statistics on `features` in training mode with `torch.optim.swa_utils.update_bn`. The rows are shuffled (seeded):
-    the training split is in the CSV's order, grouped by genre, and batches of one genre would average the
-    within-genre variance instead of the variance training saw."""
-    averaged = {
-        name: torch.stack([s[name] for s in snapshots]).mean(dim=0) if value.is_floating_point() else value
-        for name, value in snapshots[-1].items()
-    }
-    model.load_state_dict(averaged)
-    loader = torch.utils.data.DataLoader(
-        torch.as_tensor(features, dtype=torch.float32),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-    )
-    torch.optim.swa_utils.update_bn(loader, model)
-    model.eval()
+# (AVERAGE_LAST, AVERAGED_EPOCHS, LastEpochsWeights and average_weights are the run's own, training.trainer.)
 
 
 def _fit_averaged(prepared, extractor, hyperparameters: Hyperparameters, output_dir: Path, seed: int):
