@@ -69,9 +69,16 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from bench.common import BENCH, DEFAULT_CONFIG, REPO, load_average, load_config, log, machine, versions
-from music_genre.modeling import FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor, parse_rows
+from music_genre.modeling import FEATURE_NAMES, KEY_NAMES, GenreFeatureExtractor, GenreFFNConfig, parse_rows
+from music_genre.modeling.calibration_genre_ffn import conformal_config, conformity_scores
 from music_genre.modeling.configuration_genre_ffn import MODE_NAMES
-from music_genre.training.calibration import calibrate, calibration_report, peer_calibration_report
+from music_genre.training.calibration import (
+    calibrate,
+    calibration_report,
+    coverage_by_level,
+    fit_temperature,
+    probability_metrics,
+)
 from music_genre.training.data import (
     GROUP_COLUMNS,
     SPLIT_MODES,
@@ -81,7 +88,7 @@ from music_genre.training.data import (
     split_indices,
 )
 from music_genre.training.run import PAPER
-from music_genre.training.scoring import summary_metrics
+from music_genre.training.scoring import softmax, summary_metrics
 from music_genre.training.trainer import (
     AVERAGE_LAST,
     AVERAGED_EPOCHS,
@@ -209,20 +216,29 @@ def peer_trust(
     validation_labels: np.ndarray,
     test_probabilities: np.ndarray,
     test_labels: np.ndarray,
+    genres: list[str] | None = None,
 ) -> dict:
     """A peer's calibration (as it comes, and after a temperature fitted on its validation probabilities, as the
-    network's is) and the coverage of conformal sets calibrated on its validation probabilities."""
+    network's is) and the coverage of conformal sets calibrated on its validation probabilities: the same metrics
+    as the run's `calibration_report`, for any classifier that gives probabilities."""
 
     def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
         return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), np.finfo(np.float64).tiny, None))
 
-    return peer_calibration_report(
-        log_probabilities(validation_probabilities),
-        validation_labels,
-        log_probabilities(test_probabilities),
-        test_labels,
-        GENRES,
-    )
+    validation_logits, test_logits = log_probabilities(validation_probabilities), log_probabilities(test_probabilities)
+    temperature = fit_temperature(validation_logits, validation_labels)
+    scores = conformity_scores(softmax(validation_logits / temperature), np.asarray(validation_labels))
+    config = GenreFFNConfig(calibration_temperature=temperature, conformal=conformal_config(scores))
+    test_labels = np.asarray(test_labels, dtype=np.int64)
+    after = softmax(test_logits / temperature)
+    return {
+        "calibration": {
+            "temperature": temperature,
+            "before": probability_metrics(test_labels, softmax(test_logits)),
+            "after": probability_metrics(test_labels, after),
+        },
+        "conformal": coverage_by_level(after, test_labels, config, GENRES if genres is None else genres),
+    }
 
 
 # A model's calibration and coverage metrics (`training.calibration`'s report: `calibration`, `conformal`) on the

@@ -11,6 +11,7 @@ from crepes import ConformalClassifier
 from sklearn.metrics import brier_score_loss, log_loss
 from transformers import AutoModelForSequenceClassification, pipeline
 
+from bench.quality import peer_trust
 from bench.trust import faithfulness
 from music_genre.modeling import GenreFeatureExtractor, GenreFFNConfig, save_model_folder
 from music_genre.modeling.calibration_genre_ffn import genre_sets, ranked_mass
@@ -20,7 +21,6 @@ from music_genre.training.calibration import (
     conformal_config,
     conformity_scores,
     fit_temperature,
-    peer_calibration_report,
     set_coverage,
 )
 from music_genre.training.scoring import calibration_metrics, softmax, summary_metrics
@@ -263,7 +263,8 @@ def test_calibration_report_and_the_peer_metrics_agree_on_one_model(calibrated, 
     # From log-probabilities as a peer gives them: T = 1 fitted on the same rows leaves the metrics unchanged.
     with torch.no_grad():
         log_probabilities = model(input_features=torch.as_tensor(test, dtype=torch.float32)).logits.double().numpy()
-    peer = peer_calibration_report(log_probabilities, labels, log_probabilities, labels)
+    probabilities = np.exp(log_probabilities)
+    peer = peer_trust(probabilities, labels, probabilities, labels, GENRES)
     assert peer["calibration"]["before"]["nll"] == pytest.approx(report["calibration"]["after"]["nll"], rel=1e-5)
     assert peer["calibration"]["after"]["nll"] <= peer["calibration"]["before"]["nll"] + 1e-12
 

@@ -117,28 +117,3 @@ def calibration_report(model: GenreFFNForSequenceClassification, features: np.nd
     if model.config.conformal:
         report["conformal"] = coverage_by_level(after, labels, model.config)
     return report
-
-
-def peer_calibration_report(
-    validation_logits: np.ndarray,
-    validation_labels: np.ndarray,
-    test_logits: np.ndarray,
-    test_labels: np.ndarray,
-    genres: Sequence[str] | None = None,
-) -> dict:
-    """The same metrics as `calibration_report` for any classifier, from its logits (log-probabilities for a peer
-    such as LightGBM): temperature and conformal sets fitted on validation, measured on test."""
-    validation_logits, test_logits = np.asarray(validation_logits), np.asarray(test_logits)
-    temperature = fit_temperature(validation_logits, validation_labels)
-    scores = conformity_scores(softmax(validation_logits / temperature), np.asarray(validation_labels))
-    config = GenreFFNConfig(calibration_temperature=temperature, conformal=conformal_config(scores))
-    test_labels = np.asarray(test_labels, dtype=np.int64)
-    after = softmax(test_logits / temperature)
-    return {
-        "calibration": {
-            "temperature": temperature,
-            "before": probability_metrics(test_labels, softmax(test_logits)),
-            "after": probability_metrics(test_labels, after),
-        },
-        "conformal": coverage_by_level(after, test_labels, config, genres),
-    }
