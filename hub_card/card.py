@@ -408,6 +408,10 @@ def _architecture(run: RunFolder) -> dict:
         "hidden_sizes": config["hidden_sizes"],
         "dropout": config["dropout"],
         "num_members": config["num_members"],
+        "ensemble": config.get("ensemble", "independent"),
+        "numeric_embedding": config.get("numeric_embedding"),
+        "embedding_size": config.get("embedding_size"),
+        "embedding_bins": max((len(edges) - 1 for edges in config.get("embedding_bins") or []), default=0),
         "label_smoothing": config["label_smoothing"],
         "inference_dtype": config["inference_dtype"],
         "class_weights": config["class_weights"],
@@ -441,6 +445,8 @@ def _search(run: RunFolder) -> dict:
         "other": {state: int(n) for state, n in states.items() if state not in ("COMPLETE", "PRUNED")},
         "best_number": int(best["number"]) if best is not None else None,
         "best_value": float(best["value"]) if best is not None else None,
+        "chosen_number": search.get("chosen_trial"),
+        "reevaluation": search.get("reevaluation"),
         "space": space,
         "hyperparameters": _side_by_side(
             run.metrics["initial"]["hyperparameters"], run.metrics["best_hyperparameters"]

@@ -91,8 +91,20 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(staged_model, 
     trials = pd.read_csv(small_run / "trials.csv")
     completed, pruned = (int((trials["state"] == state).sum()) for state in ("COMPLETE", "PRUNED"))
     assert f"{len(trials)} trials ({completed} completed, {pruned} pruned)" in text
-    assert json.loads((small_run / "model" / "config.json").read_text())["inference_dtype"] == "bfloat16"
+    config = json.loads((small_run / "model" / "config.json").read_text())
+    assert config["inference_dtype"] == "bfloat16"
     assert "the networks compute in bfloat16" in text
+    # The re-evaluation that chose the final trial: each candidate's scores on the further splits, the chosen one marked.
+    reevaluation = metrics["search"]["reevaluation"]
+    chosen = metrics["search"]["chosen_trial"]
+    assert f"trial {chosen} had the best mean" in text
+    for candidate in reevaluation["candidates"]:
+        scores = ", ".join(f"{v:.4f}" for v in candidate["further_splits"])
+        marked = " (chosen)" if candidate["slot"] == chosen else ""
+        assert f"| {candidate['slot']}{marked} | {candidate['search_validation']:.4f} | {scores} |" in text
+    # The architecture as the config has it: a TabM-style ensemble and embedded numeric columns are named.
+    assert ("TabM-style ensemble" in text) == (config["ensemble"] != "independent" and config["num_members"] > 1)
+    assert ("embedded" in text) == (config["numeric_embedding"] is not None)
 
 
 # Sections huggingface_hub's template marks optional that this card must have all the same (issue 15).
