@@ -639,12 +639,11 @@ class GenreApp:
     def description(self) -> str:
         accuracy, repo_id = card_facts(self.model_id)
         config = self.config
-        members = getattr(config, "num_members", 1)
         hidden = "-".join(str(size) for size in getattr(config, "hidden_sizes", []))
         lines = [
             "# Music genre from Spotify audio features",
             f"A feedforward network (Linear, BatchNorm, ReLU and Dropout blocks; hidden layers {hidden}"
-            + (f"; an ensemble of {members} networks" if members > 1 else "")
+            + architecture_words(config)
             + f") that tells {len(self.genres)} genres apart ({self.genre_list()}) from 13 Spotify audio "
             "features of a track.",
             f"Test accuracy: **{accuracy:.1%}** (from the model card)."
@@ -662,6 +661,21 @@ class GenreApp:
         if repo_id:
             lines.append(f"Model repository: [{repo_id}](https://huggingface.co/{repo_id})")
         return "\n\n".join(lines)
+
+
+def architecture_words(config) -> str:
+    """What the header adds to "hidden layers ...": the ensemble and the numeric embeddings, as `config` has them."""
+    members = getattr(config, "num_members", 1)
+    words = ""
+    if members > 1 and getattr(config, "ensemble", "independent") != "independent":
+        words += f"; a TabM-style ensemble of {members} networks sharing their weights"
+    elif members > 1:
+        words += f"; an ensemble of {members} networks"
+    embedding = getattr(config, "numeric_embedding", None)
+    if embedding:
+        how = {"piecewise-linear": "piecewise-linearly", "periodic": "periodically"}.get(embedding, f"({embedding})")
+        words += f"; numeric features embedded {how}"
+    return words
 
 
 def card_facts(model: str | os.PathLike) -> tuple[float | None, str | None]:

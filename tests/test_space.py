@@ -28,6 +28,7 @@ from music_genre.space.app import (
     GenreApp,
     TableWorker,
     _terminate,
+    architecture_words,
     build_demo,
     card_facts,
     neutralise_formula,
@@ -305,6 +306,17 @@ def test_the_page_says_what_it_knows(client, model_folder):
         description
     )
     assert "huggingface.co" not in description
+
+
+def test_the_header_names_the_ensemble_and_the_embeddings_the_config_has():
+    from music_genre.modeling import GenreFFNConfig
+
+    assert architecture_words(GenreFFNConfig(num_members=1)) == ""
+    assert architecture_words(GenreFFNConfig(num_members=3)) == "; an ensemble of 3 networks"
+    tabm = GenreFFNConfig(num_members=4, ensemble="tabm", numeric_embedding="periodic")
+    assert architecture_words(tabm) == (
+        "; a TabM-style ensemble of 4 networks sharing their weights; numeric features embedded periodically"
+    )
 
 
 def test_a_model_without_calibration_still_predicts_and_says_what_it_lacks(uncalibrated_folder, songs_csv):
