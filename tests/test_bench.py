@@ -529,3 +529,19 @@ def test_ceiling_measures_merged_genres_agreement_and_duplicates_from_saved_pred
     assert duplicates["rows_with_a_twin_under_another_genre"] > 0
     section = "\n".join(ceiling.render(measured))
     assert "## What caps the table" in section and "| GenreFFN (this project) | 1.0000 ± 0.0000 | 1.0000" in section
+
+
+def test_the_many_genres_table_has_the_hub_tables_shape_and_trains_as_it_comes(csv_path, tmp_path):
+    """bench.many_genres' table: 114 labels of 1,000 rows in the Spotify Tracks layout, which the run's loader reads
+    as it is (the label column found, every row kept)."""
+    from music_genre.training.data import load_data
+
+    many_genres = load_bench("many_genres")
+    table = tmp_path / "spotify_114.csv"
+    counts = many_genres.make_table(table)
+    assert len(counts) == 114 and set(counts.values()) == {1000}
+    header = table.read_text(encoding="utf-8").split("\n", 1)[0].split(",")
+    assert header[0] == "" and {"track_id", "artists", "album_name", "explicit", "track_genre"} <= set(header)
+    data = load_data(table)
+    assert data.report["label_column"] == "track_genre" and data.report["rows_kept"] == 114_000
+    assert sorted(data.genres) == sorted(counts) and all(name == name.lower() for name in data.genres)
