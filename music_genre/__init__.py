@@ -22,7 +22,15 @@ from pathlib import Path
 
 from music_genre.hub_card.cli import add_bundle_arguments, add_push_arguments, run_bundle, run_push
 from music_genre.predict import add_predict_arguments, run_predict
-from music_genre.training.options import DATA_HELP, add_run_arguments
+from music_genre.training.options import (
+    DATA_HELP,
+    GENRES_HELP,
+    LABEL_COLUMN_HELP,
+    MERGE_HELP,
+    SPLIT_HELP,
+    SPLIT_MODES,
+    add_run_arguments,
+)
 
 USER_ERROR_STATUS = 2  # argparse's status for a wrong argument, and ours for every known error
 BUG_STATUS = 1
@@ -74,12 +82,18 @@ def add_eda_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--output", type=Path, required=True, help="the folder the figures and data_report.json go to")
     parser.add_argument("--seed", type=int, default=42, help="seed of the split and of t-SNE (default: %(default)s)")
+    parser.add_argument("--split", default="stratified", choices=SPLIT_MODES, help=SPLIT_HELP)
+    parser.add_argument("--label-column", help=LABEL_COLUMN_HELP)
+    parser.add_argument("--genres", help=GENRES_HELP)
+    parser.add_argument("--merge-genres", action="append", metavar="NEW=A,B", help=MERGE_HELP)
 
 
 def eda(args: argparse.Namespace) -> int:
+    from music_genre.training.options import GenreSelection
     from music_genre.training.run import write_eda_figures
 
-    folder = write_eda_figures(args.data, args.output, seed=args.seed)
+    selection = GenreSelection.parse(args.label_column, args.genres, tuple(args.merge_genres or ()))
+    folder = write_eda_figures(args.data, args.output, seed=args.seed, split=args.split, selection=selection)
     logging.getLogger("music_genre").info("figures in %s", folder)
     return 0
 

@@ -234,6 +234,12 @@ def test_eda_writes_the_data_figures(slice_csv, tmp_path):
         "log_transform.png", "pca.png", "tsne.png", "data_report.json",
     }  # fmt: skip
     assert json.loads((tmp_path / "eda" / "data_report.json").read_text())["rows_kept"] == 2000
+    # The genre flags are train's: merged and kept genres, and the group split, as the figures' data report says.
+    flags = ["--merge-genres", "Rap & Hip-Hop=Rap,Hip-Hop", "--genres", "Rap & Hip-Hop,Jazz,Blues", "--split", "group"]
+    assert main(["eda", "--data", str(slice_csv), "--output", str(tmp_path / "merged"), *flags]) == 0
+    report = json.loads((tmp_path / "merged" / "data_report.json").read_text())
+    assert report["rows_per_genre"] == {"Rap & Hip-Hop": 400, "Jazz": 200, "Blues": 200}
+    assert report["rows_dropped"]["genre_not_selected"] == 1200 and sum(report["split_sizes"].values()) == 800
 
 
 def test_trainer_estimates_flos_as_transformers_does_counting_each_model_once(slice_csv, tmp_path):

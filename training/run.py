@@ -590,10 +590,17 @@ def write_model_figures(folder: Path, prepared, tuned, trials) -> None:
     figures.plot_optimization_history(trials, folder / "optimization_history.png")
 
 
-def write_eda_figures(source: str | None, output: Path, seed: int = 42, split: str = "stratified") -> Path:
-    """`music-genre eda`: the data figures (log transforms, PCA, t-SNE) from a fresh train-only fit."""
+def write_eda_figures(
+    source: str | None,
+    output: Path,
+    seed: int = 42,
+    split: str = "stratified",
+    selection: GenreSelection | None = None,
+) -> Path:
+    """`music-genre eda`: the data figures (log transforms, PCA, t-SNE) from a fresh train-only fit, on the genres
+    `selection` picks (as train's --label-column, --genres and --merge-genres do)."""
     output.mkdir(parents=True, exist_ok=True)
-    data = load_data(source)
+    data = load_data(source, selection)
     prepared = prepare_splits(data, GenreFeatureExtractor(), seed, split)
     write_data_figures(output, data, prepared, prepared.extractor, seed)
     _write_json(output / DATA_REPORT, _data_report(data, prepared))
