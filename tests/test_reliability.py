@@ -502,6 +502,19 @@ def test_the_console_is_quiet_unless_verbose(caplog):
     assert "HTTP Request" in caplog.text
 
 
+def test_a_quiet_console_stays_quiet_in_the_runs_worker_processes():
+    """A run's spawned processes (the initial model's, the search workers) start with the libraries' defaults: the
+    parent's quiet setting travels to them, so no "Writing model shards" bar per checkpoint reaches the console."""
+    from music_genre import _console
+    from music_genre.training.workers import BackgroundCall
+
+    target = "transformers.utils.logging:is_progress_bar_enabled"
+    with _console(verbose=False), BackgroundCall(target, (), threads=1) as call:
+        assert call.result() is False
+    with _console(verbose=True), BackgroundCall(target, (), threads=1) as call:
+        assert call.result() is True
+
+
 def test_dropped_rows_are_summarised_on_the_console(slice_csv, tmp_path, caplog):
     from music_genre.training.data import load_data
     from music_genre.training.run import _log_dropped_rows

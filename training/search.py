@@ -61,7 +61,7 @@ from music_genre.training.trainer import (
     make_trainer,
     training_rows,
 )
-from music_genre.training.workers import environment_set, start_worker
+from music_genre.training.workers import environment_set, progress_bars_shown, start_worker
 
 # Capped at 512: in a 30-trial search with 1024 allowed, 1024-wide layers gained less than a split's noise
 # (validation 0.6120 against 0.6094) at several times the cost per row.
@@ -739,6 +739,7 @@ def _run_slots(study: optuna.Study, n_slots: int, payload: tuple, settings: Sear
                 os.getpid(),
                 "music_genre.training.search:run_worker",
                 pickle.dumps((*payload[:3], worker, *payload[3:])),
+                progress_bars_shown(),
             ),
         )
         for worker in range(settings.workers)

@@ -46,10 +46,24 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def start_worker(parent: int, target: str, payload: bytes) -> None:
-    """Bind to `parent`, then call `target` ("module:function", imported only then) with `pickle.loads(payload)`."""
+def start_worker(parent: int, target: str, payload: bytes, progress_bars: bool = True) -> None:
+    """Bind to `parent`, then call `target` ("module:function", imported only then) with `pickle.loads(payload)`;
+    without `progress_bars` (the parent's console is quiet) transformers' and datasets' bars stay off here too."""
     die_with_parent(parent)
+    if not progress_bars:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     resolve(target)(*pickle.loads(payload))
+
+
+def progress_bars_shown() -> bool:
+    """Whether this process shows transformers' progress bars (a quiet `music-genre` console turns them off), for
+    `start_worker`'s `progress_bars`: a spawned process starts with the libraries' defaults, not its parent's."""
+    transformers = sys.modules.get("transformers")
+    return transformers is None or transformers.utils.logging.is_progress_bar_enabled()
 
 
 def resolve(target: str):
@@ -72,7 +86,9 @@ class BackgroundCall:
         context = multiprocessing.get_context("spawn")
         with environment_set(OMP_NUM_THREADS=str(self.threads)):  # read by torch at import
             self.process = context.Process(
-                target=start_worker, args=(os.getpid(), f"{__name__}:_call_into_file", payload), daemon=True
+                target=start_worker,
+                args=(os.getpid(), f"{__name__}:_call_into_file", payload, progress_bars_shown()),
+                daemon=True,
             )
             self.process.start()
         return self
