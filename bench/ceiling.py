@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import BENCH, log
-from bench.quality import GENRES, MODEL_NAMES, _write, predictions_file, unseen_test_rows
+from bench.quality import GENRES, MODEL_NAMES, _write, predictions_file
 from music_genre.modeling import FEATURE_NAMES
-from music_genre.training.data import GROUP_COLUMNS, GenreData, load_data, split_indices
+from music_genre.training.data import GROUP_COLUMNS, GenreData, load_data, split_indices, unseen_test_rows
 
 MERGED = ("Rap", "Hip-Hop")
 DEFAULT_MODELS = ("network", "tabm", "autogluon-medium", "autogluon-best", "catboost", "lightgbm")

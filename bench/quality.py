@@ -80,12 +80,12 @@ from music_genre.training.calibration import (
     probability_metrics,
 )
 from music_genre.training.data import (
-    GROUP_COLUMNS,
     SPLIT_MODES,
     GenreData,
     load_data,
     prepare_splits,
     split_indices,
+    unseen_test_rows,
 )
 from music_genre.training.run import PAPER
 from music_genre.training.scoring import softmax, summary_metrics
@@ -1278,15 +1278,6 @@ def load_reused(path: Path, data_sha256: str, settings: dict) -> tuple[dict, dic
         if model == HIST_GB or (model not in OURS and same_settings):
             cached.setdefault((result["mode"], result["seed"]), {})[model] = result
     return cached, meta
-
-
-def unseen_test_rows(data: GenreData, split: dict[str, np.ndarray]) -> np.ndarray:
-    """A mask over the test rows: True where the row's (artist, track) appears in no training or validation row.
-    On a stratified split the other test rows can be read off a duplicate filed under another genre; on a group split
-    every test row is unseen."""
-    pairs = data.frame.groupby(list(GROUP_COLUMNS), sort=False).ngroup().to_numpy()
-    seen = np.concatenate([pairs[split["train"]], pairs[split["validation"]]])
-    return ~np.isin(pairs[split["test"]], seen)
 
 
 def _scored(result: dict, probabilities: np.ndarray, labels: np.ndarray, trust: TrustOn | None, unseen) -> dict:

@@ -223,6 +223,7 @@ def card_values(
         architecture=_architecture(run),
         search=_search(run),
         results=_results_rows(metrics),
+        unseen=_unseen_songs(metrics),
         per_genre=_per_genre_rows(metrics["tuned"], run_genres(run)),
         figures=[
             (name, _caption(name, run.preprocessor)) for name in _figure_order(run.figures) if name not in TRUST_FIGURES
@@ -451,6 +452,21 @@ def _search(run: RunFolder) -> dict:
         "hyperparameters": _side_by_side(
             run.metrics["initial"]["hyperparameters"], run.metrics["best_hyperparameters"]
         ),
+    }
+
+
+def _unseen_songs(metrics: dict) -> dict | None:
+    """The test rows whose song no training or validation row holds: how many, and both models' figures on them
+    (None for a run that did not record them, or a table without song names)."""
+    tuned = metrics["tuned"].get("unseen_songs")
+    if not tuned or not tuned["rows"]:
+        return None
+    initial = metrics["initial"].get("unseen_songs") or {}
+    return {
+        "rows": tuned["rows"],
+        "share": _share(tuned["rows"], metrics["tuned"]["rows"]) if "rows" in metrics["tuned"] else None,
+        "tuned": {key: _metric(tuned[key]) for key in SUMMARY_METRICS},
+        "initial": {key: _metric(initial[key]) for key in SUMMARY_METRICS if key in initial},
     }
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -393,23 +392,6 @@ def test_batch_norm_statistics_after_averaging_see_the_rows_shuffled_not_in_thei
     linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     total = linear(torch.as_tensor(features)).detach().var(dim=0)
     assert 0.7 < float((norm.running_var / total).mean()) < 1.3  # unshuffled: 0.14 here
-
-
-def test_unseen_test_rows_are_those_whose_artist_and_track_no_training_or_validation_row_has():
-    quality = load_bench("quality")
-    from music_genre.training.data import GenreData
-
-    frame = pd.DataFrame(
-        {
-            "artist_name": ["a", "a", "b", "a", "c", "b", "a"],
-            "track_name": ["x", "y", "x", "x", "x", "x", "z"],
-            "genre": ["Rap", "Rock", "Jazz", "Hip-Hop", "Rap", "Jazz", "Rap"],
-        }
-    )
-    data = GenreData(frame=frame, report={}, sha256="0" * 64)
-    split = {"train": np.array([0, 1]), "validation": np.array([2]), "test": np.array([3, 4, 5, 6])}
-    # Row 3 is (a, x) as training row 0, row 5 (b, x) as validation row 2; rows 4 and 6 are new tracks.
-    assert quality.unseen_test_rows(data, split).tolist() == [False, True, False, True]
 
 
 def test_merged_quality_files_keep_the_later_result_of_a_split_and_list_every_run(tmp_path):

@@ -4,7 +4,15 @@ import pytest
 
 from music_genre.modeling import GenreFeatureExtractor
 from music_genre.modeling.configuration_genre_ffn import NUMERIC_FEATURES
-from music_genre.training.data import GROUP_COLUMNS, clean_rows, oversample, prepare_splits, split_indices
+from music_genre.training.data import (
+    GROUP_COLUMNS,
+    GenreData,
+    clean_rows,
+    oversample,
+    prepare_splits,
+    split_indices,
+    unseen_test_rows,
+)
 from tests.conftest import GENRES
 
 
@@ -97,3 +105,19 @@ def test_oversample_leaves_balanced_data_alone():
     labels = np.repeat(np.arange(4), 10)
     same_features, same_labels = oversample(features, labels, seed=0)
     assert same_features is features and same_labels is labels
+
+
+def test_unseen_test_rows_are_those_whose_artist_and_track_no_training_or_validation_row_has():
+    frame = pd.DataFrame(
+        {
+            "artist_name": ["a", "a", "b", "a", "c", "b", "a"],
+            "track_name": ["x", "y", "x", "x", "x", "x", "z"],
+            "genre": ["Rap", "Rock", "Jazz", "Hip-Hop", "Rap", "Jazz", "Rap"],
+        }
+    )
+    data = GenreData(frame=frame, report={}, sha256="0" * 64)
+    split = {"train": np.array([0, 1]), "validation": np.array([2]), "test": np.array([3, 4, 5, 6])}
+    # Row 3 is (a, x) as training row 0, row 5 (b, x) as validation row 2; rows 4 and 6 are new tracks.
+    assert unseen_test_rows(data, split).tolist() == [False, True, False, True]
+    # A table without song names (no artist and track columns) has no such rows to name.
+    assert unseen_test_rows(GenreData(frame=frame, report={"songs_named": False}, sha256="0" * 64), split) is None

@@ -94,7 +94,7 @@ def test_card_holds_the_results_the_data_and_the_way_to_reproduce(staged_model, 
     config = json.loads((small_run / "model" / "config.json").read_text())
     assert config["inference_dtype"] == "bfloat16"
     assert "the networks compute in bfloat16" in text
-    # The re-evaluation that chose the final trial: each candidate's scores on the further splits, the chosen one marked.
+    # The re-evaluation that chose the final trial: each candidate's scores on further splits, the chosen one marked.
     reevaluation = metrics["search"]["reevaluation"]
     chosen = metrics["search"]["chosen_trial"]
     assert f"trial {chosen} had the best mean" in text

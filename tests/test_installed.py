@@ -37,7 +37,9 @@ def installed(tmp_path_factory) -> dict:
     subprocess.run(install, check=True, timeout=600, env=_env())
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     workdir = root / "elsewhere"
     workdir.mkdir()
@@ -53,7 +55,11 @@ def _env(**extra: str) -> dict[str, str]:
 def _run(installed: dict, *command: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(installed["bin"] / "music-genre"), *command],
-        cwd=installed["workdir"], capture_output=True, text=True, timeout=600, env=_env(**env),
+        cwd=installed["workdir"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(**env),
     )
 
 
@@ -64,9 +70,16 @@ def test_one_namespace_is_installed(installed):
         assert (site / "music_genre" / name / "__init__.py").is_file(), name
     assert not [name for name in GENERIC_NAMES if (site / name).exists()]
     where = subprocess.run(
-        [str(installed["python"]), "-c", "import music_genre.training.data as d, music_genre.modeling as m; "
-         "print(d.__file__); print(m.__file__)"],
-        cwd=installed["workdir"], capture_output=True, text=True, check=True, env=_env(),
+        [
+            str(installed["python"]),
+            "-c",
+            "import music_genre.training.data as d, music_genre.modeling as m; print(d.__file__); print(m.__file__)",
+        ],
+        cwd=installed["workdir"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(),
     ).stdout.split()
     assert all(Path(path).is_relative_to(site) for path in where), where
 

@@ -416,6 +416,17 @@ def _to_number(column: pd.Series, name: str) -> pd.Series:
     return values
 
 
+def unseen_test_rows(data: "GenreData", indices: dict[str, np.ndarray]) -> np.ndarray | None:
+    """A mask over the test rows: True where the row's (artist, track) appears in no training or validation row
+    (None for a table without song names). A stratified split files some test rows under a song that training holds
+    under another genre, and a model can learn to read that off; on a group split every test row is unseen."""
+    if not data.report.get("songs_named", True):
+        return None
+    pairs = data.frame.groupby(list(GROUP_COLUMNS), sort=False, dropna=False).ngroup().to_numpy()
+    seen = np.concatenate([pairs[indices["train"]], pairs[indices["validation"]]])
+    return ~np.isin(pairs[indices["test"]], seen)
+
+
 def split_indices(data: GenreData, seed: int = 42, mode: str = "stratified") -> dict[str, np.ndarray]:
     """Row positions of an 80/10/10 split stratified by genre; `group` keeps each (artist, track) on one side."""
     if data.fixed_splits is not None:

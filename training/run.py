@@ -36,6 +36,7 @@ from music_genre.training.data import (
     prepare_splits,
     run_data_source,
     split_indices,
+    unseen_test_rows,
 )
 from music_genre.training.environment import compute_record, evaluation_record, hardware, software_versions
 from music_genre.training.options import GenreSelection, RunOptions
@@ -61,7 +62,7 @@ from music_genre.training.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from music_genre.training.scoring import SUMMARY_METRICS, test_metrics
+from music_genre.training.scoring import SUMMARY_METRICS, summary_metrics, test_metrics
 from music_genre.training.search import (
     KEEP_EPOCH_BY,
     SEARCH_SPACE_VERSION,
@@ -223,7 +224,8 @@ class _InitialModel:
         self.hyperparameters = replace(PAPER_INITIAL, epochs=min(PAPER_INITIAL.epochs, options.max_epochs))
         test_rows = data.frame.iloc[prepared.indices["test"]]
         folder = pending / "checkpoints" / "initial"
-        self.arguments = (prepared, prepared.extractor, self.hyperparameters, folder, options.seed, test_rows)
+        unseen = unseen_test_rows(data, prepared.indices)
+        self.arguments = (prepared, prepared.extractor, self.hyperparameters, folder, options.seed, test_rows, unseen)
         self.figure_arguments = (pending / FIGURES_DIR, data, prepared, prepared.extractor)
         self.in_background = options.workers > 1
         self.metrics: dict | None = None
@@ -456,11 +458,12 @@ def fit_initial(
     output_dir: Path,
     seed: int,
     test_rows,
+    unseen: np.ndarray | None = None,
     quiet: bool = True,
 ) -> dict:
     """Train the paper's first design and return its test metrics (only the metrics are kept of it)."""
     initial = fit(prepared, extractor, hyperparameters, output_dir, seed, quiet=quiet, description="initial")
-    return score(initial.model, extractor, test_rows, prepared.labels["test"])
+    return score(initial.model, extractor, test_rows, prepared.labels["test"], unseen)
 
 
 def initial_model_and_data_figures(initial_arguments: tuple, figure_arguments: tuple) -> dict:
@@ -471,10 +474,22 @@ def initial_model_and_data_figures(initial_arguments: tuple, figure_arguments: t
     return metrics
 
 
-def score(model: GenreFFNForSequenceClassification, extractor: GenreFeatureExtractor, rows, labels: np.ndarray) -> dict:
-    """Test metrics of a model on raw rows, encoded by its own feature extractor."""
+def score(
+    model: GenreFFNForSequenceClassification,
+    extractor: GenreFeatureExtractor,
+    rows,
+    labels: np.ndarray,
+    unseen: np.ndarray | None = None,
+) -> dict:
+    """Test metrics of a model on raw rows, encoded by its own feature extractor; with `unseen` (a mask over the
+    rows, `unseen_test_rows`), also the summary metrics of the rows whose song the model never saw, and their count."""
     probabilities = predict_probabilities(model, extractor(rows)["input_features"])
-    return test_metrics(labels, probabilities, model_genres(model))
+    metrics = test_metrics(labels, probabilities, model_genres(model))
+    if unseen is not None:
+        labels = np.asarray(labels)
+        subset = summary_metrics(labels[unseen], probabilities[unseen]) if unseen.any() else {}
+        metrics["unseen_songs"] = {"rows": int(unseen.sum()), **subset}
+    return metrics
 
 
 def model_genres(model: GenreFFNForSequenceClassification) -> list[str]:
@@ -501,7 +516,8 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
             f"its split would not be the run's (pass --data with the run's {run_info['data_source']}, "
             "or --allow-other-data to evaluate anyway)"
         )
-    test = split_indices(data, run_info["seed"], run_info["split_mode"])["test"]
+    indices = split_indices(data, run_info["seed"], run_info["split_mode"])
+    test = indices["test"]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
     if list(data.genres) != model_genres(model):
@@ -511,7 +527,7 @@ def evaluate_folder(model_dir: Path, data: GenreData | str | None = None, allow_
             "config's id2label, same order): evaluate on data read with the run's --label-column, --genres and "
             "--merge-genres"
         )
-    return score(model, extractor, data.frame.iloc[test], data.labels[test])
+    return score(model, extractor, data.frame.iloc[test], data.labels[test], unseen_test_rows(data, indices))
 
 
 def evaluate_report(model_dir: Path, data: str | None = None, allow_other_data: bool = False) -> dict:
@@ -562,6 +578,12 @@ def evaluation_table(report: dict) -> str:
     lines = [f"test split, {report['model']}", f"{'':<20}" + "".join(f"{header[s]:>16}" for s in stages)]
     for name in SUMMARY_METRICS:
         lines.append(f"{name:<20}" + "".join(f"{report[stage][name]:>16.4f}" for stage in stages))
+    unseen = report["tuned"].get("unseen_songs")
+    if unseen and unseen["rows"]:
+        lines.append(
+            f"tuned, on the {unseen['rows']} test rows whose song no training or validation row holds: accuracy "
+            f"{unseen['accuracy']:.4f}, macro ROC AUC {unseen['roc_auc_macro']:.4f}"
+        )
     evaluation = report["evaluation"]
     lines.append(f"computed in {evaluation['dtype']} on {evaluation['device']} ({evaluation['hardware']})")
     if evaluation["note"]:
