@@ -6,6 +6,8 @@ import re
 import pytest
 from huggingface_hub import ModelCard
 
+from music_genre.hub_card import BUNDLED_REPO_ID
+from music_genre.hub_card.card import default_dataset_repo_id, model_repo_pages
 from music_genre.modeling.modeling_genre_ffn import native_bfloat16
 from music_genre.training.run import evaluate_folder
 from tests.conftest import REPO
@@ -32,6 +34,11 @@ def test_the_card_metrics_are_recomputed_from_the_csv(csv_path):
     # Folding BatchNorm for large tables moves probabilities by float rounding, so AUC ranks may swap near-ties.
     assert stated["roc_auc"] == pytest.approx(recomputed["roc_auc_macro"], abs=1e-6)
     assert f"{recomputed['accuracy']:.4f}" in text  # the results table a reader sees
+    # The songs no training or validation row holds: the run's count and figures, as evaluate measures them again.
+    recorded = json.loads((BUNDLED / "reports" / "metrics.json").read_text())["tuned"]["unseen_songs"]
+    assert recorded["rows"] == recomputed["unseen_songs"]["rows"] > 4_000
+    assert recorded["accuracy"] == pytest.approx(recomputed["unseen_songs"]["accuracy"], abs=1e-12)
+    assert f"On the {recorded['rows']} test rows" in text and f"accuracy {recorded['accuracy']:.4f}" in text
 
 
 def test_a_cpu_without_native_bfloat16_computes_nearly_the_same_metrics_in_float32(csv_path, monkeypatch):
@@ -63,6 +70,21 @@ def test_the_bundled_folder_is_complete_and_unpickled():
         for link in re.findall(r"\]\(<?([^)>#]+)", (BUNDLED / page).read_text()):
             if not link.startswith(("http://", "https://")):
                 assert ((BUNDLED / page).parent / link).is_file(), f"{page} links {link}, which space/model lacks"
+
+
+def test_the_committed_card_and_reports_are_what_the_templates_render_from_the_bundled_records():
+    """The card is generated, never edited: after a change to hub_card/templates/ or hub_card/card.py,
+    `music-genre bundle --card-only` renders it again from the run's records the bundle ships in reports/."""
+    assert (BUNDLED / "reports" / "metrics.json").is_file(), (
+        "space/model/reports/ lacks the run's records the card is rendered from: bundle the model from its run "
+        "(`music-genre bundle --run RUN`)"
+    )
+    pages = model_repo_pages(BUNDLED, BUNDLED_REPO_ID, default_dataset_repo_id(BUNDLED_REPO_ID))
+    for name, text in pages.items():
+        assert (BUNDLED / name).read_bytes() == text.encode("utf-8"), (
+            f"space/model/{name} is not what the current templates render: run `music-genre bundle --card-only`"
+        )
+    assert len(pages["README.md"].splitlines()) <= 300
 
 
 def test_the_bundled_remote_code_is_the_projects():
