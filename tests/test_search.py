@@ -523,12 +523,12 @@ def test_a_tabm_trial_over_the_inference_budget_is_measured_by_its_matrices():
     the budget is twice the bundled model's."""
     import torch
 
-    from music_genre.training.search import BUNDLED_NETWORK, INFERENCE_BUDGET, multiply_adds
+    from music_genre.training.search import BUDGET_REFERENCE_NETWORK, INFERENCE_BUDGET, multiply_adds
     from tests.conftest import make_model
 
     bundled = make_model(hidden_sizes=[512, 256, 128], num_members=3, input_size=35)
     linear = sum(m.weight.numel() for m in bundled.modules() if isinstance(m, torch.nn.Linear))
-    assert multiply_adds(*BUNDLED_NETWORK) == linear and INFERENCE_BUDGET == 2 * linear
+    assert multiply_adds(*BUDGET_REFERENCE_NETWORK) == linear and INFERENCE_BUDGET == 2 * linear
     settings = Hyperparameters(
         hidden_sizes=[64, 32], ensemble="tabm", num_members=4, numeric_embedding="piecewise-linear"
     )
