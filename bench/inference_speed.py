@@ -9,6 +9,7 @@ of the numeric columns. Each is measured in float32 and in the bundled model's i
     python -m bench.inference_speed                     # bench/inference_speed.md
     python -m bench.inference_speed --quick --output /tmp/inference_speed.md
     python -m bench.inference_speed --bundled-only --compare-with-commit 7127a9f   # the remote code then and now
+    python -m bench.inference_speed --bundled-only --reference-commit 3ed9543      # the model bundled then and now
 
 `--compare-with-commit` loads the bundled weights into the remote code of that commit too (its
 modeling_genre_ffn.py and configuration_genre_ffn.py, taken with `git show` into a temporary package) and measures
@@ -139,17 +140,32 @@ def compare_in_turns(commit: str, dtypes: list[str], repeats: int, calls: int) -
             f"bundled, remote code of {commit}": remote_code_of(commit, Path(folder)).from_pretrained(SPACE_MODEL),
             "bundled, remote code now": GenreFFNForSequenceClassification.from_pretrained(SPACE_MODEL),
         }
-        best: dict[tuple[str, str], dict] = {}
-        for _ in range(repeats):
-            for dtype in dtypes:
-                for name, model in models.items():
-                    result = measure(name, model.eval(), dtype, 1, calls // repeats)
-                    key = (name, dtype)
-                    if key not in best:
-                        best[key] = result
-                    else:  # the best of the rounds, as for every other figure
-                        best[key]["rows_per_s"] = max(best[key]["rows_per_s"], result["rows_per_s"])
-                        best[key]["one_row_ms"] = min(best[key]["one_row_ms"], result["one_row_ms"])
+        return in_turns(models, dtypes, repeats, calls)
+
+
+def bundled_model_of(commit: str, folder: Path) -> GenreFFNForSequenceClassification:
+    """The model bundled in space/model at `commit` (its weights and config, run by today's remote code)."""
+    archive = subprocess.run(
+        ["git", "archive", commit, "space/model"], cwd=BENCH.parent, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return GenreFFNForSequenceClassification.from_pretrained(folder / "space" / "model")
+
+
+def in_turns(models: dict, dtypes: list[str], repeats: int, calls: int) -> list[dict]:
+    """Each model in each dtype, measured in turns (`repeats` rounds), so that all see the same load; the best of
+    the rounds, as for every other figure."""
+    best: dict[tuple[str, str], dict] = {}
+    for _ in range(repeats):
+        for dtype in dtypes:
+            for name, model in models.items():
+                result = measure(name, model.eval(), dtype, 1, calls // repeats)
+                key = (name, dtype)
+                if key not in best:
+                    best[key] = result
+                else:
+                    best[key]["rows_per_s"] = max(best[key]["rows_per_s"], result["rows_per_s"])
+                    best[key]["one_row_ms"] = min(best[key]["one_row_ms"], result["one_row_ms"])
     return list(best.values())
 
 
@@ -193,6 +209,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compare-with-commit", default=None, metavar="COMMIT", help="also the bundled model in that commit's code"
     )
+    parser.add_argument(
+        "--reference-commit",
+        metavar="COMMIT",
+        help="also measure the model bundled at COMMIT (e.g. before a regeneration), in turns with today's",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT, help="default bench/inference_speed.md")
     parser.add_argument("--note", default="", help="a line added to the report")
     parser.add_argument("--quick", action="store_true", help="2 repeats and 300 calls")
@@ -208,7 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     load_start = load_average()
     bundled = GenreFFNForSequenceClassification.from_pretrained(SPACE_MODEL).eval()
     dtypes = sorted({"float32", bundled.config.inference_dtype})
-    results = [measure("bundled", bundled, dtype, args.repeats, args.calls) for dtype in dtypes]
+    if args.reference_commit:  # today's bundled model and the one bundled at that commit, in turns
+        with tempfile.TemporaryDirectory() as folder:
+            reference = bundled_model_of(args.reference_commit, Path(folder))
+            models = {"bundled": bundled, f"bundled at {args.reference_commit}": reference}
+            results = in_turns(models, dtypes, args.repeats, args.calls)
+    else:
+        results = [measure("bundled", bundled, dtype, args.repeats, args.calls) for dtype in dtypes]
     if not args.bundled_only:
         if "ensemble" not in inspect.signature(GenreFFNConfig.__init__).parameters:
             raise SystemExit("this GenreFFNConfig has no ensemble option: measure with --bundled-only")
