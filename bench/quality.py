@@ -180,6 +180,7 @@ FULL_SETTINGS = {
     "realmlp_epochs": None,
     "tabm": TABM_DEFAULTS,
     "autogluon_time_limits": AUTOGLUON_TIME_LIMITS,
+    "keep_epoch_by": KEEP_EPOCH_BY,
 }
 QUICK_SETTINGS = {
     "lgbm_trials": 3,
@@ -188,6 +189,7 @@ QUICK_SETTINGS = {
     "realmlp_epochs": 2,
     "tabm": {"k": 4, "d_block": 64, "n_blocks": 2, "max_epochs": 2},
     "autogluon_time_limits": {"medium_quality": 20, "best_quality": 30},
+    "keep_epoch_by": KEEP_EPOCH_BY,
 }
 # The settings a cached peer result must have been made with to be reused (AutoGluon's: its own time limit).
 PEER_SETTING_KEYS = {
@@ -1208,8 +1210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
     args.settings = dict(QUICK_SETTINGS if args.quick else FULL_SETTINGS)
-    if args.keep_epoch_by != SELECTION_METRIC:
-        args.settings["keep_epoch_by"] = args.keep_epoch_by
+    args.settings["keep_epoch_by"] = args.keep_epoch_by
     limits = dict(args.settings["autogluon_time_limits"])
     for item in args.autogluon_seconds:
         preset, _, seconds = item.partition("=")

@@ -140,7 +140,7 @@ def test_card_reports_the_runs_evaluation_compute_and_software_and_cites_the_pap
     text = card_path.read_text()
     evaluation = metrics["evaluation"]
     assert (
-        f"computed on the test split ({evaluation['rows']} rows) in\n{evaluation['dtype']} on {evaluation['device']}, "
+        f"Its figures were computed on {evaluation['rows']} rows in {evaluation['dtype']} on {evaluation['device']}, "
         f"{evaluation['hardware']}" in text
     )
     assert "AVX-512 BF16. " not in text  # no dtype or hardware claim the run does not record

@@ -440,16 +440,26 @@ def test_the_new_options_are_validated_with_the_setting_named():
         GenreFFNConfig(numeric_embedding="periodic", periodic_scale=0)
 
 
-def test_the_defaults_are_the_bundled_models_network():
-    """Today's behaviour by default: independent members on the encoded columns as they are. The bundled model's
-    float32 logits are those of its members computed layer by layer from its safetensors, in plain torch."""
+def test_the_defaults_are_independent_members_computed_in_plain_torch(tmp_path):
+    """The paper's behaviour by default: independent members on the encoded columns as they are. A saved model's
+    float32 logits are those of its members computed layer by layer from its safetensors, in plain torch (batch-norm
+    statistics set away from their initial values, so that they count)."""
     from safetensors.torch import load_file
 
-    from tests.conftest import REPO
+    from tests.conftest import make_model
 
     config = GenreFFNConfig()
     assert (config.ensemble, config.numeric_embedding, config.embedding_bins) == ("independent", None, None)
-    folder = REPO / "space" / "model"
+    saved = make_model(hidden_sizes=[64, 32, 16], num_members=3, calibration_temperature=1.3)
+    with torch.no_grad():
+        for module in saved.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_()
+                module.bias.normal_()
+    saved.save_pretrained(tmp_path)
+    folder = tmp_path
     model = GenreFFNForSequenceClassification.from_pretrained(folder).eval()
     assert model.config.ensemble == "independent" and model.config.num_members == 3
     weights = load_file(folder / "model.safetensors")
