@@ -20,18 +20,14 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from bench.common import BENCH, load_average, machine, read_raw_rows
-from bench.predict import tree_memory
+from bench.predict import run_measured
 
 OUTPUT = BENCH / "many_genres.md"
 FOLDER = BENCH / "output" / "many_genres"
@@ -91,25 +87,10 @@ def run_train(data: Path, run: Path, extra: list[str]) -> dict:
     """`music-genre train --data DATA --output RUN [extra]` in a fresh process; wall clock, CPU time of the tree and
     the peak of the tree's summed resident memory (sampled every 0.5 s)."""
     command = [sys.executable, "-m", "music_genre", "train", "--data", str(data), "--output", str(run), *extra]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    process, peak, peak_pss, processes = psutil.Process(child.pid), 0, 0, 0
-    while child.poll() is None:
-        try:
-            rss, pss, members = tree_memory(process)
-            peak, peak_pss, processes = max(peak, rss), max(peak_pss, pss), max(processes, members)
-        except psutil.Error:
-            pass
-        time.sleep(0.5)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    said = child.stderr.read()
-    if child.returncode != 0:
-        raise SystemExit(f"train exited with {child.returncode}:\n{said[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_mb": peak / 2**20, "peak_pss_mb": peak_pss / 2**20,
-            "processes": processes}  # fmt: skip
+    result = run_measured(command, interval=0.5)
+    if result["returncode"] != 0:
+        raise SystemExit(f"train exited with {result['returncode']}:\n{result['stderr'][-3000:]}")
+    return {key: result[key] for key in ("wall_s", "cpu_s", "peak_mb", "peak_pss_mb", "processes")}
 
 
 def run_outcome(run: Path) -> dict:

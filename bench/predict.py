@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,29 +64,42 @@ def tree_memory(process: psutil.Process) -> tuple[int, int, int]:
     return rss, pss, len(members)
 
 
+def run_measured(command: list[str], env: dict | None = None, interval: float = 0.2) -> dict:
+    """`command` in a fresh process: its wall clock, the CPU time of its whole tree (`RUSAGE_CHILDREN`), the peak of
+    the tree's summed RSS and PSS (sampled every `interval` s), its exit status and what it printed (kept in files,
+    not pipes, so that a talkative command never blocks on a full pipe)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        process, peak, peak_pss, processes = psutil.Process(child.pid), 0, 0, 0
+        while child.poll() is None:
+            try:
+                rss, pss, members = tree_memory(process)
+                peak, peak_pss, processes = max(peak, rss), max(peak_pss, pss), max(processes, members)
+            except psutil.Error:
+                pass
+            time.sleep(interval)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out.seek(0)
+        err.seek(0)
+        said, complained = out.read(), err.read()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mb": peak / 2**20, "peak_pss_mb": peak_pss / 2**20,
+            "processes": processes, "returncode": child.returncode, "said": said, "stderr": complained}  # fmt: skip
+
+
 def run(data: Path, output: Path, workers: int, chunk_rows: int | None) -> dict:
     command = [sys.executable, "-m", "music_genre", "predict", "--model", str(SPACE_MODEL), "--data", str(data),
                "--output", str(output), "--workers", str(workers), "--overwrite"]  # fmt: skip
     if chunk_rows:
         command += ["--chunk-rows", str(chunk_rows)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
-    process, peak, peak_pss, processes = psutil.Process(child.pid), 0, 0, 0
-    while child.poll() is None:
-        try:
-            rss, pss, members = tree_memory(process)
-            peak, peak_pss, processes = max(peak, rss), max(peak_pss, pss), max(processes, members)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if child.returncode != 0:
-        raise SystemExit(f"predict exited with {child.returncode}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"workers": workers, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak / 2**20, "peak_pss_mb": peak_pss / 2**20,
-            "processes": processes, "said": child.stdout.read()}  # fmt: skip
+    result = run_measured(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if result.pop("returncode") != 0:
+        raise SystemExit(f"predict exited with an error:\n{result['stderr'][-3000:]}")
+    del result["stderr"]
+    return {"workers": workers, **result}
 
 
 def stage_times(data: Path, chunk_rows: int) -> dict[str, float]:

@@ -527,3 +527,13 @@ def test_the_many_genres_table_has_the_hub_tables_shape_and_trains_as_it_comes(c
     data = load_data(table)
     assert data.report["label_column"] == "track_genre" and data.report["rows_kept"] == 114_000
     assert sorted(data.genres) == sorted(counts) and all(name == name.lower() for name in data.genres)
+
+
+def test_run_measured_keeps_what_a_talkative_command_prints_and_measures_its_tree():
+    """A command that prints more than a pipe holds (200,000 characters on stderr) is not blocked: its output goes to
+    files. Its memory is sampled while it runs and its CPU time is that of its whole tree."""
+    predict = load_bench("predict")
+    script = "import sys, time; print('out'); sys.stderr.write('e' * 200_000); time.sleep(0.5); sys.exit(3)"
+    result = predict.run_measured([sys.executable, "-c", script], interval=0.05)
+    assert result["returncode"] == 3 and result["said"] == "out\n" and len(result["stderr"]) == 200_000
+    assert result["peak_mb"] > 1 and result["processes"] == 1 and result["wall_s"] >= 0.5 and result["cpu_s"] > 0
