@@ -159,7 +159,16 @@ def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase, sent):
         command[command.index("--max-epochs") + 1], expected = "30", 1
     log_path = tmp_path / "train.log"
     with open(log_path, "wb") as log:
-        main_process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=log, stderr=log)
+        # SIGINT handled as a terminal's command has it (as test_space's serve test does): a child inherits an ignored
+        # SIGINT, and an earlier test in the same pytest process may have left it ignored (a lead, not verified).
+        main_process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            start_new_session=True,
+            stdout=log,
+            stderr=log,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         workers, deadline = [], time.time() + 300  # the search and its re-evaluation come first
         while time.time() < deadline and len(workers) != expected and main_process.poll() is None:
