@@ -302,7 +302,9 @@ def test_a_run_leaves_the_callers_settings_as_they_were(slice_csv, tmp_path):
     from music_genre.training.options import RunOptions
     from music_genre.training.run import train_run
 
-    options = RunOptions(data=str(slice_csv), output=tmp_path / "run", seed=3, n_trials=2, max_epochs=1, num_members=1)
+    options = RunOptions(
+        data=str(slice_csv), output=tmp_path / "run", seed=3, n_trials=2, max_epochs=1, num_members=1, reevaluate_top=0
+    )
     given = replace(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
