@@ -72,6 +72,9 @@ FORMATS = {
     ".json": "jsonl",
 }
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+# What the fork server imports once for every worker (see `_Classifier`): torch, the pipeline's transformers modules,
+# pandas and this module make up most of a worker's memory.
+WORKER_PRELOAD = ["torch", "pandas", "transformers.pipelines", "music_genre.table_prediction"]
 
 
 @dataclass
@@ -1061,6 +1064,15 @@ def _parse_jsonl(job: _Job, chunk: _Chunk) -> tuple[dict[str, np.ndarray], np.nd
 # Running the chunks in order, in this process or in workers
 
 
+def _start_worker(caller: int) -> None:
+    import torch
+
+    from music_genre.training.workers import die_with
+
+    die_with(caller)  # a killed `predict` leaves no worker behind (the fork server, not it, is their parent)
+    torch.set_num_threads(1)  # the workers are the parallelism: one thread each (a second one only contends)
+
+
 class _Classifier:
     """Classifies chunks in this process (`workers=1`) or round-robin in worker processes, in input order."""
 
@@ -1074,8 +1086,14 @@ class _Classifier:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # Spawned, not forked: a fork would copy torch's threads mid-flight.
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            # Forked from multiprocessing's fork server, which imported WORKER_PRELOAD before any thread or model
+            # existed: the workers share those pages instead of each importing its own copy (a fork of this
+            # process would copy threads mid-flight; a spawn would import everything once per worker).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(WORKER_PRELOAD)
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+            )
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -537,3 +537,23 @@ def test_run_measured_keeps_what_a_talkative_command_prints_and_measures_its_tre
     result = predict.run_measured([sys.executable, "-c", script], interval=0.05)
     assert result["returncode"] == 3 and result["said"] == "out\n" and len(result["stderr"]) == 200_000
     assert result["peak_mb"] > 1 and result["processes"] == 1 and result["wall_s"] >= 0.5 and result["cpu_s"] > 0
+
+
+def test_run_measured_counts_the_cpu_of_processes_a_fork_server_starts(tmp_path):
+    """predict's workers are forked by multiprocessing's fork server, which reaps them itself: their CPU time never
+    reaches the measured process's RUSAGE_CHILDREN, and the sampled per-process times count it."""
+    predict = load_bench("predict")
+    script = (
+        "import multiprocessing, time\n"
+        "def burn():\n"
+        "    end = time.process_time() + 1.0\n"
+        "    while time.process_time() < end: pass\n"
+        "if __name__ == '__main__':\n"
+        "    worker = multiprocessing.get_context('forkserver').Process(target=burn)\n"
+        "    worker.start(); worker.join(); time.sleep(0.3)\n"
+    )
+    path = tmp_path / "burn.py"
+    path.write_text(script)
+    result = predict.run_measured([sys.executable, str(path)], interval=0.05)
+    assert result["returncode"] == 0 and result["processes"] >= 3  # the script, the fork server, the worker
+    assert result["cpu_s"] >= 0.9

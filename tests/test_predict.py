@@ -6,10 +6,14 @@ import csv
 import io
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -255,6 +259,41 @@ def test_two_workers_write_what_one_does(table_csv, tmp_path):
     predict_file(MODEL, table_csv, one, chunk_rows=64, coverage=0.9)
     predict_file(MODEL, table_csv, two, chunk_rows=64, coverage=0.9, workers=2)
     assert one.read_bytes() == two.read_bytes()
+
+
+@pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "interrupt"])
+def test_a_killed_or_interrupted_predict_leaves_no_worker_and_no_output(table_bytes, tmp_path, sent):
+    """The workers are forked by multiprocessing's fork server, so they are not the command's children: killed
+    (SIGKILL, no cleanup can run) or interrupted (SIGINT to it alone), the command takes them down with it."""
+    data = tmp_path / "many.csv"
+    header, rows = table_bytes.split(b"\n", 1)
+    data.write_bytes(header + b"\n" + rows * 300)  # 180,000 rows: a minute's work for two workers
+    output = tmp_path / "out.parquet"
+    command = [sys.executable, "-m", "music_genre", "predict", "--model", MODEL, "--data", str(data),
+               "--output", str(output), "--workers", "2", "--chunk-rows", "2048"]  # fmt: skip
+    with open(tmp_path / "log", "wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=log, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        )
+    try:
+        deadline, tree = time.time() + 120, []
+        while time.time() < deadline and process.poll() is None:  # until both workers have a chunk
+            tree = psutil.Process(process.pid).children(recursive=True)
+            if sum(p.cpu_times().user > 1.5 for p in tree) >= 2:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None and len(tree) >= 3, (tmp_path / "log").read_text()
+        process.send_signal(sent)
+        assert process.wait(timeout=30) == (-signal.SIGKILL if sent == signal.SIGKILL else 130)
+        gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive, f"still running after {sent.name} of predict: {[p.cmdline()[-1][:80] for p in alive]}"
+    finally:
+        for child in psutil.Process().children(recursive=True):
+            if child.pid == process.pid or "forkserver" in " ".join(child.cmdline()):
+                child.kill()
+    assert not output.exists() and not output.with_name("out.rejected.csv").exists()
+    if sent == signal.SIGINT:  # interrupted, it removes its partial files too
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 def test_parquet_and_json_lines_inputs(classifier, table_csv, tmp_path):

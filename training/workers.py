@@ -46,6 +46,33 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def die_with(process: int) -> None:
+    """End this process when `process`, an ancestor but not its parent (e.g. the process that asked a fork server for
+    it), dies, even by SIGKILL: a thread polls it every half second (a zombie counts as dead)."""
+
+    def alive() -> bool:
+        try:
+            os.kill(process, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # Linux: a killed process that its parent has not reaped yet is a zombie, state Z
+            with open(f"/proc/{process}/stat", "rb") as stat:
+                return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except OSError:
+            return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(0.5)
+        os._exit(1)
+
+    if not alive():
+        os._exit(1)
+    threading.Thread(target=watch, name="ancestor-watch", daemon=True).start()
+
+
 def start_worker(parent: int, target: str, payload: bytes, progress_bars: bool = True) -> None:
     """Bind to `parent`, then call `target` ("module:function", imported only then) with `pickle.loads(payload)`;
     without `progress_bars` (the parent's console is quiet) transformers' and datasets' bars stay off here too."""
