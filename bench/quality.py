@@ -14,7 +14,7 @@ under a track that training holds under another genre: a model can learn to read
 training rows up at inference.
 
     TQDM_DISABLE=1 python -m bench.quality --jobs 2       # 5 seeds x 2 modes, 2 splits at once; bench/quality.md/.json
-    TQDM_DISABLE=1 python -m bench.quality --quick        # 1 seed, stratified, tiny peers, 3 epochs (bench/output/)
+    TQDM_DISABLE=1 python -m bench.quality --quick        # 1 seed, stratified, tiny peers, 2 epochs (bench/output/)
     python -m bench.quality --models tabm --output-dir bench/output/tabm        # one model, its own file
     python -m bench.quality --merge bench/quality.json bench/output/tabm/quality.json   # measure nothing: merge
     python -m bench.quality --config my_config.json --reuse-peers bench/quality.json   # another network, same peers
@@ -173,19 +173,23 @@ TABM_BINS = 48
 TABM_EMBEDDING = 16
 # AutoGluon's time limit per split and preset (seconds; --autogluon-seconds): what two shared cores afford.
 AUTOGLUON_TIME_LIMITS = {"medium_quality": 120, "best_quality": 600}
+# HistGradientBoosting's most boosting rounds (early-stopped on validation long before; --quick: 40).
+HIST_GB_MAX_ITER = 2000
 FULL_SETTINGS = {
     "lgbm_trials": 30,
     "epochs": None,
     "catboost_iterations": CATBOOST_MAX_ITERATIONS,
+    "histgb_max_iter": HIST_GB_MAX_ITER,
     "realmlp_epochs": None,
     "tabm": TABM_DEFAULTS,
     "autogluon_time_limits": AUTOGLUON_TIME_LIMITS,
     "keep_epoch_by": KEEP_EPOCH_BY,
 }
 QUICK_SETTINGS = {
-    "lgbm_trials": 3,
-    "epochs": 3,
+    "lgbm_trials": 2,
+    "epochs": 2,
     "catboost_iterations": 30,
+    "histgb_max_iter": 40,
     "realmlp_epochs": 2,
     "tabm": {"k": 4, "d_block": 64, "n_blocks": 2, "max_epochs": 2},
     "autogluon_time_limits": {"medium_quality": 20, "best_quality": 30},
@@ -513,12 +517,12 @@ def run_realmlp(
 
 
 def run_hist_gradient_boosting(
-    data: GenreData, split: dict[str, np.ndarray], seed: int
+    data: GenreData, split: dict[str, np.ndarray], seed: int, max_iter: int = HIST_GB_MAX_ITER
 ) -> tuple[np.ndarray, dict, TrustOn]:
     features, labels = raw_features(data.frame), data.labels
     settings = {
         "learning_rate": 0.05,
-        "max_iter": 2000,
+        "max_iter": max_iter,
         "max_leaf_nodes": 31,
         "min_samples_leaf": 20,
         "l2_regularization": 1.0,
@@ -1164,7 +1168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "epoch, as the run's initial model does",
     )
     parser.add_argument(
-        "--quick", action="store_true", help=f"1 seed, stratified, 3 network epochs and tiny peers: {QUICK_SETTINGS}"
+        "--quick", action="store_true", help=f"1 seed, stratified, 2 network epochs and tiny peers: {QUICK_SETTINGS}"
     )
     parser.add_argument(
         "--reuse-peers",
@@ -1334,7 +1338,7 @@ def run_split(mode: str, seed: int, reused: dict | None = None) -> list[dict]:
         LIGHTGBM: lambda split: run_lightgbm(data, split, seed, settings["lgbm_trials"]),
         CATBOOST: lambda split: run_catboost(data, split, seed, settings["catboost_iterations"]),
         REALMLP: lambda split: run_realmlp(data, split, seed, settings["realmlp_epochs"]),
-        HIST_GB: lambda split: run_hist_gradient_boosting(data, split, seed),
+        HIST_GB: lambda split: run_hist_gradient_boosting(data, split, seed, settings["histgb_max_iter"]),
         LOGISTIC: lambda split: run_logistic_regression(data, split, seed, mode),
     }
     refitters = {LIGHTGBM: refit_lightgbm, CATBOOST: refit_catboost}
