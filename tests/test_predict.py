@@ -267,7 +267,7 @@ def test_a_killed_or_interrupted_predict_leaves_no_worker_and_no_output(table_by
     (SIGKILL, no cleanup can run) or interrupted (SIGINT to it alone), the command takes them down with it."""
     data = tmp_path / "many.csv"
     header, rows = table_bytes.split(b"\n", 1)
-    data.write_bytes(header + b"\n" + rows * 300)  # 180,000 rows: a minute's work for two workers
+    data.write_bytes(header + b"\n" + rows * 300)  # 180,000 rows: seconds of work left when the signal comes
     output = tmp_path / "out.parquet"
     command = [sys.executable, "-m", "music_genre", "predict", "--model", MODEL, "--data", str(data),
                "--output", str(output), "--workers", "2", "--chunk-rows", "2048"]  # fmt: skip

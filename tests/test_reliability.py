@@ -157,7 +157,7 @@ def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase, sent):
         # SIGINT at its default, as a terminal gives a command (and test_space's serve test does): a process inherits
         # an ignored SIGINT and Python then never raises KeyboardInterrupt. Without this line the interrupt case
         # failed in 2 full suite runs (the run searched on after the SIGINT) and passed alone; with it, it passed in
-        # every run since (2 full suite runs, 1 of this file).
+        # every run since (4 full suite runs and 1 of this file, 2026-12-03).
         main_process = subprocess.Popen(
             command,
             cwd=REPO,
