@@ -151,7 +151,7 @@ def test_kill_9_of_train_ends_every_worker(slice_csv, tmp_path, phase, sent):
     if phase == "search":
         command[command.index("--n-trials") + 1], expected = "50", 2
     else:  # long enough trainings that the kill lands while the initial model trains in its process
-        command[command.index("--max-epochs") + 1], expected = "30", 1
+        command[command.index("--max-epochs") + 1], expected = "15", 1
     log_path = tmp_path / "train.log"
     with open(log_path, "wb") as log:
         # SIGINT at its default, as a terminal gives a command (and test_space's serve test does): a process inherits
